@@ -1,0 +1,47 @@
+//! Every path the tool uses, named once: the workspace, the app, and what the tool writes under `target/`.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root: the parent of the `xtask` crate.
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The workspace manifest, which may name the app in `[workspace.metadata.xtask] app = "..."`.
+pub(crate) fn workspace_manifest() -> PathBuf {
+    workspace_root().join("Cargo.toml")
+}
+
+/// Where generated files that are committed live (`docker/Dockerfile`).
+pub(crate) fn docker_dir() -> PathBuf {
+    workspace_root().join("docker")
+}
+
+/// The committed, generated Dockerfile.
+pub(crate) fn dockerfile() -> PathBuf {
+    docker_dir().join("Dockerfile")
+}
+
+/// Scratch space for one app: requirements, wheelhouse, build context, stamps. Never committed.
+pub(crate) fn state_dir(image_name: &str) -> PathBuf {
+    cargo_target_dir().join("xtask").join(image_name)
+}
+
+/// The local virtualenv `cargo xtask server` and `cargo xtask test` use, inside the app (like Poetry's
+/// in-project venv). It is excluded from the image by the allowlist build context.
+pub(crate) fn local_venv(app_dir: &Path) -> PathBuf {
+    app_dir.join(".venv")
+}
+
+fn cargo_target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// `path` relative to the workspace root when it is inside it, for messages.
+pub(crate) fn display(path: &Path) -> String {
+    let root = workspace_root();
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
+}
