@@ -4,6 +4,7 @@
 // Stubs are being filled in; remove this once every task is implemented.
 #![allow(dead_code)]
 
+mod bench;
 mod config;
 mod dockerfile;
 mod doctor;
@@ -38,6 +39,7 @@ const TASKS: &[&Task] = &[
     &dockerfile::TASK,
     &init::TASK,
     &doctor::TASK,
+    &bench::TASK,
 ];
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn try_main() -> Result<ExitCode> {
         "dockerfile" => dockerfile::run(&sh, &args),
         "init" => init::run(&sh, &args),
         "doctor" => doctor::run(&sh, &args),
+        "bench" => bench::run(&sh, &args),
         other => unreachable!("task {other} is listed but not dispatched"),
     };
     result.map(|()| ExitCode::SUCCESS)
