@@ -15,6 +15,7 @@ mod gen;
 mod image;
 mod init;
 mod paths;
+mod pip;
 mod pytest;
 mod run;
 mod server;
