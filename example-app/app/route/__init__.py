@@ -1,0 +1,1 @@
+"""HTTP routers: each one parses the request, calls a service and returns a response model, nothing more."""

@@ -1,0 +1,1 @@
+"""Business logic: plain functions with no knowledge of HTTP, easy to test on their own."""
