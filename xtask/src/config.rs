@@ -1,10 +1,12 @@
 //! The app's settings: `[tool.xtask]` in its pyproject.toml, every key optional, with defaults derived from the
-//! project (name, version, `requires-python`, packages). Bad values are errors at `pyproject.toml:line:col`.
+//! project (name, version, `requires-python`, packages, dependencies). Poetry 1 projects (`[tool.poetry]`
+//! metadata) and Poetry 2 / PEP 621 projects (`[project]`) are read alike. Unknown keys and bad values are
+//! errors at `pyproject.toml:line:col`. `KEYS` is the reference the README's table is rendered from.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, format_err, Context, Result};
-use toml_edit::{Item, Table, Value};
+use toml_edit::{Array, InlineTable, Item, TableLike, Value};
 
 use crate::flags::Args;
 use crate::paths;
@@ -18,6 +20,15 @@ pub(crate) const BASE_IMAGE_ENV: &str = "XTASK_BASE_IMAGE";
 pub(crate) enum Interface {
     Asgi,
     Wsgi,
+}
+
+impl Interface {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Interface::Asgi => "asgi",
+            Interface::Wsgi => "wsgi",
+        }
+    }
 }
 
 /// A file or folder of the app that goes into the image: `source` (relative to the app directory) is copied to
@@ -70,43 +81,36 @@ pub(crate) struct Config {
     pub(crate) workdir: String,
 }
 
-/// One `[tool.xtask]` key: name, type, default and meaning. The README's reference table lists the same.
+/// Every `[tool.xtask]` key: name, type, default and meaning. The README's "Configuration reference" table is
+/// rendered from this (a test keeps them equal), and `cargo xtask init` writes one commented line per key.
 pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
-    ("name", "string", "the project name", "image name (`<name>:<version>`, `<name>:<git sha>`)"),
-    ("version", "string", "`[project].version` or `[tool.poetry].version`", "image version tag and OCI label"),
-    ("python", "string `X.Y`", "lowest version `requires-python` allows", "Python of the image and its wheelhouse"),
-    (
-        "base-image",
-        "string",
-        "`python:<python>-slim`",
-        "base image of both stages (`--base-image`, `XTASK_BASE_IMAGE`)",
-    ),
-    ("platform", "string", "`linux/amd64`", "platform of the image and its wheels"),
-    ("port", "integer", "`8080`", "port the server listens on"),
+    ("name", "string", "the project name, lowercased, `-` for other characters", "image name: tags `<name>:<version>` and `<name>:<git sha>`"),
+    ("version", "string", "`[project].version` or `[tool.poetry].version` (`+` → `-`), else `0.0.0`", "image version tag and OCI label"),
+    ("python", "string `X.Y`", "the lowest version `requires-python` (or Poetry's `python` dependency) allows, else `3.12`", "Python of the image and its wheelhouse (`--python`)"),
+    ("base-image", "string", "`python:<python>-slim`", "base image of both stages (`--base-image`, env `XTASK_BASE_IMAGE`)"),
+    ("platform", "string", "`linux/amd64`", "platform of the image and its wheels (`--platform`)"),
+    ("port", "integer", "`8080`", "port the server listens on, in the container and on the host"),
     ("health-path", "string", "`/health`", "path the HEALTHCHECK and `cargo xtask run` probe"),
-    ("app", "string", "`<first package>.main:app`", "the ASGI/WSGI callable"),
-    ("interface", "`asgi` or `wsgi`", "`asgi`", "uvicorn workers (asgi) or gunicorn's sync workers (wsgi)"),
-    ("gunicorn-config", "string", "`gunicorn_config.py` if present", "gunicorn config file, relative to the app"),
-    (
-        "command",
-        "array of strings",
-        "gunicorn with the config, or with bind and worker flags",
-        "the container's command",
-    ),
-    (
-        "include",
-        "array of strings",
-        "Poetry's packages + the gunicorn config",
-        "files and folders copied into the image",
-    ),
-    ("groups", "array of strings", "`[]`", "dependency groups installed besides main"),
-    ("extras", "array of strings", "`[]`", "extras installed"),
+    ("app", "string", "`<first package>.main:app`; `main:app` without packages", "the ASGI/WSGI callable, `module:attribute`"),
+    ("interface", "`\"asgi\"` or `\"wsgi\"`", "`wsgi` if the project depends on Flask, Django, Bottle, Pyramid or Falcon and not on FastAPI, Starlette, Quart or Litestar; else `asgi`", "uvicorn workers under gunicorn (asgi) or gunicorn's sync workers (wsgi)"),
+    ("gunicorn-config", "string", "`gunicorn.conf.py` or `gunicorn_config.py`, if the app has one", "gunicorn's config file, relative to the app"),
+    ("command", "array of strings", "`gunicorn [--config <gunicorn-config>] --bind 0.0.0.0:<port> [--worker-class uvicorn.workers.UvicornWorker] <app>` (bind and worker class only without a config file)", "the container's command (exec form)"),
+    ("include", "array of paths or `{ include, from }` tables", "Poetry's packages (`from = \"src\"` copies `src/<pkg>` to `<pkg>`); with `package-mode = false`, the module of `app`; plus the gunicorn config", "files and folders of the app copied into the image's workdir"),
+    ("groups", "array of strings", "`[]`", "Poetry dependency groups installed besides main (each must exist)"),
+    ("extras", "array of strings", "`[]`", "extras of the project installed (each must exist)"),
     ("env", "table of strings", "`{}`", "environment variables baked into the image"),
-    ("labels", "table of strings", "`{}`", "extra image labels"),
+    ("labels", "table of strings", "`{}`", "image labels besides the OCI ones"),
     ("user", "string", "`app`", "the non-root user the container runs as"),
-    ("uid", "integer", "`10001`", "that user's uid (and gid)"),
+    ("uid", "integer", "`10001`", "that user's uid and gid"),
     ("workdir", "string", "`/app`", "the app's directory in the image"),
 ];
+
+/// Dependencies that tell the app's interface when `interface` is not set.
+const ASGI_FRAMEWORKS: &[&str] = &["fastapi", "starlette", "quart", "litestar"];
+const WSGI_FRAMEWORKS: &[&str] = &["flask", "django", "bottle", "pyramid", "falcon"];
+
+/// gunicorn config files the app may have, in the order they are looked for.
+const GUNICORN_CONFIGS: &[&str] = &["gunicorn.conf.py", "gunicorn_config.py"];
 
 impl Config {
     /// Loads the configuration of the app named by `--app`, or else by the workspace's Cargo.toml.
@@ -151,90 +155,67 @@ impl Config {
 
     pub(crate) fn from_pyproject(app_dir: &Path, file: &TomlFile) -> Result<Config> {
         let doc = file.doc.as_table();
-        let project = table_at(file, doc, "project")?;
-        let poetry = match table_at(file, doc, "tool")? {
-            Some(tool) => table_at(file, tool, "poetry")?,
+        let project = table_at(file, doc, "project", "project")?;
+        let tool = table_at(file, doc, "tool", "tool")?;
+        let poetry = match tool {
+            Some(tool) => table_at(file, tool, "poetry", "tool.poetry")?,
             None => None,
         };
-        let empty = Table::new();
-        let xtask = match table_at(file, doc, "tool")? {
-            Some(tool) => table_at(file, tool, "xtask")?,
+        let xtask = match tool {
+            Some(tool) => table_at(file, tool, "xtask", "tool.xtask")?,
             None => None,
         };
-        let xtask = xtask.unwrap_or(&empty);
-        for (key, item) in xtask.iter() {
-            if !KEYS.iter().any(|(k, ..)| *k == key) {
-                let known: Vec<&str> = KEYS.iter().map(|(k, ..)| *k).collect();
-                let _ = item;
-                return Err(file.error_at_key(
-                    xtask,
-                    key,
-                    format!("unknown key tool.xtask.{key}; known keys: {}", known.join(", ")),
-                ));
-            }
-        }
-        let x = Reader { file, table: xtask };
+        let empty = toml_edit::Table::new();
+        let x = Reader { file, table: xtask.unwrap_or(&empty) };
+        x.check_keys()?;
+        let meta = Metadata { file, project, poetry };
 
-        let project_name = project
-            .and_then(|p| p.get("name"))
-            .or_else(|| poetry.and_then(|p| p.get("name")))
-            .map(|item| string(file, item, "project.name"))
-            .transpose()?
-            .ok_or_else(|| format_err!("{}: the project has no name: set [project].name", file.display))?;
-        let name = match x.string("name")? {
-            Some(name) => {
-                if !is_image_name(&name) {
-                    return Err(x.error(
-                        "name",
-                        "tool.xtask.name must be a valid image name: lowercase letters, digits, and . _ - / separators",
-                    ));
+        let project_name = meta.string("name")?.ok_or_else(|| {
+            format_err!("{}: the project has no name: set [project].name (or [tool.poetry].name)", file.display)
+        })?;
+        let name =
+            match x.string("name")? {
+                Some(name) if is_image_name(&name) => name,
+                Some(_) => return Err(x.error(
+                    "name",
+                    "tool.xtask.name must be a valid image name: lowercase letters and digits, separated by . _ - or /",
+                )),
+                None => {
+                    let name = image_name_from(&project_name);
+                    if name.is_empty() {
+                        bail!(
+                            "{}: cannot make an image name of the project name '{project_name}': set tool.xtask.name",
+                            file.display
+                        );
+                    }
+                    name
                 }
-                name
-            }
-            None => image_name_from(&project_name),
-        };
+            };
         let version = match x.string("version")? {
-            Some(v) => v,
-            None => project
-                .and_then(|p| p.get("version"))
-                .or_else(|| poetry.and_then(|p| p.get("version")))
-                .map(|item| string(file, item, "project.version"))
-                .transpose()?
-                .unwrap_or_else(|| "0.0.0".to_string()),
+            Some(v) if is_image_tag(&v) => v,
+            Some(_) => return Err(x.error(
+                "version",
+                "tool.xtask.version must be a valid image tag: letters, digits, _ . and -, not starting with . or -",
+            )),
+            None => meta.string("version")?.map(|v| image_tag_from(&v)).unwrap_or_else(|| "0.0.0".to_string()),
         };
         let python = match x.string("python")? {
             Some(p) if is_minor_version(&p) => p,
             Some(_) => return Err(x.error("python", "tool.xtask.python must be a Python version X.Y, e.g. \"3.12\"")),
-            None => {
-                let requires = project
-                    .and_then(|p| p.get("requires-python"))
-                    .map(|i| (i, "project.requires-python"))
-                    .or_else(|| {
-                        poetry
-                            .and_then(|p| p.get("dependencies"))
-                            .and_then(|d| d.get("python"))
-                            .map(|i| (i, "tool.poetry.dependencies.python"))
-                    });
-                match requires {
-                    None => "3.12".to_string(),
-                    Some((item, what)) => {
-                        let spec = string(file, item, what)?;
-                        lowest_python(&spec).ok_or_else(|| {
-                            file.error_at(
-                                item,
-                                format!("cannot derive a Python version from {what} = \"{spec}\": set tool.xtask.python = \"X.Y\""),
-                            )
-                        })?
-                    }
-                }
-            }
+            None => meta.python()?,
         };
         let (base_image, base_image_is_default) = match x.string("base-image")? {
-            Some(b) => (b, false),
+            Some(b) if !b.is_empty() && !b.contains(char::is_whitespace) => (b, false),
+            Some(_) => {
+                return Err(x.error(
+                    "base-image",
+                    "tool.xtask.base-image must be an image reference such as \"python:3.12-slim\"",
+                ))
+            }
             None => (default_base_image(&python), true),
         };
         let platform = x.string("platform")?.unwrap_or_else(|| "linux/amd64".to_string());
-        if !platform.starts_with("linux/") {
+        if !is_linux_platform(&platform) {
             return Err(x.error(
                 "platform",
                 "tool.xtask.platform must be a Linux platform such as \"linux/amd64\" or \"linux/arm64\"",
@@ -246,83 +227,120 @@ impl Config {
             Some(_) => return Err(x.error("port", "tool.xtask.port must be an integer between 1 and 65535")),
         };
         let health_path = x.string("health-path")?.unwrap_or_else(|| "/health".to_string());
-        if !health_path.starts_with('/') {
-            return Err(x.error("health-path", "tool.xtask.health-path must start with '/'"));
+        if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
+            return Err(x.error("health-path", "tool.xtask.health-path must be a URL path starting with '/'"));
         }
 
-        let packages = poetry_packages(file, poetry, &project_name, app_dir)?;
+        let package_mode = match poetry.and_then(|p| p.get("package-mode")) {
+            None => true,
+            Some(item) => item.as_bool().ok_or_else(|| {
+                file.error_at(item, format!("tool.poetry.package-mode must be a boolean, not {}", type_name(item)))
+            })?,
+        };
+        let packages = if package_mode { poetry_packages(file, poetry, &project_name, app_dir)? } else { Vec::new() };
         let app = match x.string("app")? {
-            Some(app) => {
-                if !app.contains(':') {
-                    return Err(x.error("app", "tool.xtask.app must be `module:attribute`, e.g. \"app.main:app\""));
-                }
-                app
+            Some(app) if is_app_path(&app) => app,
+            Some(_) => {
+                return Err(x.error(
+                    "app",
+                    "tool.xtask.app must be `module:attribute` with a dotted module path, e.g. \"app.main:app\"",
+                ))
             }
             None => match packages.first() {
-                Some(p) => format!("{}.main:app", p.dest.replace('/', ".")),
+                Some(p) => format!("{}.main:app", p.dest.trim_end_matches(".py").replace('/', ".")),
                 None => "main:app".to_string(),
             },
         };
         let interface = match x.string("interface")?.as_deref() {
-            None | Some("asgi") => Interface::Asgi,
+            Some("asgi") => Interface::Asgi,
             Some("wsgi") => Interface::Wsgi,
             Some(_) => return Err(x.error("interface", "tool.xtask.interface must be \"asgi\" or \"wsgi\"")),
+            None => {
+                let deps = meta.dependency_names()?;
+                let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|d| d == n));
+                if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) {
+                    Interface::Wsgi
+                } else {
+                    Interface::Asgi
+                }
+            }
         };
         let gunicorn_config = match x.string("gunicorn-config")? {
             Some(c) => {
-                if !app_dir.join(&c).is_file() {
+                if !is_relative_inside(&c) || !app_dir.join(&c).is_file() {
                     return Err(x.error(
                         "gunicorn-config",
-                        format!("tool.xtask.gunicorn-config: no file {c} in the app directory"),
+                        format!("tool.xtask.gunicorn-config: no file '{c}' in the app directory"),
                     ));
                 }
                 Some(c)
             }
-            None => app_dir.join("gunicorn_config.py").is_file().then(|| "gunicorn_config.py".to_string()),
+            None => GUNICORN_CONFIGS.iter().find(|c| app_dir.join(c).is_file()).map(|c| c.to_string()),
         };
         let command = match x.strings("command")? {
-            Some(c) if c.is_empty() => return Err(x.error("command", "tool.xtask.command must not be empty")),
+            Some(c) if c.is_empty() || c[0].is_empty() => {
+                return Err(x.error("command", "tool.xtask.command must not be empty"))
+            }
             Some(c) => c,
             None => default_command(&app, interface, gunicorn_config.as_deref(), port),
         };
-        let include = match x.strings("include")? {
-            Some(list) => {
-                let mut include = Vec::new();
-                for source in list {
-                    let clean = source.trim_end_matches('/').to_string();
-                    if clean.is_empty() || clean.starts_with('/') || clean.split('/').any(|c| c == "..") {
-                        return Err(x.error(
-                            "include",
-                            format!("tool.xtask.include: '{source}' must be a relative path inside the app"),
-                        ));
-                    }
-                    if !app_dir.join(&clean).exists() {
-                        return Err(x.error(
-                            "include",
-                            format!("tool.xtask.include: '{source}' does not exist in the app directory"),
-                        ));
-                    }
-                    include.push(Include { dest: clean.clone(), source: clean });
-                }
-                include
-            }
+        let include = match x.includes(app_dir)? {
+            Some(include) => include,
             None => {
-                let mut include = packages.clone();
+                let mut include = if package_mode { packages.clone() } else { app_module(app_dir, &app) };
                 if let Some(c) = &gunicorn_config {
-                    include.push(Include { source: c.clone(), dest: c.clone() });
+                    if !include.iter().any(|i| &i.source == c) {
+                        include.push(Include { source: c.clone(), dest: c.clone() });
+                    }
                 }
                 include
             }
         };
         let groups = x.strings("groups")?.unwrap_or_default();
+        let known_groups = meta.groups()?;
+        for (i, group) in groups.iter().enumerate() {
+            if group != "main" && !known_groups.contains(group) {
+                return Err(x.element_error(
+                    "groups",
+                    i,
+                    format!(
+                        "tool.xtask.groups: the project has no dependency group '{group}' ({})",
+                        listing(&known_groups)
+                    ),
+                ));
+            }
+        }
         let extras = x.strings("extras")?.unwrap_or_default();
+        let known_extras = meta.extras()?;
+        for (i, extra) in extras.iter().enumerate() {
+            if !known_extras.iter().any(|e| normalize(e) == normalize(extra)) {
+                return Err(x.element_error(
+                    "extras",
+                    i,
+                    format!("tool.xtask.extras: the project has no extra '{extra}' ({})", listing(&known_extras)),
+                ));
+            }
+        }
         let env = x.string_table("env")?.unwrap_or_default();
+        for (name, _) in &env {
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(x.entry_error(
+                    "env",
+                    name,
+                    format!(
+                        "tool.xtask.env: '{name}' is not a valid environment variable name (letters, digits and _)"
+                    ),
+                ));
+            }
+        }
         let labels = x.string_table("labels")?.unwrap_or_default();
         let user = x.string("user")?.unwrap_or_else(|| "app".to_string());
-        if user.is_empty()
-            || user == "root"
-            || !user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
+        let valid_user = user.len() <= 32
+            && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_user || user == "root" {
             return Err(
                 x.error("user", "tool.xtask.user must be a non-root user name (lowercase letters, digits, - and _)")
             );
@@ -333,9 +351,13 @@ impl Config {
             Some(_) => return Err(x.error("uid", "tool.xtask.uid must be a positive integer (0 is root)")),
         };
         let workdir = x.string("workdir")?.unwrap_or_else(|| "/app".to_string());
-        if !workdir.starts_with('/') {
-            return Err(x.error("workdir", "tool.xtask.workdir must be an absolute path"));
+        if !workdir.starts_with('/')
+            || workdir.trim_end_matches('/').is_empty()
+            || workdir.contains(char::is_whitespace)
+        {
+            return Err(x.error("workdir", "tool.xtask.workdir must be an absolute path other than /, e.g. \"/app\""));
         }
+        let workdir = workdir.trim_end_matches('/').to_string();
 
         Ok(Config {
             app_dir: app_dir.to_path_buf(),
@@ -372,6 +394,66 @@ impl Config {
     pub(crate) fn image_tag(&self) -> String {
         format!("{}:{}", self.name, self.version)
     }
+
+    /// The value of the setting `key` (one of `KEYS`) as TOML, e.g. `8080` or `["dev"]`: what `cargo xtask init`
+    /// writes, commented out, for the settings the app leaves to their defaults.
+    pub(crate) fn setting_toml(&self, key: &str) -> String {
+        let strings = |items: &[String]| Value::Array(items.iter().map(String::as_str).collect::<Array>());
+        let table = |pairs: &[(String, String)]| {
+            let mut table = InlineTable::new();
+            for (k, v) in pairs {
+                table.insert(k, v.as_str().into());
+            }
+            Value::InlineTable(table)
+        };
+        let value: Value = match key {
+            "name" => self.name.as_str().into(),
+            "version" => self.version.as_str().into(),
+            "python" => self.python.as_str().into(),
+            "base-image" => self.base_image.as_str().into(),
+            "platform" => self.platform.as_str().into(),
+            "port" => i64::from(self.port).into(),
+            "health-path" => self.health_path.as_str().into(),
+            "app" => self.app.as_str().into(),
+            "interface" => self.interface.as_str().into(),
+            "gunicorn-config" => match &self.gunicorn_config {
+                Some(c) => c.as_str().into(),
+                None => return String::new(),
+            },
+            "command" => strings(&self.command),
+            "include" => {
+                let mut array = Array::new();
+                for include in &self.include {
+                    match include.source.strip_suffix(&include.dest).and_then(|from| from.strip_suffix('/')) {
+                        Some(from) if include.source != include.dest => {
+                            let mut t = InlineTable::new();
+                            t.insert("include", include.dest.as_str().into());
+                            t.insert("from", from.into());
+                            array.push(t);
+                        }
+                        _ => array.push(include.source.as_str()),
+                    }
+                }
+                Value::Array(array)
+            }
+            "groups" => strings(&self.groups),
+            "extras" => strings(&self.extras),
+            "env" => table(&self.env),
+            "labels" => table(&self.labels),
+            "user" => self.user.as_str().into(),
+            "uid" => i64::from(self.uid).into(),
+            "workdir" => self.workdir.as_str().into(),
+            other => panic!("setting_toml: unknown key {other}"),
+        };
+        let mut value = value;
+        value.decor_mut().clear();
+        let mut text = value.to_string();
+        if let Value::Array(_) | Value::InlineTable(_) = value {
+            // `Array`/`InlineTable` render their elements with the default spacing; normalise the ends.
+            text = text.trim().to_string();
+        }
+        text
+    }
 }
 
 /// The app directory: `--app`, else `[workspace.metadata.xtask] app` of the workspace's Cargo.toml, else the
@@ -379,36 +461,14 @@ impl Config {
 pub(crate) fn app_dir(flag: Option<&str>) -> Result<PathBuf> {
     let root = paths::workspace_root();
     let dir = match flag {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                std::env::current_dir()?.join(dir)
-            }
-        }
-        None => {
-            let manifest = paths::workspace_manifest();
-            let file = TomlFile::read(&manifest, "Cargo.toml")?;
-            let item = file
-                .doc
-                .get("workspace")
-                .and_then(|w| w.get("metadata"))
-                .and_then(|m| m.get("xtask"))
-                .and_then(|x| x.get("app"));
-            match item {
-                Some(item) => {
-                    let app = item
-                        .as_str()
-                        .ok_or_else(|| file.error_at(item, "workspace.metadata.xtask.app must be a string (the app's directory)"))?;
-                    root.join(app)
-                }
-                None if root.join("pyproject.toml").is_file() => root.clone(),
-                None => bail!(
-                    "no app configured: pass --app DIR, or add to Cargo.toml:\n\n[workspace.metadata.xtask]\napp = \"path/to/app\"\n\n(`cargo xtask init` does this)"
-                ),
-            }
-        }
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => match workspace_app(&paths::workspace_manifest())? {
+            Some(app) => root.join(app),
+            None if root.join("pyproject.toml").is_file() => root.clone(),
+            None => bail!(
+                "no app configured: pass --app DIR, or add to Cargo.toml:\n\n[workspace.metadata.xtask]\napp = \"path/to/app\"\n\n(`cargo xtask init` does this)"
+            ),
+        },
     };
     if !dir.join("pyproject.toml").is_file() {
         bail!(
@@ -419,17 +479,167 @@ pub(crate) fn app_dir(flag: Option<&str>) -> Result<PathBuf> {
     dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
+/// `[workspace.metadata.xtask] app` of the workspace manifest `manifest`, checked: a string, and the only key.
+pub(crate) fn workspace_app(manifest: &Path) -> Result<Option<String>> {
+    let file = TomlFile::read(manifest, &paths::display(manifest))?;
+    let doc = file.doc.as_table();
+    let Some(workspace) = table_at(&file, doc, "workspace", "workspace")? else { return Ok(None) };
+    let Some(metadata) = table_at(&file, workspace, "metadata", "workspace.metadata")? else { return Ok(None) };
+    let Some(xtask) = table_at(&file, metadata, "xtask", "workspace.metadata.xtask")? else { return Ok(None) };
+    for (key, _) in xtask.iter() {
+        if key != "app" {
+            return Err(format_err!(
+                "{}: unknown key workspace.metadata.xtask.{key}; the only key is app (the app's directory); the app's settings go in [tool.xtask] of its pyproject.toml",
+                key_location(&file, xtask, key)
+            ));
+        }
+    }
+    match xtask.get("app") {
+        None => Ok(None),
+        Some(item) => match item.as_str() {
+            Some(app) if !app.is_empty() => Ok(Some(app.to_string())),
+            _ => Err(file.error_at(
+                item,
+                format!("workspace.metadata.xtask.app must be a string (the app's directory), not {}", type_name(item)),
+            )),
+        },
+    }
+}
+
+/// Project metadata, from `[project]` (PEP 621, Poetry 2) or else `[tool.poetry]` (Poetry 1).
+struct Metadata<'a> {
+    file: &'a TomlFile,
+    project: Option<&'a dyn TableLike>,
+    poetry: Option<&'a dyn TableLike>,
+}
+
+impl Metadata<'_> {
+    /// `[project].<key>`, else `[tool.poetry].<key>`, as a string.
+    fn string(&self, key: &str) -> Result<Option<String>> {
+        for (table, prefix) in [(self.project, "project"), (self.poetry, "tool.poetry")] {
+            if let Some(item) = table.and_then(|t| t.get(key)) {
+                return string(self.file, item, &format!("{prefix}.{key}")).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The lowest Python `requires-python` or Poetry's `python` dependency allows.
+    fn python(&self) -> Result<String> {
+        let requires =
+            self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
+                self.poetry
+                    .and_then(|p| p.get("dependencies"))
+                    .and_then(|d| d.get("python"))
+                    .map(|i| (i, "tool.poetry.dependencies.python"))
+            });
+        let Some((item, what)) = requires else { return Ok("3.12".to_string()) };
+        let spec = string(self.file, item, what)?;
+        lowest_python(&spec).ok_or_else(|| {
+            self.file.error_at(
+                item,
+                format!("cannot derive a Python version from {what} = \"{spec}\": set tool.xtask.python = \"X.Y\""),
+            )
+        })
+    }
+
+    /// Normalized names of the main dependencies (`[project].dependencies` and `[tool.poetry.dependencies]`).
+    fn dependency_names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        if let Some(item) = self.project.and_then(|p| p.get("dependencies")) {
+            for value in item.as_array().into_iter().flatten() {
+                if let Some(spec) = value.as_str() {
+                    let name: String =
+                        spec.chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+                    names.push(normalize(&name));
+                }
+            }
+        }
+        if let Some(deps) = self.poetry.and_then(|p| p.get("dependencies")).and_then(Item::as_table_like) {
+            names.extend(deps.iter().map(|(name, _)| normalize(name)));
+        }
+        Ok(names)
+    }
+
+    /// The project's dependency groups: `[tool.poetry.group.<name>]`, the legacy `dev-dependencies` (`dev`), and
+    /// PEP 735 `[dependency-groups]`.
+    fn groups(&self) -> Result<Vec<String>> {
+        let mut groups = Vec::new();
+        if let Some(group) = self.poetry.and_then(|p| p.get("group")).and_then(Item::as_table_like) {
+            groups.extend(group.iter().map(|(name, _)| name.to_string()));
+        }
+        if self.poetry.is_some_and(|p| p.contains_key("dev-dependencies")) && !groups.iter().any(|g| g == "dev") {
+            groups.push("dev".to_string());
+        }
+        if let Some(pep735) = self.file.doc.get("dependency-groups").and_then(Item::as_table_like) {
+            for (name, _) in pep735.iter() {
+                if !groups.iter().any(|g| g == name) {
+                    groups.push(name.to_string());
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The project's extras: `[project.optional-dependencies]` and `[tool.poetry.extras]`.
+    fn extras(&self) -> Result<Vec<String>> {
+        let mut extras = Vec::new();
+        for table in
+            [self.project.and_then(|p| p.get("optional-dependencies")), self.poetry.and_then(|p| p.get("extras"))]
+        {
+            if let Some(table) = table.and_then(Item::as_table_like) {
+                extras.extend(table.iter().map(|(name, _)| name.to_string()));
+            }
+        }
+        Ok(extras)
+    }
+}
+
 /// Reads typed values out of `[tool.xtask]` with errors at the value's position.
 struct Reader<'a> {
     file: &'a TomlFile,
-    table: &'a Table,
+    table: &'a dyn TableLike,
 }
 
 impl Reader<'_> {
+    /// Every key must be one of `KEYS`.
+    fn check_keys(&self) -> Result<()> {
+        for (key, _) in self.table.iter() {
+            if !KEYS.iter().any(|(k, ..)| *k == key) {
+                let hint = match KEYS.iter().find(|(k, ..)| k.replace('-', "") == key.replace(['_', '-'], "")) {
+                    Some((k, ..)) => format!("did you mean {k}?"),
+                    None => {
+                        let known: Vec<&str> = KEYS.iter().map(|(k, ..)| *k).collect();
+                        format!("known keys: {}", known.join(", "))
+                    }
+                };
+                bail!("{}: unknown key tool.xtask.{key}; {hint}", key_location(self.file, self.table, key));
+            }
+        }
+        Ok(())
+    }
+
     fn error(&self, key: &str, message: impl std::fmt::Display) -> anyhow::Error {
         match self.table.get(key) {
             Some(item) => self.file.error_at(item, message),
-            None => self.file.error_at_key(self.table, key, message),
+            None => format_err!("{}: {message}", key_location(self.file, self.table, key)),
+        }
+    }
+
+    /// An error at element `index` of the array `key`.
+    fn element_error(&self, key: &str, index: usize, message: impl std::fmt::Display) -> anyhow::Error {
+        let span = self.table.get(key).and_then(Item::as_array).and_then(|a| a.get(index)).and_then(Value::span);
+        match span {
+            Some(span) => format_err!("{}: {message}", self.file.location(span.start)),
+            None => self.error(key, message),
+        }
+    }
+
+    /// An error at the entry `name` of the table `key`.
+    fn entry_error(&self, key: &str, name: &str, message: impl std::fmt::Display) -> anyhow::Error {
+        match self.table.get(key).and_then(Item::as_table_like) {
+            Some(table) => format_err!("{}: {message}", key_location(self.file, table, name)),
+            None => self.error(key, message),
         }
     }
 
@@ -468,11 +678,11 @@ impl Reader<'_> {
         for value in array.iter() {
             match value.as_str() {
                 Some(s) => out.push(s.to_string()),
-                None => {
-                    let at =
-                        value.span().map(|s| self.file.location(s.start)).unwrap_or_else(|| self.file.display.clone());
-                    bail!("{at}: tool.xtask.{key} must be an array of strings, found {}", value_type_name(value));
-                }
+                None => bail!(
+                    "{}: tool.xtask.{key} must be an array of strings, found {}",
+                    self.value_location(value),
+                    value_type_name(value)
+                ),
             }
         }
         Ok(Some(out))
@@ -498,13 +708,82 @@ impl Reader<'_> {
         }
         Ok(Some(out))
     }
+
+    /// `include`: paths relative to the app (`"static"`), or `{ include = "pkg", from = "src" }` tables that copy
+    /// `src/pkg` to `pkg`, as Poetry's `packages` do. Each must exist.
+    fn includes(&self, app_dir: &Path) -> Result<Option<Vec<Include>>> {
+        let Some(item) = self.table.get("include") else { return Ok(None) };
+        let shape = "tool.xtask.include must be an array of paths or { include = \"...\", from = \"...\" } tables";
+        let Some(array) = item.as_array() else {
+            return Err(self.file.error_at(item, format!("{shape}, not {}", type_name(item))));
+        };
+        let mut out = Vec::new();
+        for value in array.iter() {
+            let at = self.value_location(value);
+            let (include, from) = match value {
+                Value::String(s) => (s.value().to_string(), None),
+                Value::InlineTable(t) => {
+                    for (k, _) in t.iter() {
+                        if k != "include" && k != "from" {
+                            bail!("{at}: tool.xtask.include: unknown key '{k}' (an entry has include and from)");
+                        }
+                    }
+                    let Some(include) = t.get("include").and_then(Value::as_str) else {
+                        bail!("{at}: tool.xtask.include: a table entry needs include = \"path\"");
+                    };
+                    let from = match t.get("from") {
+                        None => None,
+                        Some(v) => match v.as_str() {
+                            Some(f) => Some(f.trim_end_matches('/').to_string()),
+                            None => bail!("{at}: tool.xtask.include: from must be a string"),
+                        },
+                    };
+                    (include.to_string(), from)
+                }
+                other => bail!("{at}: {shape}, found {}", value_type_name(other)),
+            };
+            let dest = include.trim_end_matches('/').to_string();
+            let source = match &from {
+                Some(from) if !from.is_empty() && from != "." => format!("{from}/{dest}"),
+                _ => dest.clone(),
+            };
+            if !is_relative_inside(&source) {
+                bail!("{at}: tool.xtask.include: '{source}' must be a relative path inside the app");
+            }
+            if !app_dir.join(&source).exists() {
+                bail!("{at}: tool.xtask.include: '{source}' does not exist in the app directory");
+            }
+            out.push(Include { source, dest });
+        }
+        Ok(Some(out))
+    }
+
+    fn value_location(&self, value: &Value) -> String {
+        value.span().map(|s| self.file.location(s.start)).unwrap_or_else(|| self.file.display.clone())
+    }
 }
 
-fn table_at<'a>(file: &TomlFile, parent: &'a Table, key: &str) -> Result<Option<&'a Table>> {
+/// `path:line:col` of `key` in `table` (or of the table when the key has no span).
+fn key_location(file: &TomlFile, table: &dyn TableLike, key: &str) -> String {
+    match table.key(key).and_then(|k| k.span()) {
+        Some(span) => file.location(span.start),
+        None => file.display.clone(),
+    }
+}
+
+/// The table (standard or inline) at `parent[key]`; `what` names it in the error when it is something else.
+fn table_at<'a>(
+    file: &TomlFile,
+    parent: &'a dyn TableLike,
+    key: &str,
+    what: &str,
+) -> Result<Option<&'a dyn TableLike>> {
     match parent.get(key) {
         None => Ok(None),
-        Some(Item::Table(t)) => Ok(Some(t)),
-        Some(item) => Err(file.error_at(item, format!("{key} must be a table"))),
+        Some(item) => match item.as_table_like() {
+            Some(t) => Ok(Some(t)),
+            None => Err(file.error_at(item, format!("{what} must be a table, not {}", type_name(item)))),
+        },
     }
 }
 
@@ -535,48 +814,72 @@ fn value_type_name(value: &Value) -> &'static str {
     }
 }
 
+/// `the project has: a, b` / `the project has none`, for errors about groups and extras.
+fn listing(names: &[String]) -> String {
+    if names.is_empty() {
+        "the project has none".to_string()
+    } else {
+        format!("the project has: {}", names.join(", "))
+    }
+}
+
+/// PEP 503/685 name normalization: lowercase, runs of `-_.` become `-`.
+fn normalize(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if "-_.".contains(c) {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
 /// The packages Poetry puts in the project's wheel, as image includes: `[tool.poetry] packages`
 /// (`{ include = "pkg", from = "src" }` copies `src/pkg` to `pkg`), or else the module named like the project
-/// (`my-app` → `my_app`, at the top or under `src/`). `package-mode = false` projects have none by default.
+/// (`my-app` → `my_app`, at the top or under `src/`), as Poetry finds it.
 fn poetry_packages(
     file: &TomlFile,
-    poetry: Option<&Table>,
+    poetry: Option<&dyn TableLike>,
     project_name: &str,
     app_dir: &Path,
 ) -> Result<Vec<Include>> {
     let mut out = Vec::new();
     if let Some(item) = poetry.and_then(|p| p.get("packages")) {
         let Some(array) = item.as_array() else {
-            return Err(file.error_at(item, "tool.poetry.packages must be an array of tables"));
+            return Err(file
+                .error_at(item, format!("tool.poetry.packages must be an array of tables, not {}", type_name(item))));
         };
         for value in array.iter() {
+            let at = value.span().map(|s| file.location(s.start)).unwrap_or_else(|| file.display.clone());
             let Some(table) = value.as_inline_table() else {
-                let at = value.span().map(|s| file.location(s.start)).unwrap_or_else(|| file.display.clone());
                 bail!("{at}: tool.poetry.packages entries must be tables like {{ include = \"pkg\" }}");
             };
-            let Some(include) = table.get("include").and_then(|v| v.as_str()) else { continue };
-            let from = table.get("from").and_then(|v| v.as_str()).map(|f| f.trim_end_matches('/'));
-            // A glob or a single module file: keep it simple and copy the first path component.
+            let Some(include) = table.get("include").and_then(|v| v.as_str()) else {
+                bail!("{at}: tool.poetry.packages entries need include = \"pkg\"");
+            };
             let include = include.trim_end_matches('/');
+            if include.contains(['*', '?', '[']) {
+                bail!("{at}: tool.poetry.packages include '{include}' is a glob: set tool.xtask.include to the paths the image needs");
+            }
+            let from = table.get("from").and_then(|v| v.as_str()).map(|f| f.trim_end_matches('/'));
             let source = match from {
                 Some(from) if !from.is_empty() && from != "." => format!("{from}/{include}"),
                 _ => include.to_string(),
             };
-            if include.contains('*') {
-                bail!("{}: tool.poetry.packages include '{include}' is a glob: set tool.xtask.include to the paths the image needs", file.display);
-            }
             out.push(Include { source, dest: include.to_string() });
         }
         return Ok(out);
     }
-    if poetry.and_then(|p| p.get("package-mode")).and_then(|i| i.as_bool()) == Some(false) {
-        return Ok(out);
-    }
-    let module = project_name.to_lowercase().replace(['-', '.'], "_");
+    let module = normalize(project_name).replace('-', "_");
     for (source, dest) in [
         (module.clone(), module.clone()),
         (format!("src/{module}"), module.clone()),
         (format!("{module}.py"), format!("{module}.py")),
+        (format!("src/{module}.py"), format!("{module}.py")),
     ] {
         if app_dir.join(&source).exists() {
             out.push(Include { source, dest });
@@ -584,6 +887,21 @@ fn poetry_packages(
         }
     }
     Ok(out)
+}
+
+/// For an app that is not a package (`package-mode = false`): the top-level module of `app` (`api.main:app` →
+/// the folder `api/` or the file `api.py`, at the top or under `src/`), if the app directory has it. When it
+/// does not, the module must come from a dependency, and nothing is included.
+fn app_module(app_dir: &Path, app: &str) -> Vec<Include> {
+    let top = app.split(':').next().unwrap_or(app).split('.').next().unwrap_or_default();
+    for dest in [top.to_string(), format!("{top}.py")] {
+        for source in [dest.clone(), format!("src/{dest}")] {
+            if app_dir.join(&source).exists() {
+                return vec![Include { source, dest }];
+            }
+        }
+    }
+    Vec::new()
 }
 
 fn default_command(app: &str, interface: Interface, gunicorn_config: Option<&str>, port: u16) -> Vec<String> {
@@ -611,6 +929,28 @@ fn is_minor_version(v: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
+fn is_linux_platform(p: &str) -> bool {
+    p.strip_prefix("linux/").is_some_and(|arch| {
+        !arch.is_empty()
+            && arch.split('/').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
+    })
+}
+
+/// `pkg.module:attr` (gunicorn also accepts a factory call, `pkg.module:create_app()`).
+fn is_app_path(app: &str) -> bool {
+    let Some((module, attr)) = app.split_once(':') else { return false };
+    let identifier = |s: &str| {
+        s.starts_with(|c: char| c.is_alphabetic() || c == '_') && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    module.split('.').all(identifier) && identifier(attr.split('(').next().unwrap_or_default())
+}
+
+/// A relative path that stays inside its base: no leading `/`, no `..`.
+fn is_relative_inside(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|c| c == "..")
+}
+
 /// `My_App` → `my-app`: a valid image repository name from a project name.
 fn image_name_from(project: &str) -> String {
     let mut out = String::new();
@@ -633,6 +973,25 @@ fn is_image_name(name: &str) -> bool {
                 && part.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && part.ends_with(|c: char| c.is_ascii_alphanumeric())
         })
+}
+
+/// An image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_image_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// A project version as an image tag: PEP 440 local versions (`1.0+abc`) and other characters become `-`.
+fn image_tag_from(version: &str) -> String {
+    let tag: String =
+        version.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' }).collect();
+    let tag = tag.trim_start_matches(['.', '-']);
+    if tag.is_empty() {
+        "0.0.0".to_string()
+    } else {
+        tag.chars().take(128).collect()
+    }
 }
 
 /// The lowest `3.Y` that a `requires-python` (PEP 440) or Poetry python constraint allows.
@@ -706,70 +1065,409 @@ fn allows(clause: &str, v: [u64; 3]) -> bool {
     }
 }
 
+/// The lines around the table in README.md, so that a test can find it.
+const README_TABLE_START: &str =
+    "<!-- rendered from xtask/src/config.rs KEYS; UPDATE_EXPECT=1 cargo test rewrites it -->";
+const README_TABLE_END: &str = "<!-- end of the rendered table -->";
+
+/// The README's "Configuration reference" table, rendered from `KEYS`.
+pub(crate) fn reference_table() -> String {
+    let mut out = String::from("| key | type | default | what it does |\n|---|---|---|---|\n");
+    for (key, kind, default, meaning) in KEYS {
+        out.push_str(&format!("| `{key}` | {kind} | {default} | {meaning} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use expect_test::{expect, Expect};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn load(pyproject: &str) -> Result<Config> {
-        let dir = std::env::temp_dir().join(format!("xtask-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("app")).unwrap();
-        let file = TomlFile::parse(&dir.join("pyproject.toml"), "app/pyproject.toml", pyproject.to_string())?;
-        Config::from_pyproject(&dir, &file)
+    /// A fresh app directory holding `files` (path, contents); `pyproject.toml` among them.
+    fn app(files: &[(&str, &str)]) -> PathBuf {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("xtask-config-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, contents) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        dir
     }
 
-    fn check_error(pyproject: &str, expect: Expect) {
-        let err = load(pyproject).err().expect("an error");
+    fn load_in(dir: &Path, pyproject: &str) -> Result<Config> {
+        let file = TomlFile::parse(&dir.join("pyproject.toml"), "app/pyproject.toml", pyproject.to_string())?;
+        Config::from_pyproject(dir, &file)
+    }
+
+    fn load(pyproject: &str) -> Result<Config> {
+        load_in(&app(&[("app/__init__.py", ""), ("src/lib/__init__.py", "")]), pyproject)
+    }
+
+    /// Every setting, after defaults, as `cargo xtask init` would write them.
+    fn settings(config: &Config) -> String {
+        KEYS.iter().map(|(key, ..)| format!("{key} = {}\n", config.setting_toml(key))).collect()
+    }
+
+    fn check_error(tail: &str, expect: Expect) {
+        let err = load(&format!("{HEAD}{tail}")).err().expect("an error");
         expect.assert_eq(&err.to_string());
     }
 
-    const HEAD: &str = "[project]\nname = \"My_App\"\nversion = \"1.2.3\"\nrequires-python = \">=3.11,<3.14\"\n[tool.poetry]\npackages = [{ include = \"app\" }]\n[tool.xtask]\n";
+    const HEAD: &str = "[project]\nname = \"My_App\"\nversion = \"1.2.3\"\nrequires-python = \">=3.11,<3.14\"\n\
+                        dependencies = [\"fastapi>=0.110\"]\n[project.optional-dependencies]\nfast = [\"orjson\"]\n\
+                        [tool.poetry]\npackages = [{ include = \"app\" }]\n[tool.poetry.group.dev.dependencies]\n\
+                        pytest = \"*\"\n[tool.xtask]\n";
 
     #[test]
     fn defaults() {
         let c = load(HEAD).unwrap();
-        expect![[r#"my-app 1.2.3 3.11 python:3.11-slim linux/amd64 8080 /health app.main:app ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "uvicorn.workers.UvicornWorker", "app.main:app"] [Include { source: "app", dest: "app" }]"#]]
-        .assert_eq(&format!(
-            "{} {} {} {} {} {} {} {} {:?} {:?}",
-            c.name, c.version, c.python, c.base_image, c.platform, c.port, c.health_path, c.app, c.command, c.include
-        ));
+        expect![[r#"
+            name = "my-app"
+            version = "1.2.3"
+            python = "3.11"
+            base-image = "python:3.11-slim"
+            platform = "linux/amd64"
+            port = 8080
+            health-path = "/health"
+            app = "app.main:app"
+            interface = "asgi"
+            gunicorn-config = 
+            command = ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "uvicorn.workers.UvicornWorker", "app.main:app"]
+            include = ["app"]
+            groups = []
+            extras = []
+            env = {}
+            labels = {}
+            user = "app"
+            uid = 10001
+            workdir = "/app"
+        "#]]
+        .assert_eq(&settings(&c));
     }
 
     #[test]
+    fn every_setting() {
+        let dir = app(&[("app/__init__.py", ""), ("conf/gunicorn.py", ""), ("static/x.css", "")]);
+        let c = load_in(
+            &dir,
+            &format!(
+                "{HEAD}name = \"team/my-app\"\nversion = \"2024.1\"\npython = \"3.13\"\nbase-image = \"registry.local/python:3.13\"\n\
+                 platform = \"linux/arm64\"\nport = 9000\nhealth-path = \"/-/ready\"\napp = \"app.api:make()\"\ninterface = \"wsgi\"\n\
+                 gunicorn-config = \"conf/gunicorn.py\"\ncommand = [\"python\", \"-m\", \"app\"]\n\
+                 include = [\"static/\", {{ include = \"app\" }}]\ngroups = [\"dev\"]\nextras = [\"fast\"]\n\
+                 env = {{ A = \"1\", B_2 = \"two\" }}\nlabels = {{ \"org.example.team\" = \"web\" }}\nuser = \"web\"\nuid = 1234\nworkdir = \"/srv/app/\"\n"
+            ),
+        )
+        .unwrap();
+        expect![[r#"
+            name = "team/my-app"
+            version = "2024.1"
+            python = "3.13"
+            base-image = "registry.local/python:3.13"
+            platform = "linux/arm64"
+            port = 9000
+            health-path = "/-/ready"
+            app = "app.api:make()"
+            interface = "wsgi"
+            gunicorn-config = "conf/gunicorn.py"
+            command = ["python", "-m", "app"]
+            include = ["static", "app"]
+            groups = ["dev"]
+            extras = ["fast"]
+            env = { A = "1", B_2 = "two" }
+            labels = { "org.example.team" = "web" }
+            user = "web"
+            uid = 1234
+            workdir = "/srv/app"
+        "#]]
+        .assert_eq(&settings(&c));
+    }
+
+    #[test]
+    fn poetry1_project_in_src_layout() {
+        let dir = app(&[("src/greeter_web/__init__.py", ""), ("gunicorn.conf.py", "")]);
+        let c = load_in(
+            &dir,
+            "[tool.poetry]\nname = \"greeter\"\nversion = \"0.3.0+local.1\"\n\
+             packages = [{ include = \"greeter_web\", from = \"src\" }]\n\
+             [tool.poetry.dependencies]\npython = \"^3.10\"\nflask = \"^3\"\nhumanize = { version = \"*\", optional = true }\n\
+             [tool.poetry.extras]\nsizes = [\"humanize\"]\n[tool.poetry.dev-dependencies]\npytest = \"*\"\n\
+             [tool.xtask]\nextras = [\"Sizes\"]\ngroups = [\"dev\"]\n",
+        )
+        .unwrap();
+        expect![[r#"
+            name = "greeter"
+            version = "0.3.0-local.1"
+            python = "3.10"
+            base-image = "python:3.10-slim"
+            platform = "linux/amd64"
+            port = 8080
+            health-path = "/health"
+            app = "greeter_web.main:app"
+            interface = "wsgi"
+            gunicorn-config = "gunicorn.conf.py"
+            command = ["gunicorn", "--config", "gunicorn.conf.py", "greeter_web.main:app"]
+            include = [{ include = "greeter_web", from = "src" }, "gunicorn.conf.py"]
+            groups = ["dev"]
+            extras = ["Sizes"]
+            env = {}
+            labels = {}
+            user = "app"
+            uid = 10001
+            workdir = "/app"
+        "#]]
+        .assert_eq(&settings(&c));
+        assert_eq!(c.include[0], Include { source: "src/greeter_web".into(), dest: "greeter_web".into() });
+    }
+
+    #[test]
+    fn poetry2_project_finds_its_package() {
+        // No `packages`: Poetry finds the module named like the project, here under src/.
+        let dir = app(&[("src/shop_api/__init__.py", "")]);
+        let c = load_in(
+            &dir,
+            "[project]\nname = \"Shop.API\"\ndynamic = [\"version\"]\nrequires-python = \"~=3.12\"\n\
+             dependencies = [\"django (>=5)\"]\n[tool.poetry]\nversion = \"5.0.0\"\n\
+             [dependency-groups]\nlint = [\"ruff\"]\n[tool.xtask]\ngroups = [\"lint\"]\n",
+        )
+        .unwrap();
+        expect![[r#"shop-api 5.0.0 3.12 shop_api.main:app wsgi [Include { source: "src/shop_api", dest: "shop_api" }] ["lint"]"#]]
+            .assert_eq(&format!(
+                "{} {} {} {} {} {:?} {:?}",
+                c.name,
+                c.version,
+                c.python,
+                c.app,
+                c.interface.as_str(),
+                c.include,
+                c.groups
+            ));
+    }
+
+    #[test]
+    fn package_mode_false_includes_the_app_module() {
+        let pyproject = |app: &str| {
+            format!("[project]\nname = \"scripts\"\nversion = \"1\"\n[tool.poetry]\npackage-mode = false\n[tool.xtask]\n{app}")
+        };
+        let check = |files: &[(&str, &str)], app: &str, expect: Expect| {
+            let c = load_in(&self::app(files), &pyproject(app)).unwrap();
+            expect.assert_eq(&format!("{} {}", c.app, c.setting_toml("include")));
+        };
+        check(&[("main.py", "")], "", expect![[r#"main:app ["main.py"]"#]]);
+        check(
+            &[("service/api.py", ""), ("gunicorn_config.py", "")],
+            "app = \"service.api:app\"",
+            expect![[r#"service.api:app ["service", "gunicorn_config.py"]"#]],
+        );
+        check(
+            &[("src/web.py", "")],
+            "app = \"web:app\"",
+            expect![[r#"web:app [{ include = "web.py", from = "src" }]"#]],
+        );
+        // The module comes from a dependency: nothing of the app goes into the image.
+        check(&[], "app = \"thirdparty.wsgi:app\"", expect!["thirdparty.wsgi:app []"]);
+        check(
+            &[("main.py", ""), ("tpl/a.html", "")],
+            "include = [\"main.py\", \"tpl\"]",
+            expect![[r#"main:app ["main.py", "tpl"]"#]],
+        );
+    }
+
+    #[test]
+    fn interface_from_dependencies() {
+        let check = |deps: &str, expect: Expect| {
+            let c = load(&format!("[project]\nname = \"a\"\ndependencies = [{deps}]\n")).unwrap();
+            expect.assert_eq(c.interface.as_str());
+        };
+        check("", expect!["asgi"]);
+        check("\"Flask>=3\"", expect!["wsgi"]);
+        check("\"flask\", \"fastapi\"", expect!["asgi"]);
+        check("\"pyramid[testing]\"", expect!["wsgi"]);
+    }
+
+    /// One case per kind of error: each names `file:line:col` of the offending key or value.
+    #[test]
     fn errors_point_at_the_value() {
+        // Unknown keys.
+        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, app, interface, gunicorn-config, command, include, groups, extras, env, labels, user, uid, workdir"]);
         check_error(
-            &format!("{HEAD}port = \"80\"\n"),
-            expect!["app/pyproject.toml:8:8: tool.xtask.port must be an integer, not a string"],
+            "health_path = \"/\"\n",
+            expect!["app/pyproject.toml:13:1: unknown key tool.xtask.health_path; did you mean health-path?"],
+        );
+        // Wrong types, one per type of setting.
+        check_error(
+            "port = \"80\"\n",
+            expect!["app/pyproject.toml:13:8: tool.xtask.port must be an integer, not a string"],
         );
         check_error(
-            &format!("{HEAD}port = 70000\n"),
-            expect!["app/pyproject.toml:8:8: tool.xtask.port must be an integer between 1 and 65535"],
-        );
-        check_error(&format!("{HEAD}prot = 80\n"), expect!["app/pyproject.toml:8:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, app, interface, gunicorn-config, command, include, groups, extras, env, labels, user, uid, workdir"]);
-        check_error(
-            &format!("{HEAD}groups = [\"dev\", 1]\n"),
-            expect!["app/pyproject.toml:8:18: tool.xtask.groups must be an array of strings, found an integer"],
+            "python = 3.12\n",
+            expect!["app/pyproject.toml:13:10: tool.xtask.python must be a string, not a float"],
         );
         check_error(
-            &format!("{HEAD}python = \"3\"\n"),
-            expect![[r#"app/pyproject.toml:8:10: tool.xtask.python must be a Python version X.Y, e.g. "3.12""#]],
+            "groups = \"dev\"\n",
+            expect!["app/pyproject.toml:13:10: tool.xtask.groups must be an array of strings, not a string"],
         );
         check_error(
-            &format!("{HEAD}env = {{ A = 1 }}\n"),
-            expect!["app/pyproject.toml:8:13: tool.xtask.env.A must be a string, not an integer"],
+            "groups = [\"dev\", 1]\n",
+            expect!["app/pyproject.toml:13:18: tool.xtask.groups must be an array of strings, found an integer"],
         );
         check_error(
-            &format!("{HEAD}uid = 0\n"),
-            expect!["app/pyproject.toml:8:7: tool.xtask.uid must be a positive integer (0 is root)"],
+            "env = [\"A=1\"]\n",
+            expect!["app/pyproject.toml:13:7: tool.xtask.env must be a table of strings, not an array"],
         );
         check_error(
-            &format!("{HEAD}include = [\"../secrets\"]\n"),
-            expect!["app/pyproject.toml:8:11: tool.xtask.include: '../secrets' must be a relative path inside the app"],
+            "env = { A = 1 }\n",
+            expect!["app/pyproject.toml:13:13: tool.xtask.env.A must be a string, not an integer"],
         );
         check_error(
+            "[tool.xtask.labels]\nteam = true\n",
+            expect!["app/pyproject.toml:14:8: tool.xtask.labels.team must be a string, not a boolean"],
+        );
+        check_error(
+            "include = \"app\"\n",
+            expect![[
+                r#"app/pyproject.toml:13:11: tool.xtask.include must be an array of paths or { include = "...", from = "..." } tables, not a string"#
+            ]],
+        );
+        check_error(
+            "include = [1]\n",
+            expect![[
+                r#"app/pyproject.toml:13:12: tool.xtask.include must be an array of paths or { include = "...", from = "..." } tables, found an integer"#
+            ]],
+        );
+        check_error(
+            "include = [{ path = \"app\" }]\n",
+            expect!["app/pyproject.toml:13:12: tool.xtask.include: unknown key 'path' (an entry has include and from)"],
+        );
+        // Values out of range or of the wrong shape.
+        check_error(
+            "port = 70000\n",
+            expect!["app/pyproject.toml:13:8: tool.xtask.port must be an integer between 1 and 65535"],
+        );
+        check_error("name = \"My App\"\n", expect!["app/pyproject.toml:13:8: tool.xtask.name must be a valid image name: lowercase letters and digits, separated by . _ - or /"]);
+        check_error("version = \"1.0+local\"\n", expect!["app/pyproject.toml:13:11: tool.xtask.version must be a valid image tag: letters, digits, _ . and -, not starting with . or -"]);
+        check_error(
+            "python = \"3\"\n",
+            expect![[r#"app/pyproject.toml:13:10: tool.xtask.python must be a Python version X.Y, e.g. "3.12""#]],
+        );
+        check_error(
+            "base-image = \"\"\n",
+            expect![[
+                r#"app/pyproject.toml:13:14: tool.xtask.base-image must be an image reference such as "python:3.12-slim""#
+            ]],
+        );
+        check_error(
+            "platform = \"darwin/arm64\"\n",
+            expect![[
+                r#"app/pyproject.toml:13:12: tool.xtask.platform must be a Linux platform such as "linux/amd64" or "linux/arm64""#
+            ]],
+        );
+        check_error(
+            "health-path = \"health\"\n",
+            expect!["app/pyproject.toml:13:15: tool.xtask.health-path must be a URL path starting with '/'"],
+        );
+        check_error(
+            "app = \"app.main\"\n",
+            expect![[
+                r#"app/pyproject.toml:13:7: tool.xtask.app must be `module:attribute` with a dotted module path, e.g. "app.main:app""#
+            ]],
+        );
+        check_error(
+            "interface = \"rsgi\"\n",
+            expect![[r#"app/pyproject.toml:13:13: tool.xtask.interface must be "asgi" or "wsgi""#]],
+        );
+        check_error(
+            "gunicorn-config = \"gunicorn.py\"\n",
+            expect!["app/pyproject.toml:13:19: tool.xtask.gunicorn-config: no file 'gunicorn.py' in the app directory"],
+        );
+        check_error("command = []\n", expect!["app/pyproject.toml:13:11: tool.xtask.command must not be empty"]);
+        check_error(
+            "include = [\"../secrets\"]\n",
+            expect![
+                "app/pyproject.toml:13:12: tool.xtask.include: '../secrets' must be a relative path inside the app"
+            ],
+        );
+        check_error(
+            "include = [{ include = \"lib\", from = \"source\" }]\n",
+            expect!["app/pyproject.toml:13:12: tool.xtask.include: 'source/lib' does not exist in the app directory"],
+        );
+        check_error("groups = [\"docs\"]\n", expect!["app/pyproject.toml:13:11: tool.xtask.groups: the project has no dependency group 'docs' (the project has: dev)"]);
+        check_error(
+            "extras = [\"fast\", \"slow\"]\n",
+            expect![
+                "app/pyproject.toml:13:19: tool.xtask.extras: the project has no extra 'slow' (the project has: fast)"
+            ],
+        );
+        check_error("env = { \"A-B\" = \"1\" }\n", expect!["app/pyproject.toml:13:9: tool.xtask.env: 'A-B' is not a valid environment variable name (letters, digits and _)"]);
+        check_error("user = \"root\"\n", expect!["app/pyproject.toml:13:8: tool.xtask.user must be a non-root user name (lowercase letters, digits, - and _)"]);
+        check_error(
+            "uid = 0\n",
+            expect!["app/pyproject.toml:13:7: tool.xtask.uid must be a positive integer (0 is root)"],
+        );
+        check_error(
+            "workdir = \"/\"\n",
+            expect![[
+                r#"app/pyproject.toml:13:11: tool.xtask.workdir must be an absolute path other than /, e.g. "/app""#
+            ]],
+        );
+    }
+
+    /// Errors in the project's own metadata that the defaults are derived from.
+    #[test]
+    fn errors_in_project_metadata() {
+        let check = |pyproject: &str, expect: Expect| {
+            let err = load(pyproject).err().expect("an error");
+            expect.assert_eq(&err.to_string());
+        };
+        check(
             "[project]\nversion = \"1\"\n",
-            expect!["app/pyproject.toml: the project has no name: set [project].name"],
+            expect!["app/pyproject.toml: the project has no name: set [project].name (or [tool.poetry].name)"],
         );
+        check(
+            "[tool.poetry]\nname = 1\n",
+            expect!["app/pyproject.toml:2:8: tool.poetry.name must be a string, not an integer"],
+        );
+        check("project = 1\n", expect!["app/pyproject.toml:1:11: project must be a table, not an integer"]);
+        check(
+            "[tool]\nxtask = \"port=1\"\n",
+            expect!["app/pyproject.toml:2:9: tool.xtask must be a table, not a string"],
+        );
+        check(
+            "[project]\nname = \"a\"\nrequires-python = \">=4\"\n",
+            expect![[
+                r#"app/pyproject.toml:3:19: cannot derive a Python version from project.requires-python = ">=4": set tool.xtask.python = "X.Y""#
+            ]],
+        );
+        check(
+            "[tool.poetry]\nname = \"a\"\npackage-mode = \"no\"\n",
+            expect!["app/pyproject.toml:3:16: tool.poetry.package-mode must be a boolean, not a string"],
+        );
+        check("[tool.poetry]\nname = \"a\"\npackages = [{ include = \"a/*.py\" }]\n", expect!["app/pyproject.toml:3:13: tool.poetry.packages include 'a/*.py' is a glob: set tool.xtask.include to the paths the image needs"]);
+        check(
+            "[tool.poetry]\nname = \"***\"\n",
+            expect!["app/pyproject.toml: cannot make an image name of the project name '***': set tool.xtask.name"],
+        );
+    }
+
+    #[test]
+    fn workspace_metadata_app() {
+        let check = |manifest: &str, expect: Expect| {
+            let dir = app(&[("Cargo.toml", manifest)]);
+            let actual = match workspace_app(&dir.join("Cargo.toml")) {
+                Ok(app) => format!("{app:?}"),
+                Err(e) => e.to_string().replace(&paths::display(&dir), "<dir>"),
+            };
+            expect.assert_eq(&actual);
+        };
+        check("[workspace]\nmembers = [\"xtask\"]\n", expect!["None"]);
+        check("[workspace.metadata.xtask]\napp = \"services/web\"\n", expect![[r#"Some("services/web")"#]]);
+        check("[workspace.metadata.xtask]\napp = [\"web\"]\n", expect!["<dir>/Cargo.toml:2:7: workspace.metadata.xtask.app must be a string (the app's directory), not an array"]);
+        check("[workspace.metadata.xtask]\napp = \"web\"\nport = 1\n", expect!["<dir>/Cargo.toml:3:1: unknown key workspace.metadata.xtask.port; the only key is app (the app's directory); the app's settings go in [tool.xtask] of its pyproject.toml"]);
     }
 
     #[test]
@@ -789,5 +1487,29 @@ mod tests {
             cases.iter().map(|(s, _)| format!("{s} -> {}", lowest_python(s).unwrap_or_default())).collect();
         let expected: Vec<String> = cases.iter().map(|(s, p)| format!("{s} -> {p}")).collect();
         assert_eq!(actual, expected);
+    }
+
+    /// README.md's "Configuration reference" table is `KEYS` rendered; `UPDATE_EXPECT=1 cargo test` rewrites it.
+    /// A repository that copied `xtask/` and whose README has no such table is not checked.
+    #[test]
+    fn readme_reference_table_is_fresh() {
+        let readme_path = paths::workspace_root().join("README.md");
+        let Ok(readme) = std::fs::read_to_string(&readme_path) else { return };
+        let (start, end) = (README_TABLE_START, README_TABLE_END);
+        let (Some(a), Some(b)) = (readme.find(start), readme.find(end)) else { return };
+        let a = a + start.len() + 1;
+        assert!(a <= b, "README.md: {start} must come before {end}");
+        let fresh = reference_table();
+        if readme[a..b] == fresh {
+            return;
+        }
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            crate::gen::write_atomic(&readme_path, format!("{}{fresh}{}", &readme[..a], &readme[b..]).as_bytes())
+                .unwrap();
+            return;
+        }
+        panic!(
+            "README.md's configuration reference differs from config::KEYS; run `UPDATE_EXPECT=1 cargo test -p xtask readme_reference_table` to rewrite it.\nexpected:\n{fresh}"
+        );
     }
 }
