@@ -20,6 +20,7 @@ mod pytest;
 mod run;
 mod server;
 mod toml_file;
+mod venv;
 mod wheels;
 
 use std::process::ExitCode;

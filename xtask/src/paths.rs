@@ -33,6 +33,21 @@ pub(crate) fn local_venv(app_dir: &Path) -> PathBuf {
     app_dir.join(".venv")
 }
 
+/// Inside the local virtualenv: what `cargo xtask` installed there, and the stamp written after a complete
+/// install (the virtualenv is refreshed when the stamp would change).
+pub(crate) fn venv_requirements(venv: &Path) -> PathBuf {
+    venv.join("xtask-requirements.txt")
+}
+
+pub(crate) fn venv_stamp(venv: &Path) -> PathBuf {
+    venv.join("xtask-stamp")
+}
+
+/// pip's download cache for the local virtualenvs, shared by every app of the workspace.
+pub(crate) fn pip_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("pip-cache")
+}
+
 fn cargo_target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir),

@@ -1,20 +1,49 @@
-//! `cargo xtask test`: run the app's pytest suite in the local virtualenv.
+//! `cargo xtask test`: run the app's pytest suite in the local virtualenv (the one `cargo xtask server` uses,
+//! refreshed from the lock when needed).
 
-use anyhow::{bail, Result};
-use xshell::Shell;
+use std::process::Command;
 
-use crate::flags::{Args, Opt, Task, APP};
+use anyhow::{bail, Context, Result};
+use signal_hook::consts::SIGINT;
+use signal_hook::iterator::Signals;
+use xshell::{cmd, Shell};
+
+use crate::config::Config;
+use crate::flags::{Args, Task, APP};
+use crate::{paths, venv};
 
 pub(crate) const TASK: Task = Task {
     name: "test",
     summary: "run the app's pytest suite in the local virtualenv",
-    about: "",
+    about: "\
+Creates or refreshes the app's virtualenv like `cargo xtask server` (main and every non-optional group, so
+pytest comes from the lock's dev group), then runs `python -m pytest` in the app's directory. Arguments after
+`--` go to pytest, e.g. `cargo xtask test -- -k palindrome -x`. Fails when the tests fail.",
     positional: "",
     options: &[APP],
 };
 
-pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
+pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     args.no_positional(&TASK)?;
-    let _ = Opt::switch;
-    bail!("`cargo xtask test` is not implemented yet")
+    let config = Config::load(args)?;
+    let venv = venv::ensure(sh, &config)?;
+    if !venv.has_module("pytest") && !venv.has_module("_pytest") {
+        bail!(
+            "{} has no pytest: add it to the app's dev group (`poetry add --group dev pytest`) and lock again",
+            paths::display(&venv.dir)
+        );
+    }
+    let python = venv.python();
+    let rest = &args.rest;
+    let _dir = sh.push_dir(&config.app_dir);
+    let pytest = cmd!(sh, "{python} -m pytest {rest...}");
+    println!("$ cd {} && {pytest}", paths::display(&config.app_dir));
+    // A Ctrl-C reaches pytest too (same process group); we wait for its summary instead of dying first.
+    let _signals = Signals::new([SIGINT]).context("cannot install a SIGINT handler")?;
+    let status = Command::from(pytest).status().context("cannot run pytest")?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(5) => bail!("pytest collected no tests in {}", paths::display(&config.app_dir)),
+        _ => bail!("the app's tests failed (pytest exited with {status})"),
+    }
 }

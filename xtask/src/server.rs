@@ -1,20 +1,299 @@
-//! `cargo xtask server`: run the app on the host from a local virtualenv (what `make server` did).
+//! `cargo xtask server`: run the app on the host from its local virtualenv, as `make server` did: gunicorn with
+//! the app's gunicorn config in the foreground, or a reloading uvicorn for development. The server runs in its
+//! own process group; Ctrl-C, SIGTERM or SIGHUP stop it (SIGTERM to the server, then SIGKILL to the whole group
+//! if it hangs), so nothing is left listening on the port.
 
-use anyhow::{bail, Result};
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use xshell::Shell;
 
+use crate::config::{Config, Interface};
 use crate::flags::{Args, Opt, Task, APP};
+use crate::{paths, venv};
 
 pub(crate) const TASK: Task = Task {
     name: "server",
     summary: "run the app on the host from a local virtualenv (what `make server` did)",
-    about: "",
+    about: "\
+Creates or refreshes the app's virtualenv (<app>/.venv) from poetry.lock: main and every non-optional group,
+hash-checked, and only when the lock or the host's Python changed. Then runs, in the foreground, on 127.0.0.1:
+    gunicorn --bind 127.0.0.1:<PORT> --config <gunicorn-config> <app>     (HOST and PORT are set too)
+or with --reload:
+    uvicorn <app> --reload --host 127.0.0.1 --port <PORT>                  (ASGI apps)
+    gunicorn ... --reload                                                  (WSGI apps)
+Ctrl-C (or SIGTERM) stops the server and waits for it: SIGTERM first, SIGKILL to everything it started after
+10 seconds or on a second Ctrl-C. A port already in use is reported before anything starts.",
     positional: "",
-    options: &[APP],
+    options: &[
+        APP,
+        Opt::value("port", "PORT", "listen on this port (default: tool.xtask.port, else 8080)").short('p'),
+        Opt::switch("reload", "restart when the app's code changes (uvicorn --reload; gunicorn --reload for WSGI)"),
+    ],
 };
 
-pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
+/// How long the server gets to stop after SIGTERM before its process group is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     args.no_positional(&TASK)?;
-    let _ = Opt::switch;
-    bail!("`cargo xtask server` is not implemented yet")
+    let config = Config::load(args)?;
+    let port = match args.parse::<u16>("port")? {
+        Some(0) => bail!("invalid value '0' for --port: the port must be between 1 and 65535"),
+        Some(port) => port,
+        None => config.port,
+    };
+    ensure_port_free(port)?;
+    let venv = venv::ensure(sh, &config)?;
+    let server = command(&config, &venv, port, args.has("reload"))?;
+    // Again: refreshing the virtualenv may have taken a while.
+    ensure_port_free(port)?;
+    serve(&config, &server, port)
+}
+
+/// The server's command line.
+struct ServerCommand {
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+fn command(config: &Config, venv: &venv::Venv, port: u16, reload: bool) -> Result<ServerCommand> {
+    if reload && config.interface == Interface::Asgi {
+        let mut args = vec![config.app.clone(), "--reload".into()];
+        // Watch the app's own packages only: by default uvicorn would poll every .py file under the app
+        // directory, the virtualenv's thousands included.
+        for include in &config.include {
+            if config.app_dir.join(&include.source).is_dir() {
+                args.extend(["--reload-dir".into(), include.source.clone()]);
+            }
+        }
+        args.extend(["--host".into(), "127.0.0.1".into(), "--port".into(), port.to_string()]);
+        return Ok(ServerCommand { program: venv.script("uvicorn", "uvicorn")?, args });
+    }
+    let mut args = vec!["--bind".to_string(), format!("127.0.0.1:{port}")];
+    match &config.gunicorn_config {
+        Some(file) => args.extend(["--config".into(), file.clone()]),
+        None if config.interface == Interface::Asgi => {
+            let worker = if venv.has_module("uvicorn_worker") {
+                "uvicorn_worker.UvicornWorker"
+            } else {
+                "uvicorn.workers.UvicornWorker"
+            };
+            args.extend(["--worker-class".into(), worker.into()]);
+        }
+        None => {}
+    }
+    if reload {
+        args.push("--reload".into());
+    }
+    args.push(config.app.clone());
+    Ok(ServerCommand { program: venv.script("gunicorn", "gunicorn")?, args })
+}
+
+fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
+    // Catch the signals before the server exists, so that none is lost in between.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
+    println!("server: http://127.0.0.1:{port} (Ctrl-C stops it)");
+    println!(
+        "$ cd {} && {} {}",
+        paths::display(&config.app_dir),
+        paths::display(&server.program),
+        server.args.join(" ")
+    );
+    let handle = duct::cmd(&server.program, &server.args)
+        .dir(&config.app_dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdin_null()
+        .unchecked()
+        .before_spawn(own_process_group)
+        .start()
+        .with_context(|| format!("cannot start {}", paths::display(&server.program)))?;
+    let pid = handle.pids()[0] as libc::pid_t;
+
+    loop {
+        if let Some(output) = handle.try_wait()? {
+            let status = output.status;
+            sweep(pid);
+            if status.success() {
+                println!("server: the server exited");
+                return Ok(());
+            }
+            ensure_port_free(port)?;
+            bail!("the server exited with {status} (see its output above)");
+        }
+        if let Some(signal) = signals.pending().next() {
+            println!("server: {} received: stopping the server (pid {pid})", signal_name(signal));
+            stop(&handle, pid, &mut signals)?;
+            println!("server: stopped");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs in the child before exec: a process group of its own (so that the whole server, workers included, can
+/// be signalled at once and a terminal's Ctrl-C reaches only us), and on Linux SIGTERM when we die, even by
+/// SIGKILL, so the server never outlives `cargo xtask`.
+fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(io::Error::other("cargo xtask exited before the server started"));
+                }
+                Ok(())
+            });
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM to the server (gunicorn's master or uvicorn's reloader stop their own workers), then waits; kills the
+/// whole process group after `STOP_TIMEOUT` or when another signal arrives.
+fn stop(handle: &duct::Handle, pid: libc::pid_t, signals: &mut Signals) -> Result<()> {
+    // SAFETY: plain kill(2) on the child we started and have not reaped yet.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if handle.try_wait()?.is_some() {
+            break;
+        }
+        let again = signals.pending().next().is_some();
+        if again || Instant::now() >= deadline {
+            let why = if again { "asked again" } else { "still running after 10 seconds" };
+            eprintln!("server: {why}: killing the server's process group {pid}");
+            // SAFETY: kill(2) on the process group we created; its leader is our unreaped child.
+            unsafe { libc::killpg(pid, libc::SIGKILL) };
+            handle.wait()?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sweep(pid);
+    Ok(())
+}
+
+/// Kills what is left of the server's process group after its leader exited (a worker or a grandchild that
+/// outlived it).
+fn sweep(pgid: libc::pid_t) {
+    let left = group_members(pgid);
+    if !left.is_empty() {
+        eprintln!("server: killing processes the server left behind: {}", left.join("; "));
+        // SAFETY: kill(2) on the process group we created.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+}
+
+/// The live (not zombie) processes of a process group, as `pid command`.
+fn group_members(pgid: libc::pid_t) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        // No /proc (not Linux): signal the group blindly.
+        // SAFETY: kill(2) with signal 0 only checks for existence.
+        if unsafe { libc::killpg(pgid, 0) } == 0 {
+            out.push(format!("process group {pgid}"));
+        }
+        return out;
+    };
+    for entry in proc.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid pgrp ...`; comm may contain spaces and parentheses.
+        let Some((comm, rest)) = stat.rsplit_once(") ") else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            let comm = comm.split_once(" (").map(|(_, c)| c).unwrap_or(comm);
+            out.push(format!("{pid} {comm}"));
+        }
+    }
+    out
+}
+
+fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+/// Fails with a clear message when something already listens on 127.0.0.1:`port`.
+pub(crate) fn ensure_port_free(port: u16) -> Result<()> {
+    match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let holder = listener_of(port).map(|p| format!(" (by {p})")).unwrap_or_default();
+            bail!(
+                "port {port} is already in use on 127.0.0.1{holder}: stop what listens there, or pick another port \
+                 with `cargo xtask server --port <PORT>`"
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{port}: pick another port with --port")),
+    }
+}
+
+/// Which process listens on TCP `port`, as `pid N: command line`, when /proc tells (Linux, own processes).
+fn listener_of(port: u16) -> Option<String> {
+    let wanted = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            if fields.len() > 9 && fields[1].ends_with(&wanted) && fields[3] == "0A" {
+                inodes.push(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                return Some(format!("pid {pid}: {}", cmdline.trim_end()));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_in_use_names_the_port_and_the_way_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = ensure_port_free(port).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("port {port} is already in use on 127.0.0.1 (by pid {}: ", std::process::id())),
+            "{err}"
+        );
+        assert!(err.ends_with("pick another port with `cargo xtask server --port <PORT>`"), "{err}");
+        drop(listener);
+        ensure_port_free(port).unwrap();
+    }
 }

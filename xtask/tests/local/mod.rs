@@ -1,0 +1,141 @@
+//! Helpers for the tests of the local tasks (`server`, `test`, `doctor`): the xtask binary, free ports, a
+//! minimal HTTP client, a look at /proc, and copies of the example app that share its virtualenv.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn example_app() -> PathBuf {
+    workspace().join("example-app")
+}
+
+/// A directory of its own for one test, under cargo's scratch space for tests.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A port nothing listens on right now (other tests and other people's servers pick theirs the same way).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
+}
+
+/// One HTTP/1.1 request; returns the status code and the body.
+pub fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    match json {
+        Some(body) => {
+            request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
+        }
+        None => request.push_str("\r\n"),
+    }
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A live (not zombie) process: pid, parent, process group and command line.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub cmdline: String,
+}
+
+/// Every live process on the machine, from /proc.
+pub fn processes() -> Vec<Process> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields[0] == "Z" || fields[0] == "X" {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        out.push(Process {
+            pid,
+            ppid: fields[1].parse().unwrap(),
+            pgrp: fields[2].parse().unwrap(),
+            cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end().to_string(),
+        });
+    }
+    out
+}
+
+/// Makes sure the example app's virtualenv is complete (a no-op when its stamp matches), so that copies of the
+/// app can share it.
+pub fn ensure_example_venv() {
+    let output = xtask().args(["test", "--", "--collect-only", "-q"]).output().unwrap();
+    assert_success("cargo xtask test -- --collect-only", &output);
+}
+
+/// A copy of the example app (its code, tests, pyproject.toml and lock) whose `.venv` is a link to the example
+/// app's own, already complete virtualenv: the copy's requirements are the same, so its stamp matches.
+pub fn example_app_copy(name: &str) -> PathBuf {
+    ensure_example_venv();
+    let dir = scratch(name).join("app");
+    copy_dir(&example_app(), &dir);
+    std::os::unix::fs::symlink(example_app().join(".venv"), dir.join(".venv")).unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name();
+        let name = name.to_str().unwrap();
+        if name.starts_with('.') || name == "__pycache__" {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(name));
+        } else {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn assert_success(what: &str, output: &Output) {
+    assert!(output.status.success(), "{what} failed\n{}", text(output));
+}
