@@ -36,6 +36,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     let python = venv.python();
     let rest = &args.rest;
     let _dir = sh.push_dir(&config.app_dir);
+    let _path = venv::python_path(&config).map(|path| sh.push_env("PYTHONPATH", path));
     let pytest = cmd!(sh, "{python} -m pytest {rest...}");
     println!("$ cd {} && {pytest}", paths::display(&config.app_dir));
     // A Ctrl-C reaches pytest too (same process group); we wait for its summary instead of dying first.

@@ -105,8 +105,11 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
         paths::display(&server.program),
         server.args.join(" ")
     );
-    let handle = duct::cmd(&server.program, &server.args)
-        .dir(&config.app_dir)
+    let mut expression = duct::cmd(&server.program, &server.args).dir(&config.app_dir);
+    if let Some(path) = venv::python_path(config) {
+        expression = expression.env("PYTHONPATH", path);
+    }
+    let handle = expression
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .stdin_null()

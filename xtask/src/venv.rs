@@ -42,6 +42,26 @@ impl Venv {
     }
 }
 
+/// `PYTHONPATH` for running the app from its directory: the roots of packages that do not sit at the top (src
+/// layout: `src/pkg` is imported as `pkg`), before whatever the environment already has. None when every
+/// package is at the top (the app directory itself is on the path when a server or pytest runs there).
+pub(crate) fn python_path(config: &Config) -> Option<std::ffi::OsString> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for include in &config.include {
+        let Some(prefix) = include.source.strip_suffix(&include.dest) else { continue };
+        let prefix = prefix.trim_end_matches('/');
+        let root = config.app_dir.join(prefix);
+        if !prefix.is_empty() && !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
+    if roots.is_empty() {
+        return None;
+    }
+    roots.extend(std::env::var_os("PYTHONPATH").iter().flat_map(std::env::split_paths));
+    std::env::join_paths(roots).ok()
+}
+
 /// The Python on the host that makes the virtualenv.
 struct HostPython {
     /// The real interpreter (`sys.executable`), not a launcher or a pyenv shim.
@@ -244,6 +264,22 @@ mod tests {
         .unwrap();
         let config = Config::read(&dir).unwrap();
         assert_eq!(local_groups(&config).unwrap(), ["dev", "lint", "docs"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn src_layout_packages_are_put_on_the_python_path() {
+        let dir = std::env::temp_dir().join(format!("xtask-venv-src-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src/pkg")).unwrap();
+        std::fs::write(dir.join("src/pkg/main.py"), "app = None\n").unwrap();
+        let pyproject = "[project]\nname = \"demo\"\nversion = \"1.0\"\n\n[tool.poetry]\npackages = [{ include = \"pkg\", from = \"src\" }]\n";
+        std::fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
+        let config = Config::read(&dir).unwrap();
+        let path = python_path(&config).expect("src layout needs PYTHONPATH");
+        assert_eq!(std::env::split_paths(&path).next().unwrap(), dir.join("src"));
+        std::fs::write(dir.join("pyproject.toml"), pyproject.replace(", from = \"src\"", "")).unwrap();
+        std::fs::create_dir_all(dir.join("pkg")).unwrap();
+        assert_eq!(python_path(&Config::read(&dir).unwrap()), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
