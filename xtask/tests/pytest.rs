@@ -36,3 +36,16 @@ fn a_failing_test_fails_the_task() {
         .unwrap();
     assert_success("cargo xtask test -- -k 'not broken'", &output);
 }
+
+#[test]
+fn an_up_to_date_virtualenv_is_not_touched() {
+    ensure_example_venv();
+    let stamp = example_app().join(".venv/xtask-stamp");
+    let before = std::fs::metadata(&stamp).unwrap().modified().unwrap();
+    let output = xtask().args(["test", "--", "--collect-only", "-q"]).output().unwrap();
+    assert_success("cargo xtask test -- --collect-only", &output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("venv: example-app/.venv is up to date"), "{}", text(&output));
+    assert!(!text(&output).contains("pip install"), "{}", text(&output));
+    assert_eq!(std::fs::metadata(&stamp).unwrap().modified().unwrap(), before);
+}
