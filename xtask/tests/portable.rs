@@ -1,0 +1,231 @@
+//! End to end: `xtask/` copied into another repository works there unchanged. The repository is
+//! `tests/fixtures/second-app` (a Flask app served by gunicorn's sync workers, in src layout, in a
+//! subdirectory, with a path dependency, an extra and an sdist-only dependency); the test copies our `xtask/`,
+//! workspace files and `.cargo/` into it, runs `cargo xtask init`, builds the image, runs it, and checks real
+//! HTTP answers.
+//!
+//! Needs: a container engine, `git`, the host's Python with pip, and the base image named by
+//! `XTASK_TEST_BASE_IMAGE` (CI sets it to `xtask-local/python:3.11-slim`, made by `.ci/base-image`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use expect_test::expect;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The temporary repository; removed when the test passes, kept (and named) when it fails.
+struct Repo {
+    root: PathBuf,
+    /// cargo's target directory for the copied workspace: ours cannot be shared while `cargo test` holds its
+    /// lock, so it lives next to it and persists between runs (dependencies compile once).
+    target: PathBuf,
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test repository is kept for inspection: {}", self.root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+impl Repo {
+    /// The fixture, plus what a team copies from this repository: `xtask/`, `.cargo/`, `Cargo.lock`, and our
+    /// `Cargo.toml` without the `[workspace.metadata.xtask]` table that names our example app.
+    fn create() -> Repo {
+        let ours = workspace_root();
+        let root = std::env::temp_dir().join(format!("xtask-portable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        copy_dir(&ours.join("xtask/tests/fixtures/second-app"), &root);
+        copy_dir(&ours.join("xtask"), &root.join("xtask"));
+        copy_dir(&ours.join(".cargo"), &root.join(".cargo"));
+        std::fs::copy(ours.join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+        let manifest = std::fs::read_to_string(ours.join("Cargo.toml")).unwrap();
+        let mut doc: toml_edit::DocumentMut = manifest.parse().unwrap();
+        let workspace = doc["workspace"].as_table_mut().unwrap();
+        if let Some(metadata) = workspace.get_mut("metadata").and_then(|m| m.as_table_mut()) {
+            metadata.remove("xtask");
+            if metadata.is_empty() {
+                workspace.remove("metadata");
+            }
+        }
+        let manifest = doc.to_string();
+        assert!(!manifest.contains("[workspace.metadata.xtask]"), "{manifest}");
+        std::fs::write(root.join("Cargo.toml"), manifest).unwrap();
+        let target = target_dir().join("xtask-portable-test");
+        let repo = Repo { root, target };
+        repo.git(&["init", "--quiet"]);
+        repo.git(&["add", "--all"]);
+        repo.git(&["commit", "--quiet", "--message", "a repository with a Flask app, and xtask/ copied in"]);
+        repo
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let mut command = Command::new("git");
+        command
+            .args([
+                "-c",
+                "user.name=xtask tests",
+                "-c",
+                "user.email=xtask@example.invalid",
+                "-c",
+                "core.autocrlf=false",
+            ])
+            .args(args)
+            .current_dir(&self.root);
+        run(command, "git (install it with `apt-get install git`)")
+    }
+
+    /// `git diff` of the work tree, without the `index` lines (blob ids) and trailing spaces.
+    fn diff(&self) -> String {
+        let diff = self.git(&["diff", "--no-color", "--no-ext-diff"]);
+        diff.lines().filter(|l| !l.starts_with("index ")).map(|l| format!("{}\n", l.trim_end())).collect()
+    }
+
+    /// `cargo xtask <args>` in the repository; its stdout.
+    fn xtask(&self, args: &[&str]) -> String {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut command = Command::new(cargo);
+        command
+            .args(["--locked", "--quiet", "xtask"])
+            .args(args)
+            .current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", &self.target);
+        run(command, "cargo")
+    }
+
+    /// Fails when any file of the copied `xtask/` differs from ours, or the copy gained or lost a file.
+    fn assert_xtask_is_ours(&self) {
+        let ours = files(&workspace_root().join("xtask"));
+        let theirs = files(&self.root.join("xtask"));
+        assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "the copied xtask/ changed");
+        for (path, contents) in &ours {
+            assert!(theirs[path] == *contents, "the copied xtask/{path} changed");
+        }
+    }
+}
+
+#[test]
+fn second_app_in_a_copied_repository() {
+    let base_image = std::env::var("XTASK_TEST_BASE_IMAGE").unwrap_or_default();
+    assert!(
+        !base_image.is_empty(),
+        "set XTASK_TEST_BASE_IMAGE to a local Python base image, e.g. xtask-local/python:3.11-slim \
+         (make it with `bash .ci/base-image bookworm xtask-local/python:3.11-slim`; `.ci/run` does both)"
+    );
+    let repo = Repo::create();
+
+    // init adds where the app lives and the commented settings; the workspace member and the alias are there.
+    let printed = repo.xtask(&["init"]);
+    expect![[r#"
+        Cargo.toml (changed):
+          + [workspace.metadata.xtask] app = "services/greeter"
+        services/greeter/pyproject.toml (changed):
+          + 8 commented settings with their derived values in [tool.xtask]
+        .gitignore (created):
+          + /target/ (cargo's and this tool's build output)
+        Set up for the app in services/greeter. Next: `cargo xtask image`, then commit these files, docker/Dockerfile and Cargo.lock.
+    "#]]
+    .assert_eq(&printed);
+    expect![[r#"
+         M Cargo.toml
+         M services/greeter/pyproject.toml
+        ?? .gitignore
+    "#]]
+    .assert_eq(&repo.git(&["status", "--short"]));
+    expect![[r#"
+        diff --git a/Cargo.toml b/Cargo.toml
+        --- a/Cargo.toml
+        +++ b/Cargo.toml
+        @@ -5,3 +5,7 @@ resolver = "2"
+         [profile.dev]
+         # `cargo xtask` is a dev tool: keep the first compile fast, skip debug info for dependencies.
+         debug = 0
+        +
+        +# Where the Python app lives, relative to this file. `cargo xtask <task> --app DIR` overrides it.
+        +[workspace.metadata.xtask]
+        +app = "services/greeter"
+        diff --git a/services/greeter/pyproject.toml b/services/greeter/pyproject.toml
+        --- a/services/greeter/pyproject.toml
+        +++ b/services/greeter/pyproject.toml
+        @@ -23,6 +23,15 @@ sizes = ["humanize"]
+         pytest = "^8"
+ 
+         [tool.xtask]
+        +# Defaults `cargo xtask init` derived from this project; uncomment a line to change it.
+        +# name = "greeter"  # image name: tags <name>:<version> and <name>:<git sha>
+        +# version = "0.3.0"  # image version tag and OCI label
+        +# python = "3.11"  # Python of the image and its wheelhouse (--python)
+        +# base-image = "python:3.11-slim"  # base image of both stages (--base-image, env XTASK_BASE_IMAGE)
+        +# platform = "linux/amd64"  # platform of the image and its wheels (--platform)
+        +# command = ["gunicorn", "--bind", "0.0.0.0:5050", "greeter_web.wsgi:application"]  # the container's command (exec form)
+        +# include = [{ include = "greeter_web", from = "src" }]  # files and folders of the app copied into the image's workdir
+        +# groups = []  # Poetry dependency groups installed besides main (each must exist)
+         app = "greeter_web.wsgi:application"
+         interface = "wsgi"
+         port = 5050
+    "#]]
+    .assert_eq(&repo.diff());
+    repo.git(&["add", "--all"]);
+    repo.git(&["commit", "--quiet", "--message", "cargo xtask init"]);
+    expect![[r#"
+        Nothing to change: this repository is set up for the app in services/greeter.
+    "#]]
+    .assert_eq(&repo.xtask(&["init"]));
+
+    repo.assert_xtask_is_ours();
+}
+
+/// Runs `command`, failing the test with its output when it fails; its stdout. `tool` says what to install.
+fn run(mut command: Command, tool: &str) -> String {
+    let shown = format!("{command:?}");
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {tool}: {e}\n{shown}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{shown} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", output.status);
+    stdout
+}
+
+/// cargo's target directory for this workspace (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&source, &dest);
+        } else {
+            std::fs::copy(&source, &dest).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, by relative path, with its contents.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                walk(base, &entry.path(), out);
+            } else {
+                let relative = entry.path().strip_prefix(base).unwrap().display().to_string();
+                out.insert(relative, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(dir, dir, &mut out);
+    out
+}
