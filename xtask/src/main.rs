@@ -14,6 +14,7 @@ mod flags;
 mod gen;
 mod image;
 mod init;
+mod path_deps;
 mod paths;
 mod pip;
 mod pytest;
