@@ -22,6 +22,10 @@ pub(crate) struct PathRequirement {
     pub(crate) path: PathBuf,
     /// The environment markers after ` ; `, if any.
     markers: Option<String>,
+    /// `-e` (Poetry's `develop = true`): installed editable in a local virtualenv.
+    pub(crate) editable: bool,
+    /// The requirement as exported, without hashes.
+    unhashed: String,
 }
 
 /// A wheel built (or copied) for a path requirement.
@@ -96,7 +100,9 @@ pub(crate) fn find(requirements: &str) -> Result<Vec<PathRequirement>> {
             Some((spec, markers)) => (spec.trim(), Some(markers.trim().to_string()).filter(|m| !m.is_empty())),
             None => (first, None),
         };
-        let spec = spec.strip_prefix("-e ").or_else(|| spec.strip_prefix("--editable ")).unwrap_or(spec).trim();
+        let editable_spec = spec.strip_prefix("-e ").or_else(|| spec.strip_prefix("--editable "));
+        let editable = editable_spec.is_some();
+        let spec = editable_spec.unwrap_or(spec).trim();
         let url = match spec.split_once(" @ ") {
             Some((_, url)) => url.trim(),
             None => spec,
@@ -104,7 +110,8 @@ pub(crate) fn find(requirements: &str) -> Result<Vec<PathRequirement>> {
         if let Some(path) = url.strip_prefix("file://") {
             let path = percent_decode(path.strip_prefix("localhost").unwrap_or(path))
                 .ok_or_else(|| format_err!("requirements: cannot read the file URL in `{first}`"))?;
-            out.push(PathRequirement { span: start..end, path: PathBuf::from(path), markers });
+            let unhashed = first.to_string();
+            out.push(PathRequirement { span: start..end, path: PathBuf::from(path), markers, editable, unhashed });
         }
         start = end;
     }
@@ -126,6 +133,24 @@ pub(crate) fn rewrite(requirements: &str, found: &[PathRequirement], built: &[Lo
     }
     out.push_str(&requirements[at..]);
     out
+}
+
+/// For a local virtualenv (`cargo xtask server`): `requirements` split in two requirements texts, the
+/// hash-pinned ones (to install with `--require-hashes`) and the path requirements as exported (to install
+/// after them with `--no-deps`; `-e` lines stay editable, so edits to the library show at once). The path
+/// requirements lose their hashes: one hash would put pip in hash-checking mode, where `-e` is refused.
+pub(crate) fn split_off(requirements: &str) -> Result<(String, String)> {
+    let mut rest = String::new();
+    let mut local = String::new();
+    let mut at = 0;
+    for requirement in find(requirements)? {
+        rest.push_str(&requirements[at..requirement.span.start]);
+        local.push_str(&requirement.unhashed);
+        local.push('\n');
+        at = requirement.span.end;
+    }
+    rest.push_str(&requirements[at..]);
+    Ok((rest, local))
 }
 
 /// A wheel of the project at `source` (a directory, an sdist or a wheel) in `wheelhouse`. Only pure-Python
@@ -367,6 +392,19 @@ local @ file:///repo/dist/local-1.0-py3-none-any.whl \\
         "#]]
         .assert_eq(&rewrite(EXPORTED, &found, &built));
         assert_eq!(find("flask==3.1.3 ; python_version >= \"3.11\"\n").unwrap(), vec![]);
+        assert_eq!(found.iter().map(|l| l.editable).collect::<Vec<_>>(), [true, false, false]);
+        let (rest, local) = split_off(EXPORTED).unwrap();
+        expect![[r#"
+            -e file:///repo/libs/shout ; python_version >= "3.11" and python_version < "4.0"
+            my-lib @ file:///repo/libs/my%20lib ; sys_platform == "linux"
+            local @ file:///repo/dist/local-1.0-py3-none-any.whl
+        "#]]
+        .assert_eq(&local);
+        expect![[r#"
+            blinker==1.9.0 ; python_version >= "3.11" and python_version < "4.0" \
+                --hash=sha256:ba0efaa9080b619ff2f3459d1d500c57bddea4a6b424b60a91141db6fd2f08bc
+        "#]]
+        .assert_eq(&rest);
     }
 
     #[test]

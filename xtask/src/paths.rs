@@ -43,6 +43,11 @@ pub(crate) fn venv_stamp(venv: &Path) -> PathBuf {
     venv.join("xtask-stamp")
 }
 
+/// The path dependencies of the local virtualenv, installed after the hash-checked requirements.
+pub(crate) fn venv_path_requirements(venv: &Path) -> PathBuf {
+    venv.join("xtask-path-requirements.txt")
+}
+
 /// pip's download cache for the local virtualenvs, shared by every app of the workspace.
 pub(crate) fn pip_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("pip-cache")

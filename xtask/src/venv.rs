@@ -120,7 +120,9 @@ pub(crate) fn ensure(sh: &Shell, config: &Config) -> Result<Venv> {
     })?;
 
     let requirements_path = paths::venv_requirements(&venv.dir);
-    gen::write_atomic(&requirements_path, requirements.as_bytes())?;
+    // Path dependencies (`-e file:///...`) cannot be hash-checked: installed after the rest, without hashes.
+    let (hashed, local) = crate::path_deps::split_off(&requirements)?;
+    gen::write_atomic(&requirements_path, hashed.as_bytes())?;
     println!("venv: installing {packages} locked packages (groups {groups_shown}) with hash checking");
     let cache = paths::pip_cache();
     pip::pip(sh, &venv.python(), "install")
@@ -130,6 +132,18 @@ pub(crate) fn ensure(sh: &Shell, config: &Config) -> Result<Venv> {
         .arg(&requirements_path)
         .run()
         .with_context(|| format!("cannot install the locked requirements into {shown}"))?;
+    if !local.is_empty() {
+        let local_path = paths::venv_path_requirements(&venv.dir);
+        gen::write_atomic(&local_path, local.as_bytes())?;
+        println!("venv: installing the path dependencies (editable where Poetry says develop = true)");
+        pip::pip(sh, &venv.python(), "install")
+            .args(["--no-deps", "--index-url", pip::PYPI_SIMPLE, "--cache-dir"])
+            .arg(&cache)
+            .arg("--requirement")
+            .arg(&local_path)
+            .run()
+            .with_context(|| format!("cannot install the path dependencies into {shown}"))?;
+    }
     gen::write_atomic(&stamp_path, stamp.as_bytes())?;
     println!("venv: {shown} is ready");
     Ok(venv)
