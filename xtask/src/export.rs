@@ -1,20 +1,779 @@
-//! `cargo xtask export`: write requirements.txt from poetry.lock, exactly as `poetry export` does.
+//! `cargo xtask export`: requirements.txt / constraints.txt from poetry.lock and pyproject.toml, byte for byte
+//! what `poetry export` (poetry 2.5 with poetry-plugin-export 1.10) writes. No Poetry needed.
+//!
+//! Lock 2.1 stores a marker per package and group, so export only combines them. Older locks are walked from
+//! the project's requirements through the locked dependency graph, computing markers on the way, like the
+//! plugin's walker does. The marker algebra lives in `markers.rs`, versions in `pep440.rs`, the file model in
+//! `poetry.rs`; this module selects packages and prints lines.
 
-use anyhow::{bail, Result};
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::path::Path;
+
+use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
 
+use crate::config;
 use crate::flags::{Args, Opt, Task, APP};
+use crate::gen;
+use crate::markers::{self, canonicalize_name, Marker, Recursion};
+use crate::pep440;
+use crate::poetry::{self, Dependency, Lock, Package, PackageFile, Project, Source, MAIN_GROUP};
 
 pub(crate) const TASK: Task = Task {
     name: "export",
     summary: "write requirements.txt from poetry.lock, exactly as `poetry export` does",
-    about: "",
+    about: "Reads the app's pyproject.toml and poetry.lock (lock versions 1.0 to 2.1) and prints what\n\
+            `poetry export` (poetry 2.5 + poetry-plugin-export 1.10) prints, without Poetry. The lock must be\n\
+            fresh (its content-hash must match pyproject.toml): run `poetry lock` after editing dependencies.",
     positional: "",
-    options: &[APP],
+    options: &[
+        APP,
+        Opt::value("format", "FORMAT", "requirements.txt (default) or constraints.txt").short('f'),
+        Opt::value("output", "FILE", "write to FILE (atomically) instead of stdout").short('o'),
+        Opt::switch("without-hashes", "leave out --hash lines"),
+        Opt::switch("without-urls", "leave out the --index-url/--extra-index-url header"),
+        Opt::value("with", "GROUPS", "also export these dependency groups (comma-separated, repeatable)"),
+        Opt::value("without", "GROUPS", "leave out these dependency groups (deprecated in Poetry)"),
+        Opt::value("only", "GROUPS", "export only these dependency groups"),
+        Opt::switch("all-groups", "export every dependency group"),
+        Opt::value("extras", "EXTRAS", "extras to include (space-separated, repeatable)").short('E'),
+        Opt::switch("all-extras", "include every extra"),
+        Opt::switch("with-credentials", "put credentials of private indexes (POETRY_HTTP_BASIC_*) in the URLs"),
+    ],
 };
 
+/// The output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    RequirementsTxt,
+    ConstraintsTxt,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "requirements.txt" => Ok(Format::RequirementsTxt),
+            "constraints.txt" => Ok(Format::ConstraintsTxt),
+            "pylock.toml" => Err("pylock.toml is not supported by `cargo xtask export`".to_string()),
+            other => Err(format!("Invalid export format: {other}")),
+        }
+    }
+}
+
+/// What to export: `poetry export`'s options.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportRequest {
+    pub(crate) format: Format,
+    pub(crate) with_hashes: bool,
+    pub(crate) with_urls: bool,
+    pub(crate) with_credentials: bool,
+    /// Group names as given to `--with` (each entry may be a comma-separated list).
+    pub(crate) with: Vec<String>,
+    pub(crate) without: Vec<String>,
+    pub(crate) only: Vec<String>,
+    pub(crate) all_groups: bool,
+    /// Extras as given to `-E` (each entry may be a space-separated list).
+    pub(crate) extras: Vec<String>,
+    pub(crate) all_extras: bool,
+}
+
+impl ExportRequest {
+    /// requirements.txt with hashes and index URLs, for the main group plus `groups`, with `extras`: what an
+    /// image installs.
+    pub(crate) fn for_image(groups: &[String], extras: &[String]) -> ExportRequest {
+        ExportRequest {
+            format: Format::RequirementsTxt,
+            with_hashes: true,
+            with_urls: true,
+            with_credentials: false,
+            with: groups.to_vec(),
+            without: Vec::new(),
+            only: Vec::new(),
+            all_groups: false,
+            extras: extras.to_vec(),
+            all_extras: false,
+        }
+    }
+
+    fn from_args(args: &Args) -> Result<ExportRequest> {
+        let format = match args.value("format") {
+            Some(f) => f.parse::<Format>().map_err(|e| format_err!("{e}"))?,
+            None => Format::RequirementsTxt,
+        };
+        Ok(ExportRequest {
+            format,
+            with_hashes: !args.has("without-hashes"),
+            with_urls: !args.has("without-urls"),
+            with_credentials: args.has("with-credentials"),
+            with: args.values("with"),
+            without: args.values("without"),
+            only: args.values("only"),
+            all_groups: args.has("all-groups"),
+            extras: args.values("extras"),
+            all_extras: args.has("all-extras"),
+        })
+    }
+}
+
+/// One package the export selected, with what the wheel stage needs to fetch and verify it.
+#[derive(Debug, Clone)]
+pub(crate) struct SelectedPackage {
+    /// Normalized name.
+    pub(crate) name: String,
+    pub(crate) version: String,
+    /// Extras requested for it (empty in constraints.txt and with lock 2.1).
+    pub(crate) features: Vec<String>,
+    /// The environment marker of its requirement line, if any (`python_version >= "3.9"`).
+    pub(crate) marker: Option<String>,
+    /// `None` for an index package; `git`, `url`, `file` or `directory` for a direct reference; `legacy`
+    /// for a private index.
+    pub(crate) source_kind: Option<String>,
+    /// The index URL (private index), the repository/archive URL, or the absolute path.
+    pub(crate) source_url: Option<String>,
+    /// Git: the locked commit.
+    pub(crate) source_resolved_reference: Option<String>,
+    /// Locked in develop (editable) mode.
+    pub(crate) develop: bool,
+    /// Distribution files and their `algorithm:hex` hashes, as locked.
+    pub(crate) files: Vec<PackageFile>,
+    /// The line(s) this package contributes to the output.
+    pub(crate) line: String,
+}
+
+/// The result of an export: the text, the selected packages and the project's declared sources.
+#[derive(Debug, Clone)]
+pub(crate) struct Selection {
+    pub(crate) requirements: String,
+    pub(crate) packages: Vec<SelectedPackage>,
+    /// `[[tool.poetry.source]]`, in declaration order (priority `primary`, `supplemental` or `explicit`).
+    pub(crate) sources: Vec<Source>,
+    /// Warnings Poetry prints on stderr (editable packages skipped in constraints.txt).
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Exports the app in `app_dir` as `poetry export` would, returning the file's text.
+pub(crate) fn export(app_dir: &Path, request: &ExportRequest) -> Result<String> {
+    Ok(select(app_dir, request)?.requirements)
+}
+
+/// Like `export`, with the selected packages (names, versions, files and hashes) and declared sources, for
+/// the wheel stage.
+pub(crate) fn select(app_dir: &Path, request: &ExportRequest) -> Result<Selection> {
+    let pyproject_display = display_path(&app_dir.join("pyproject.toml"));
+    let lock_path = app_dir.join("poetry.lock");
+    let lock_display = display_path(&lock_path);
+    let project = Project::load(app_dir, &pyproject_display)?;
+    poetry::check_lock_exists(&lock_path, &lock_display)?;
+    let lock = Lock::load(&lock_path, &lock_display)?;
+    if !project.lock_is_fresh(&lock) {
+        bail!(
+            "pyproject.toml changed significantly since poetry.lock was last generated. Run `poetry lock` to fix the lock file."
+        );
+    }
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("POETRY_HTTP_BASIC_")).collect();
+    select_from(&project, &lock, request, &env)
+}
+
+fn display_path(path: &Path) -> String {
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Ok(rel) = path.strip_prefix(&cwd) {
+            return rel.display().to_string();
+        }
+    }
+    crate::paths::display(path)
+}
+
+/// The groups and extras a request selects, with Poetry's checks and messages.
+fn resolve_selection(project: &Project, request: &ExportRequest) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+    let mut warnings = Vec::new();
+    if !request.extras.is_empty() && request.all_extras {
+        bail!("You cannot specify explicit `--extras` while exporting using `--all-extras`.");
+    }
+    let extras: Vec<String> = if request.all_extras {
+        project.extras.clone()
+    } else {
+        let mut extras: Vec<String> = Vec::new();
+        for e in request.extras.iter().flat_map(|e| e.split_whitespace()).map(canonicalize_name) {
+            if !extras.contains(&e) {
+                extras.push(e);
+            }
+        }
+        let mut invalid: Vec<&String> = extras.iter().filter(|e| !project.extras.contains(e)).collect();
+        invalid.sort();
+        if !invalid.is_empty() {
+            bail!("Extra [{}] is not specified.", invalid.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        extras
+    };
+    if (!request.with.is_empty() || !request.without.is_empty() || !request.only.is_empty()) && request.all_groups {
+        bail!("You cannot specify explicit `--with`, `--without`, or `--only` while exporting using `--all-groups`.");
+    }
+    let groups = if request.all_groups {
+        project.group_names()
+    } else {
+        let split = |values: &[String]| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            for g in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+                if !out.iter().any(|o| o == g) {
+                    out.push(g.to_string());
+                }
+            }
+            out
+        };
+        let (with, without, only) = (split(&request.with), split(&request.without), split(&request.only));
+        let mut invalid: Vec<(String, Vec<&str>)> = Vec::new();
+        for (opt, names) in [("with", &with), ("without", &without), ("only", &only)] {
+            for g in names {
+                if !project.has_group(g) {
+                    match invalid.iter_mut().find(|(n, _)| n == g) {
+                        Some((_, opts)) => opts.push(opt),
+                        None => invalid.push((g.clone(), vec![opt])),
+                    }
+                }
+            }
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            let parts: Vec<String> = invalid
+                .iter_mut()
+                .map(|(g, opts)| {
+                    opts.sort();
+                    format!("{g} (via {})", opts.iter().map(|o| format!("--{o}")).collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            bail!("Group(s) not found: {}", parts.join(", "));
+        }
+        if !only.is_empty() && (!with.is_empty() || !without.is_empty()) {
+            warnings.push(
+                "The `--with` and `--without` options are ignored when used along with the `--only` option."
+                    .to_string(),
+            );
+        }
+        let norm = |v: &[String]| -> Vec<String> { v.iter().map(|g| canonicalize_name(g)).collect() };
+        if !only.is_empty() {
+            let mut out = Vec::new();
+            for g in norm(&only) {
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+            out
+        } else {
+            let without = norm(&without);
+            let mut out = vec![MAIN_GROUP.to_string()];
+            for g in norm(&with) {
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+            out.retain(|g| !without.contains(g));
+            out
+        }
+    };
+    Ok((groups, extras, warnings))
+}
+
+fn recursion(_: Recursion) -> anyhow::Error {
+    format_err!("marker too complex to simplify (poetry-core fails the same way)")
+}
+
+/// The pure core of the export: project + lock + request → text and selection.
+pub(crate) fn select_from(
+    project: &Project,
+    lock: &Lock,
+    request: &ExportRequest,
+    credentials: &HashMap<String, String>,
+) -> Result<Selection> {
+    let (groups, extras, mut warnings) = resolve_selection(project, request)?;
+    let python_marker = markers::python_marker(&project.python_constraint).map_err(|e| format_err!("{e}"))?;
+    let pairs: Vec<(Dependency, Package)> = if lock.has_groups_and_markers() {
+        packages_from_groups_and_markers(lock, &groups, &extras, &python_marker)?
+    } else {
+        let requires = project.requires_for(&groups)?;
+        walk_project(lock, &requires, &canonicalize_name(&project.name), &python_marker, &extras)?
+    };
+
+    let with_extras = request.format == Format::RequirementsTxt;
+    let allow_editable = request.format == Format::RequirementsTxt;
+    let mut lines: Vec<String> = Vec::new();
+    let mut indexes: Vec<String> = Vec::new();
+    let mut packages = Vec::new();
+    for (dependency, mut package) in pairs {
+        if !with_extras {
+            package.features.clear();
+        }
+        if package.develop && !allow_editable {
+            warnings.push(format!(
+                "Warning: {} is locked in develop (editable) mode, which is incompatible with the constraints.txt format.",
+                package.pretty_name
+            ));
+            continue;
+        }
+        let marker = dependency.pep_508_marker().map_err(recursion)?;
+        let remote = dependency.is_vcs() || dependency.is_url();
+        let local = dependency.is_file() || dependency.is_directory();
+        let mut line = if remote {
+            let mut line = dependency.base_pep_508_name_resolved();
+            if let Some(m) = &marker {
+                line.push_str(&format!(" ; {m}"));
+            }
+            line
+        } else {
+            let mut line = if local {
+                let url = poetry::path_to_url(Path::new(dependency.source.url.as_deref().unwrap_or("")));
+                if package.develop {
+                    format!("-e {url}")
+                } else {
+                    format!("{} @ {url}", package.complete_name())
+                }
+            } else {
+                format!("{}=={}", package.complete_name(), package.version)
+            };
+            if let Some(m) = marker.as_ref().filter(|m| !m.trim().is_empty()) {
+                line.push_str(&format!(" ; {}", m.trim()));
+            }
+            line
+        };
+        if !remote && !local {
+            if let Some(url) = package.source.url.as_deref().filter(|u| !u.is_empty()) {
+                let url = url.trim_end_matches('/').to_string();
+                if !indexes.contains(&url) {
+                    indexes.push(url);
+                }
+            }
+        }
+        if !package.files.is_empty() && request.with_hashes {
+            let mut hashes: Vec<String> = Vec::new();
+            for f in &package.files {
+                let (algorithm, h) = match f.hash.split_once(':') {
+                    Some((a, h)) => (a, h),
+                    None => ("sha256", f.hash.as_str()),
+                };
+                if f.hash.contains(':') && !matches!(algorithm, "sha256" | "sha384" | "sha512") {
+                    continue;
+                }
+                hashes.push(format!("{algorithm}:{h}"));
+            }
+            hashes.sort();
+            for h in hashes {
+                line.push_str(&format!(" \\\n    --hash={h}"));
+            }
+        }
+        packages.push(SelectedPackage {
+            name: package.name.clone(),
+            version: package.version.to_string(),
+            features: package.features.clone(),
+            marker,
+            source_kind: package.source.kind.clone(),
+            source_url: package.source.url.clone(),
+            source_resolved_reference: package.source.resolved_reference.clone(),
+            develop: package.develop,
+            files: package.files.clone(),
+            line: line.clone(),
+        });
+        lines.push(line);
+    }
+    lines.sort();
+    lines.dedup();
+    let mut content = lines.join("\n");
+    content.push('\n');
+    if !indexes.is_empty() && request.with_urls {
+        content =
+            format!("{}\n{content}", index_header(&project.sources, &indexes, request.with_credentials, credentials));
+    }
+    Ok(Selection { requirements: content, packages, sources: project.sources.clone(), warnings })
+}
+
+/// `--index-url` / `--extra-index-url` / `--trusted-host` lines for the private indexes the packages use,
+/// in the pool's priority order.
+fn index_header(
+    sources: &[Source],
+    indexes: &[String],
+    with_credentials: bool,
+    credentials: &HashMap<String, String>,
+) -> String {
+    // The pool: declared sources by priority (stable), plus PyPI when no primary source is declared.
+    let rank = |p: &str| match p {
+        "primary" => 0,
+        "supplemental" => 1,
+        _ => 2,
+    };
+    let mut pool: Vec<&Source> = sources.iter().collect();
+    pool.sort_by_key(|s| rank(&s.priority));
+    let explicit_pypi = sources.iter().any(|s| s.name.eq_ignore_ascii_case("pypi"));
+    let has_primary = sources.iter().any(|s| s.priority == "primary");
+    let has_pypi = explicit_pypi || !has_primary;
+    let first_searched = if !explicit_pypi && !has_primary {
+        None // PyPI itself is first
+    } else {
+        pool.iter().find(|s| s.priority != "explicit").map(|s| s.name.as_str())
+    };
+    let mut header = String::new();
+    for source in pool {
+        if source.name.eq_ignore_ascii_case("pypi") {
+            continue;
+        }
+        let url = source.url.trim_end_matches('/').to_string();
+        if !indexes.contains(&url) {
+            continue;
+        }
+        let url = if with_credentials { authenticated_url(&url, &source.name, credentials) } else { url };
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", &url));
+        if scheme == "http" {
+            let netloc = rest.split(['/', '?', '#']).next().unwrap_or("");
+            header.push_str(&format!("--trusted-host {netloc}\n"));
+        }
+        if !has_pypi && first_searched == Some(source.name.as_str()) {
+            header.push_str(&format!("--index-url {url}\n"));
+        } else {
+            header.push_str(&format!("--extra-index-url {url}\n"));
+        }
+    }
+    header
+}
+
+/// Poetry's `authenticated_url`: `scheme://user:password@netloc/path` when both are configured
+/// (`POETRY_HTTP_BASIC_<NAME>_USERNAME` / `_PASSWORD`) or embedded in the URL.
+fn authenticated_url(url: &str, source_name: &str, env: &HashMap<String, String>) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(p) => p,
+        None => return url.to_string(),
+    };
+    let netloc_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let netloc = &rest[..netloc_end];
+    let path = rest[netloc_end..].split(['?', '#']).next().unwrap_or("");
+    let (user, password) = if let Some((auth, _)) = netloc.rsplit_once('@') {
+        let (u, p) = auth.split_once(':').unwrap_or((auth, ""));
+        (Some(percent_decode(u)), Some(percent_decode(p)))
+    } else {
+        let key = source_name.to_uppercase().replace('-', "_");
+        (
+            env.get(&format!("POETRY_HTTP_BASIC_{key}_USERNAME")).cloned(),
+            env.get(&format!("POETRY_HTTP_BASIC_{key}_PASSWORD")).cloned(),
+        )
+    };
+    match (user, password) {
+        (Some(u), Some(p)) => format!("{scheme}://{}:{}@{netloc}{path}", quote(&u), quote(&p)),
+        _ => url.to_string(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 3 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Lock 2.1: each package's markers for the selected groups, with extras applied and the project's Python
+/// constraint (`get_project_dependency_packages2`).
+fn packages_from_groups_and_markers(
+    lock: &Lock,
+    groups: &[String],
+    extras: &[String],
+    python_marker: &Marker,
+) -> Result<Vec<(Dependency, Package)>> {
+    let mut sorted_groups: Vec<&String> = groups.iter().collect();
+    sorted_groups.sort_by_key(|g| (g.as_str() != MAIN_GROUP, g.as_str()));
+    let mut out = Vec::new();
+    for package in &lock.packages {
+        if !package.groups.iter().any(|g| groups.contains(g)) {
+            continue;
+        }
+        let mut marker = Marker::Empty;
+        for g in &sorted_groups {
+            if let Some((_, m)) = package.group_markers.iter().find(|(name, _)| name == *g) {
+                marker = marker.union(m).map_err(recursion)?;
+            }
+        }
+        let marker = marker.apply_extras(extras).map_err(recursion)?;
+        if marker.is_empty() {
+            continue;
+        }
+        let marker = python_marker.intersect(&marker).map_err(recursion)?;
+        let mut package = package.clone();
+        package.marker = marker;
+        let dependency = package.to_dependency()?;
+        out.push((dependency, package));
+    }
+    Ok(out)
+}
+
+/// Locks before 2.1: the plugin's walker (`get_project_dependency_packages`).
+fn walk_project(
+    lock: &Lock,
+    project_requires: &[Dependency],
+    root_name: &str,
+    python_marker: &Marker,
+    extras: &[String],
+) -> Result<Vec<(Dependency, Package)>> {
+    let mut requires = Vec::new();
+    for require in project_requires {
+        let mut r = require.clone();
+        let marker = r.marker.intersect(python_marker).map_err(recursion)?;
+        r.set_marker(marker).map_err(recursion)?;
+        requires.push(r);
+    }
+    let extra_packages = extra_package_names(lock, extras);
+    let mut selected = Vec::new();
+    for dependency in requires {
+        let Some(package) = find_first_package(lock, &dependency) else { continue };
+        if package.optional && !extra_packages.contains(&package.name) {
+            continue;
+        }
+        selected.push(dependency);
+    }
+    walk_dependencies(selected, &lock.packages, root_name)
+}
+
+/// `Repository.find_packages(dependency)[0]`: the first locked package with that name and an allowed
+/// version, preferring releases over pre-releases.
+fn find_first_package<'a>(lock: &'a Lock, dependency: &Dependency) -> Option<&'a Package> {
+    let mut prerelease = None;
+    for p in lock.packages.iter().filter(|p| p.name == dependency.name && dependency.constraint.allows(&p.version)) {
+        if p.version.is_unstable() && dependency.allows_prereleases != Some(true) && !p.is_direct_origin() {
+            prerelease = prerelease.or(Some(p));
+            continue;
+        }
+        return Some(p);
+    }
+    if dependency.allows_prereleases == Some(false) {
+        return None;
+    }
+    prerelease
+}
+
+/// `get_extra_package_names`: the packages the selected extras pull in, through locked dependencies.
+fn extra_package_names(lock: &Lock, extras: &[String]) -> Vec<String> {
+    if extras.is_empty() {
+        return Vec::new();
+    }
+    let mut by_name: HashMap<&str, &Package> = HashMap::new();
+    for p in &lock.packages {
+        by_name.insert(&p.name, p);
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut stack: Vec<String> = Vec::new();
+    for extra in extras {
+        if let Some((_, names)) = lock.extras.iter().find(|(e, _)| e == extra) {
+            stack.extend(names.iter().cloned());
+        }
+    }
+    while let Some(name) = stack.pop() {
+        let Some(package) = by_name.get(name.as_str()) else { continue };
+        if seen.contains(&package.name) {
+            continue;
+        }
+        seen.push(package.name.clone());
+        stack.extend(package.requires.iter().map(|d| d.name.clone()));
+    }
+    seen
+}
+
+/// The Python version regions the candidates' `python-versions` cut out, as markers.
+fn python_version_region_markers(packages: &[Package]) -> Result<Vec<Marker>> {
+    let constraints: Vec<pep440::Constraint> = packages.iter().map(|p| p.python_constraint.clone()).collect();
+    let mut out = Vec::new();
+    for region in pep440::constraint_regions(&constraints) {
+        let mut marker = Marker::Any;
+        if let Some(min) = &region.min {
+            let op = if region.include_min { ">=" } else { ">" };
+            let name = if min.precision() > 2 { "python_full_version" } else { "python_version" };
+            let lo = markers::single(name, &format!("{op} {min}")).map_err(|e| format_err!("{e}"))?;
+            marker = marker.intersect(&lo).map_err(recursion)?;
+        }
+        if let Some(max) = &region.max {
+            let op = if region.include_max { "<=" } else { "<" };
+            let name = if max.precision() > 2 { "python_full_version" } else { "python_version" };
+            let hi = markers::single(name, &format!("{op} {max}")).map_err(|e| format_err!("{e}"))?;
+            marker = marker.intersect(&hi).map_err(recursion)?;
+        }
+        out.push(marker);
+    }
+    Ok(out)
+}
+
+fn walk_dependencies(
+    dependencies: Vec<Dependency>,
+    locked_packages: &[Package],
+    root_name: &str,
+) -> Result<Vec<(Dependency, Package)>> {
+    // Candidates per name, highest version first (stable).
+    let mut by_name: HashMap<&str, Vec<Package>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for p in locked_packages {
+        by_name.entry(&p.name).or_insert_with(|| {
+            order.push(&p.name);
+            Vec::new()
+        });
+        by_name.get_mut(p.name.as_str()).unwrap().push(p.clone());
+    }
+    for list in by_name.values_mut() {
+        list.sort_by(|a, b| b.version.cmp(&a.version));
+    }
+    let mut region_cache: HashMap<String, Vec<Marker>> = HashMap::new();
+
+    let mut nested: Vec<(Package, Dependency)> = Vec::new();
+    let mut visited: HashMap<String, Vec<(Dependency, Marker)>> = HashMap::new();
+    let mut queue: VecDeque<Dependency> = dependencies.into();
+    while let Some(requirement) = queue.pop_front() {
+        let key = requirement.complete_name();
+        let seen = visited.entry(key).or_default();
+        if seen.iter().any(|(d, m)| d.same_as(&requirement) && *m == requirement.marker) {
+            continue;
+        }
+        if requirement.name == root_name {
+            continue;
+        }
+        seen.push((requirement.clone(), requirement.marker.clone()));
+
+        let candidates: &[Package] = by_name.get(requirement.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(locked) = locked_package(&requirement, candidates, &nested)? else {
+            bail!("Dependency walk failed at {}", requirement.base_pep_508_name_resolved());
+        };
+        let locked = if requirement.features.is_empty() { locked } else { locked.with_features(&requirement.features) };
+
+        let constraint = requirement.constraint.clone();
+        let marker = requirement.marker.clone();
+        let mut dependency = locked.to_dependency()?;
+        let combined = dependency.marker.intersect(&marker).map_err(recursion)?;
+        dependency.set_marker(combined).map_err(recursion)?;
+        dependency.constraint = constraint;
+
+        for require in &locked.requires {
+            if require.optional
+                && !locked.features.iter().any(|feature| {
+                    locked
+                        .extras
+                        .iter()
+                        .find(|(name, _)| name == feature)
+                        .is_some_and(|(_, deps)| deps.iter().any(|d| d.same_as(require)))
+                })
+            {
+                continue;
+            }
+            let base_marker =
+                require.marker.intersect(&dependency.marker).map_err(recursion)?.without_extras().map_err(recursion)?;
+            if base_marker.is_empty() {
+                continue;
+            }
+            let regions = match region_cache.get(&require.name) {
+                Some(r) => r.clone(),
+                None => {
+                    let candidates = by_name.get(require.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+                    let r = python_version_region_markers(candidates)?;
+                    region_cache.insert(require.name.clone(), r.clone());
+                    r
+                }
+            };
+            for region in regions {
+                let marker = region.intersect(&base_marker).map_err(recursion)?;
+                if !marker.is_empty() {
+                    let mut require2 = require.clone();
+                    require2.set_marker(marker).map_err(recursion)?;
+                    queue.push_back(require2);
+                }
+            }
+        }
+
+        match nested.iter_mut().find(|(p, _)| p.same_as(&locked)) {
+            None => nested.push((locked, dependency)),
+            Some((_, existing)) => {
+                let union = existing.marker.union(&dependency.marker).map_err(recursion)?;
+                existing.set_marker(union).map_err(recursion)?;
+            }
+        }
+    }
+    Ok(nested.into_iter().map(|(p, d)| (d, p)).collect())
+}
+
+/// `get_locked_package`: the locked package for a requirement, sticking to an earlier decision whose
+/// marker overlaps.
+fn locked_package(
+    dependency: &Dependency,
+    candidates: &[Package],
+    decided: &[(Package, Dependency)],
+) -> Result<Option<Package>> {
+    let mut overlapping: Vec<&Package> = Vec::new();
+    for package in candidates {
+        if let Some((_, old)) = decided.iter().find(|(p, _)| p.same_as(package)) {
+            if !old.marker.intersect(&dependency.marker).map_err(recursion)?.is_empty() {
+                overlapping.push(package);
+            }
+        }
+    }
+    if overlapping.len() > 1 {
+        return Ok(None);
+    }
+    let mut compatible: Vec<&Package> = candidates
+        .iter()
+        .filter(|p| {
+            p.python_constraint.allows_all(&dependency.python_constraint)
+                && dependency.constraint.allows(&p.version)
+                && (dependency.source.kind.is_none() || dependency.source.is_same_source_as(&p.source))
+        })
+        .collect();
+    if let Some(chosen) = overlapping.first() {
+        let filtered: Vec<&Package> = compatible.iter().copied().filter(|p| p.same_as(chosen)).collect();
+        if filtered.is_empty() {
+            bail!(
+                "The `{}` package has the following compatible candidates `{}`;  but, the exporter dependency walker previously elected `{} ({})` which is not compatible with the dependency `{}`. Please relock with Poetry 2.0 or later to solve this issue.",
+                dependency.name,
+                compatible.iter().map(|p| format!("{} ({})", p.name, p.version)).collect::<Vec<_>>().join(", "),
+                chosen.name,
+                chosen.version,
+                dependency.base_pep_508_name_resolved()
+            );
+        }
+        compatible = filtered;
+    }
+    Ok(compatible.first().map(|p| (*p).clone()))
+}
+
+/// `cargo xtask export`.
 pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
     args.no_positional(&TASK)?;
-    let _ = Opt::switch;
-    bail!("`cargo xtask export` is not implemented yet")
+    let request = ExportRequest::from_args(args)?;
+    let app_dir = config::app_dir(args.value("app"))?;
+    let selection = select(&app_dir, &request)?;
+    for w in &selection.warnings {
+        eprintln!("{w}");
+    }
+    match args.value("output") {
+        Some(output) => {
+            let path = std::env::current_dir().context("cannot read the current directory")?.join(output);
+            gen::write_atomic(&path, selection.requirements.as_bytes())?;
+        }
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(selection.requirements.as_bytes()).context("cannot write to stdout")?;
+        }
+    }
+    Ok(())
 }

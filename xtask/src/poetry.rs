@@ -1,0 +1,1919 @@
+//! The Poetry project model: `pyproject.toml` (the root package, its dependency groups, extras and sources)
+//! and `poetry.lock` (locked packages, their files and hashes, per-group markers), as poetry 2.5 reads them.
+//! Also the lock's `content-hash` check. Pure apart from the two file reads in `Project::load`/`Lock::load`
+//! and the existence checks Poetry itself makes for path dependencies.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, format_err, Context, Result};
+use toml_edit::{Item, TableLike, Value};
+
+use crate::markers::{self, canonicalize_name, MResult, Marker, Recursion};
+use crate::pep440::{self, Constraint as VersionConstraint, Version};
+use crate::sha256;
+use crate::toml_file::TomlFile;
+
+/// poetry-core's `MAIN_GROUP`.
+pub(crate) const MAIN_GROUP: &str = "main";
+
+fn recursion(_: Recursion) -> anyhow::Error {
+    format_err!("marker too complex to simplify (poetry-core would fail the same way)")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Where a package comes from
+// ---------------------------------------------------------------------------------------------------------
+
+/// A package's or a dependency's origin (poetry-core's `PackageSpecification` source fields). `kind` is
+/// `None` for an index (PyPI), `legacy` for a private index, or `git`/`url`/`file`/`directory`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SourceSpec {
+    pub(crate) kind: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) reference: Option<String>,
+    pub(crate) resolved_reference: Option<String>,
+    pub(crate) subdirectory: Option<String>,
+}
+
+impl SourceSpec {
+    fn new(
+        kind: Option<String>,
+        url: Option<String>,
+        reference: Option<String>,
+        resolved_reference: Option<String>,
+        subdirectory: Option<String>,
+    ) -> SourceSpec {
+        let url = match (&kind, url) {
+            (Some(k), Some(u)) if k == "git" => Some(parse_git_url(&u).map(|p| p.url()).unwrap_or(u)),
+            (_, u) => u,
+        };
+        SourceSpec { kind, url, reference, resolved_reference, subdirectory }
+    }
+
+    /// `git`, `url`, `file` or `directory`: not from an index.
+    pub(crate) fn is_direct_origin(&self) -> bool {
+        matches!(self.kind.as_deref(), Some("directory" | "file" | "url" | "git"))
+    }
+
+    /// poetry-core's `is_same_source_as`.
+    pub(crate) fn is_same_source_as(&self, other: &SourceSpec) -> bool {
+        if self.kind != other.kind {
+            return false;
+        }
+        if self.kind.is_none() {
+            return true;
+        }
+        if (self.url.is_some() || other.url.is_some()) && self.url != other.url {
+            return false;
+        }
+        if (self.subdirectory.is_some() || other.subdirectory.is_some()) && self.subdirectory != other.subdirectory {
+            return false;
+        }
+        if let (Some(a), Some(b)) = (&self.resolved_reference, &other.resolved_reference) {
+            if !a.is_empty() && a == b {
+                return true;
+            }
+        }
+        let (a, b) = (self.reference.as_deref().unwrap_or(""), other.reference.as_deref().unwrap_or(""));
+        if !a.is_empty() || !b.is_empty() {
+            if a.is_empty() || b.is_empty() {
+                return false;
+            }
+            if !(a == b || a.starts_with(b) || b.starts_with(a)) {
+                return false;
+            }
+            if let (Some(x), Some(y)) = (&self.resolved_reference, &other.resolved_reference) {
+                if !x.is_empty() && !y.is_empty() && x != y {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// poetry-core's `ParsedUrl` for git URLs (the forms Poetry accepts in practice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GitUrl {
+    protocol: String,
+    user: Option<String>,
+    resource: String,
+    port: Option<String>,
+    pathname: String,
+    pub(crate) rev: Option<String>,
+    pub(crate) subdirectory: Option<String>,
+}
+
+impl GitUrl {
+    pub(crate) fn url(&self) -> String {
+        let user = self.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+        let port = self.port.as_ref().map(|p| format!(":{p}")).unwrap_or_default();
+        let path = self.pathname.trim_start_matches([':', '/']);
+        format!("{}://{user}{}{port}/{path}", self.protocol, self.resource)
+    }
+}
+
+pub(crate) fn parse_git_url(url: &str) -> Option<GitUrl> {
+    let rest = url.strip_prefix("git+").unwrap_or(url);
+    let (protocol, rest, scp) = match rest.split_once("://") {
+        Some((p, r)) if !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+            (p.to_string(), r, false)
+        }
+        _ => ("ssh".to_string(), rest, true),
+    };
+    // user@
+    let (user, rest) = match rest.find('@') {
+        Some(at)
+            if !rest[..at].contains(['/', '?', '#', '<', '>', '[', ']', '|'])
+                && (scp || !rest[..at].contains(':') || protocol.starts_with("http")) =>
+        {
+            (Some(rest[..at].to_string()), &rest[at + 1..])
+        }
+        _ => (None, rest),
+    };
+    let host_end =
+        rest.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))).unwrap_or(rest.len());
+    let resource = rest[..host_end].to_string();
+    let mut rest = &rest[host_end..];
+    let mut port = None;
+    if let Some(r) = rest.strip_prefix(':') {
+        let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        if digits > 0 && !scp {
+            port = Some(r[..digits].to_string());
+            rest = &r[digits..];
+        }
+    }
+    if resource.is_empty() || rest.is_empty() || !rest.starts_with([':', '/', '\\']) {
+        return None;
+    }
+    let path_end = rest.find(['@', '#']).unwrap_or(rest.len());
+    let pathname = rest[..path_end].to_string();
+    let suffix = &rest[path_end..];
+    let (mut rev, mut subdirectory) = (None, None);
+    let subdir_of = |s: &str| -> Option<String> {
+        let s = s.strip_prefix("egg=").map(|e| e.split_once('&').map(|(_, r)| r).unwrap_or("")).unwrap_or(s);
+        s.strip_prefix("subdirectory=").map(str::to_string)
+    };
+    if let Some(frag) = suffix.strip_prefix('#') {
+        if frag.starts_with("subdirectory=") || (frag.starts_with("egg=") && frag.contains("&subdirectory=")) {
+            subdirectory = subdir_of(frag);
+        } else if !frag.starts_with("egg") {
+            let (r, tail) = frag.split_once(['&', '#']).map(|(a, b)| (a, Some(b))).unwrap_or((frag, None));
+            rev = Some(r.to_string());
+            subdirectory = tail.and_then(subdir_of);
+        }
+    } else if let Some(r) = suffix.strip_prefix('@') {
+        let (r, tail) = r.split_once(['&', '#']).map(|(a, b)| (a, Some(b))).unwrap_or((r, None));
+        rev = Some(r.to_string());
+        subdirectory = tail.and_then(subdir_of);
+    }
+    Some(GitUrl { protocol, user, resource, port, pathname, rev, subdirectory })
+}
+
+/// `Path(path).absolute().as_uri()`: a `file://` URL with the path percent-encoded like Python does.
+pub(crate) fn path_to_url(path: &Path) -> String {
+    let mut out = String::from("file://");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `Path.resolve()` (non-strict): symlinks resolved as far as the path exists, `..` applied to the rest.
+pub(crate) fn resolve_path(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            let mut out = canonical;
+            for part in rest.iter().rev() {
+                match Path::new(part).components().next() {
+                    Some(Component::ParentDir) => {
+                        out.pop();
+                    }
+                    Some(Component::CurDir) | None => {}
+                    _ => out.push(part),
+                }
+            }
+            return out;
+        }
+        match (existing.file_name().map(|f| f.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => {
+                // A path with `..` at its end or no existing prefix: normalize lexically.
+                let mut out = PathBuf::new();
+                for c in path.components() {
+                    match c {
+                        Component::ParentDir => {
+                            out.pop();
+                        }
+                        Component::CurDir => {}
+                        other => out.push(other),
+                    }
+                }
+                return out;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dependencies
+// ---------------------------------------------------------------------------------------------------------
+
+/// How a dependency is fetched.
+#[derive(Debug, Clone)]
+pub(crate) enum DepKind {
+    /// From an index, by name and version constraint.
+    Index,
+    Git {
+        source: String,
+        branch: Option<String>,
+        tag: Option<String>,
+        rev: Option<String>,
+    },
+    Url {
+        url: String,
+    },
+    File {
+        full_path: PathBuf,
+    },
+    Directory {
+        full_path: PathBuf,
+    },
+}
+
+/// poetry-core's `Dependency` (and its VCS/URL/file/directory subclasses), with the fields export uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Dependency {
+    pub(crate) name: String,
+    pub(crate) pretty_name: String,
+    pub(crate) constraint: VersionConstraint,
+    pub(crate) optional: bool,
+    pub(crate) features: Vec<String>,
+    pub(crate) kind: DepKind,
+    pub(crate) source: SourceSpec,
+    pub(crate) marker: Marker,
+    pub(crate) python_versions: String,
+    pub(crate) python_constraint: VersionConstraint,
+    pub(crate) in_extras: Vec<String>,
+    pub(crate) source_name: Option<String>,
+    pub(crate) develop: bool,
+    pub(crate) allows_prereleases: Option<bool>,
+}
+
+fn normalize_features<I: IntoIterator<Item = S>, S: AsRef<str>>(features: I) -> Vec<String> {
+    let mut out: Vec<String> = features.into_iter().map(|f| canonicalize_name(f.as_ref())).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl Dependency {
+    fn base(name: &str, constraint: VersionConstraint, kind: DepKind, source: SourceSpec) -> Dependency {
+        let allows_prereleases = if matches!(kind, DepKind::Index) { None } else { Some(true) };
+        Dependency {
+            name: canonicalize_name(name),
+            pretty_name: name.to_string(),
+            constraint,
+            optional: false,
+            features: Vec::new(),
+            kind,
+            source,
+            marker: Marker::Any,
+            python_versions: "*".to_string(),
+            python_constraint: VersionConstraint::any(),
+            in_extras: Vec::new(),
+            source_name: None,
+            develop: false,
+            allows_prereleases,
+        }
+    }
+
+    /// A dependency on `name` from an index.
+    pub(crate) fn index(name: &str, constraint: VersionConstraint) -> Dependency {
+        Dependency::base(name, constraint, DepKind::Index, SourceSpec::default())
+    }
+
+    pub(crate) fn git(
+        name: &str,
+        source: &str,
+        branch: Option<String>,
+        tag: Option<String>,
+        rev: Option<String>,
+        resolved: Option<String>,
+        subdirectory: Option<String>,
+    ) -> Dependency {
+        let reference = branch.clone().or(tag.clone()).or(rev.clone()).unwrap_or_else(|| "HEAD".to_string());
+        let spec =
+            SourceSpec::new(Some("git".into()), Some(source.to_string()), Some(reference), resolved, subdirectory);
+        let source = spec.url.clone().unwrap_or_else(|| source.to_string());
+        Dependency::base(name, VersionConstraint::any(), DepKind::Git { source, branch, tag, rev }, spec)
+    }
+
+    pub(crate) fn url(name: &str, url: &str, subdirectory: Option<String>) -> Dependency {
+        let spec = SourceSpec::new(Some("url".into()), Some(url.to_string()), None, None, subdirectory);
+        Dependency::base(name, VersionConstraint::any(), DepKind::Url { url: url.to_string() }, spec)
+    }
+
+    /// A file or directory dependency; `base` is where a relative `path` starts.
+    pub(crate) fn path(
+        name: &str,
+        path: &Path,
+        base: &Path,
+        directory: bool,
+        subdirectory: Option<String>,
+    ) -> Dependency {
+        let full_path = if path.is_absolute() { path.to_path_buf() } else { resolve_path(&base.join(path)) };
+        let kind_name = if directory { "directory" } else { "file" };
+        let spec = SourceSpec::new(
+            Some(kind_name.into()),
+            Some(full_path.to_string_lossy().into_owned()),
+            None,
+            None,
+            if directory { None } else { subdirectory },
+        );
+        let kind = if directory { DepKind::Directory { full_path } } else { DepKind::File { full_path } };
+        Dependency::base(name, VersionConstraint::any(), kind, spec)
+    }
+
+    pub(crate) fn is_direct_origin(&self) -> bool {
+        self.source.is_direct_origin()
+    }
+    pub(crate) fn is_vcs(&self) -> bool {
+        matches!(self.kind, DepKind::Git { .. })
+    }
+    pub(crate) fn is_url(&self) -> bool {
+        matches!(self.kind, DepKind::Url { .. })
+    }
+    pub(crate) fn is_file(&self) -> bool {
+        matches!(self.kind, DepKind::File { .. })
+    }
+    pub(crate) fn is_directory(&self) -> bool {
+        matches!(self.kind, DepKind::Directory { .. })
+    }
+
+    /// The name with its extras: `name[a,b]` (poetry-core's `complete_name`).
+    pub(crate) fn complete_name(&self) -> String {
+        complete(&self.name, &self.features)
+    }
+    fn complete_pretty_name(&self) -> String {
+        complete(&self.pretty_name, &self.features)
+    }
+
+    /// The marker setter: sets the marker and recomputes the Python constraint and extras from it.
+    pub(crate) fn set_marker(&mut self, marker: Marker) -> MResult<()> {
+        self.marker = marker;
+        let converted = markers::convert_markers(&self.marker)?;
+        if let Some((_, groups)) = converted.iter().find(|(n, _)| n == "extra") {
+            self.optional = true;
+            let mut new_in_extras = Vec::new();
+            for group in groups {
+                for (op, extra) in group {
+                    if op == "==" {
+                        new_in_extras.push(canonicalize_name(extra));
+                    } else if op.is_empty() && (extra.contains("||") || extra.contains(',')) {
+                        let sep = if extra.contains("||") { "||" } else { "," };
+                        for e in extra.split(sep).map(str::trim) {
+                            if !e.starts_with("!=") {
+                                new_in_extras.push(canonicalize_name(e));
+                            }
+                        }
+                    }
+                }
+            }
+            for e in new_in_extras {
+                if !self.in_extras.contains(&e) {
+                    self.in_extras.push(e);
+                }
+            }
+        }
+        self.python_versions = "*".to_string();
+        if !markers::contains_group_without_marker(&converted, "python_version") {
+            let groups = &converted.iter().find(|(n, _)| n == "python_version").unwrap().1;
+            self.python_versions = markers::normalize_python_version_markers(groups);
+        }
+        self.python_constraint =
+            pep440::parse_marker_constraint(&self.python_versions).unwrap_or(VersionConstraint::Empty);
+        Ok(())
+    }
+
+    /// The `python_versions` setter: narrows the marker to those Python versions.
+    pub(crate) fn set_python_versions(&mut self, value: &str) -> Result<()> {
+        self.python_versions = value.to_string();
+        self.python_constraint = pep440::parse_marker_constraint(value)
+            .ok_or_else(|| format_err!("invalid Python constraint '{value}' for {}", self.pretty_name))?;
+        if !self.python_constraint.is_any() {
+            let python = markers::python_marker(&self.python_constraint).map_err(|e| format_err!("{e}"))?;
+            self.marker = self.marker.intersect(&python).map_err(recursion)?;
+        }
+        Ok(())
+    }
+
+    /// PEP 508 `name[extras] @ url` or `name[extras] (constraint)` (poetry-core's `base_pep_508_name`,
+    /// resolved: a git dependency names its locked commit).
+    pub(crate) fn base_pep_508_name_resolved(&self) -> String {
+        let requirement = self.complete_pretty_name();
+        match &self.kind {
+            DepKind::Git { source, branch, tag, rev } => {
+                let mut r = format!("{requirement} @ git+{source}");
+                if let Some(resolved) = self.source.resolved_reference.as_ref().filter(|r| !r.is_empty()) {
+                    r.push_str(&format!("@{resolved}"));
+                } else if let Some(reference) =
+                    branch.as_ref().or(tag.as_ref()).or(rev.as_ref()).filter(|r| !r.is_empty())
+                {
+                    r.push_str(&format!("@{reference}"));
+                }
+                if let Some(dir) = &self.source.subdirectory {
+                    r.push_str(&format!("#subdirectory={dir}"));
+                }
+                r
+            }
+            DepKind::Url { url } => {
+                let mut r = format!("{requirement} @ {url}");
+                if let Some(dir) = &self.source.subdirectory {
+                    r.push_str(&format!("#subdirectory={dir}"));
+                }
+                r
+            }
+            DepKind::File { full_path } => {
+                let mut r = format!("{requirement} @ {}", path_to_url(full_path));
+                if let Some(dir) = &self.source.subdirectory {
+                    r.push_str(&format!("#subdirectory={dir}"));
+                }
+                r
+            }
+            DepKind::Directory { full_path } => format!("{requirement} @ {}", path_to_url(full_path)),
+            DepKind::Index => {
+                let c = &self.constraint;
+                if let VersionConstraint::Version(v) = c {
+                    format!("{requirement} (=={v})")
+                } else if c.is_any() {
+                    requirement
+                } else {
+                    format!("{requirement} ({})", c.to_string().replace(' ', ""))
+                }
+            }
+        }
+    }
+
+    /// The marker part of `to_pep_508(with_extras=False)`, if any.
+    pub(crate) fn pep_508_marker(&self) -> MResult<Option<String>> {
+        if !self.marker.is_any() {
+            let marker = self.marker.without_extras()?;
+            if marker.is_empty() || marker.is_any() {
+                return Ok(None);
+            }
+            return Ok(Some(marker.to_string()));
+        }
+        if self.python_versions != "*" {
+            return Ok(Some(markers::nested_version_marker("python_version", &self.python_constraint)));
+        }
+        Ok(None)
+    }
+
+    /// poetry-core's `Dependency.__eq__`: same name, extras and source, and the same constraint unless it
+    /// is a direct origin.
+    pub(crate) fn same_as(&self, other: &Dependency) -> bool {
+        self.complete_name() == other.complete_name()
+            && self.source.is_same_source_as(&other.source)
+            && (self.constraint == other.constraint || self.is_direct_origin())
+    }
+}
+
+fn complete(name: &str, features: &[String]) -> String {
+    if features.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}[{}]", features.join(","))
+    }
+}
+
+/// A parsed PEP 508 requirement.
+#[derive(Debug)]
+pub(crate) struct Requirement {
+    pub(crate) name: String,
+    pub(crate) extras: Vec<String>,
+    /// `>=1,<2` as written (specifiers joined with `,`), empty when none.
+    pub(crate) constraint: String,
+    pub(crate) url: Option<String>,
+    pub(crate) marker: Option<String>,
+}
+
+/// Parses `name[extras] (>=1,<2) ; marker` or `name @ url ; marker`.
+pub(crate) fn parse_requirement(text: &str) -> Result<Requirement, String> {
+    let invalid = |what: &str| format!("The requirement is invalid: {what}: {text}");
+    let s = text.trim_start_matches([' ', '\t']);
+    let name_end = s.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).unwrap_or(s.len());
+    if name_end == 0 || !s.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(invalid("no name"));
+    }
+    let name = s[..name_end].to_string();
+    let mut rest = s[name_end..].trim_start_matches([' ', '\t']);
+    let mut extras = Vec::new();
+    if let Some(r) = rest.strip_prefix('[') {
+        let close = r.find(']').ok_or_else(|| invalid("unclosed ["))?;
+        extras = r[..close].split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+        rest = r[close + 1..].trim_start_matches([' ', '\t']);
+    }
+    let mut constraint = String::new();
+    let mut url = None;
+    if let Some(r) = rest.strip_prefix('@') {
+        let r = r.trim_start_matches([' ', '\t']);
+        let end = r.find(' ').unwrap_or(r.len());
+        url = Some(r[..end].to_string());
+        rest = r[end..].trim_start_matches([' ', '\t']);
+    } else {
+        let (body, after, paren) = if let Some(r) = rest.strip_prefix('(') {
+            let close = r.find(')').ok_or_else(|| invalid("unclosed ("))?;
+            (&r[..close], &r[close + 1..], true)
+        } else {
+            let end = rest.find(';').unwrap_or(rest.len());
+            (&rest[..end], &rest[end..], false)
+        };
+        let body = body.trim();
+        if !body.is_empty() {
+            let parts: Vec<String> = body.split(',').map(|p| p.trim().to_string()).collect();
+            if parts.iter().any(|p| !p.starts_with(['~', '=', '!', '<', '>'])) {
+                return Err(invalid("bad version specifier"));
+            }
+            constraint = parts.join(",");
+        } else if paren {
+            return Err(invalid("empty ()"));
+        }
+        rest = after.trim_start_matches([' ', '\t']);
+    }
+    let mut marker = None;
+    if let Some(r) = rest.strip_prefix(';') {
+        marker = Some(r.trim().to_string());
+    } else if !rest.trim().is_empty() {
+        return Err(invalid("unexpected text"));
+    }
+    Ok(Requirement { name, extras, constraint, url, marker })
+}
+
+/// poetry-core's `Dependency.create_from_pep_508`.
+pub(crate) fn dependency_from_pep_508(text: &str, relative_to: &Path) -> Result<Dependency> {
+    let mut text = text.to_string();
+    if let Some((head, rest)) = text.split_once(" #") {
+        let mut t = head.trim().to_string();
+        if let Some((_, marker)) = rest.split_once(" ;") {
+            t.push_str(" ;");
+            t.push_str(marker);
+        }
+        text = t;
+    }
+    let req = parse_requirement(&text).map_err(|e| format_err!("{e}"))?;
+    let mut dep = match &req.url {
+        Some(url) => {
+            let (without_fragment, fragment) = url.split_once('#').map(|(a, b)| (a, Some(b))).unwrap_or((url, None));
+            let subdirectory =
+                fragment.and_then(|f| f.split('&').find_map(|p| p.strip_prefix("subdirectory="))).map(str::to_string);
+            let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+            let mut dep = if scheme.starts_with("git+") {
+                let parsed = parse_git_url(url).ok_or_else(|| format_err!("invalid git URL \"{url}\""))?;
+                Dependency::git(
+                    &req.name,
+                    &parsed.url(),
+                    None,
+                    None,
+                    parsed.rev.clone(),
+                    None,
+                    parsed.subdirectory.clone(),
+                )
+            } else if scheme == "git" {
+                Dependency::git(&req.name, without_fragment, None, None, None, None, None)
+            } else if scheme == "http" || scheme == "https" {
+                let mut dep = Dependency::url(&req.name, without_fragment, subdirectory);
+                let filename = without_fragment.rsplit('/').next().unwrap_or("");
+                if let Some(stem) = filename.strip_suffix(".whl") {
+                    let mut parts = stem.split('-');
+                    if let (Some(name), Some(version)) = (parts.next(), parts.next()) {
+                        dep.pretty_name = name.to_string();
+                        dep.name = canonicalize_name(name);
+                        if let Some(c) = pep440::parse_constraint(version) {
+                            dep.constraint = c;
+                        }
+                    }
+                }
+                dep
+            } else if scheme == "file" {
+                let path = url.trim_start_matches("file://");
+                let path = Path::new(path);
+                let full = if path.is_absolute() { path.to_path_buf() } else { relative_to.join(path) };
+                let is_file = if full.exists() { full.is_file() } else { path.extension().is_some() };
+                Dependency::path(&req.name, path, relative_to, !is_file, subdirectory)
+            } else {
+                let path = Path::new(url.as_str());
+                let full = relative_to.join(path);
+                let is_file = if full.exists() { full.is_file() } else { path.extension().is_some() };
+                Dependency::path(&req.name, path, relative_to, !is_file, None)
+            };
+            dep.features = normalize_features(&req.extras);
+            dep
+        }
+        None => {
+            let constraint = if req.constraint.is_empty() {
+                VersionConstraint::any()
+            } else {
+                pep440::parse_constraint(&req.constraint)
+                    .ok_or_else(|| format_err!("invalid version constraint \"{}\" in \"{text}\"", req.constraint))?
+            };
+            let mut dep = Dependency::index(&req.name, constraint);
+            dep.features = normalize_features(&req.extras);
+            dep
+        }
+    };
+    if let Some(marker) = &req.marker {
+        let marker = markers::parse_marker(marker).map_err(|e| format_err!("{e}"))?;
+        dep.set_marker(marker).map_err(recursion)?;
+    }
+    Ok(dep)
+}
+
+/// A dependency's constraints: one spec, or several (`[[...dependencies.name]]` or an inline list).
+fn spec_items(spec: &Item) -> Vec<Item> {
+    if let Some(a) = spec.as_array() {
+        return a.iter().map(|v| Item::Value(v.clone())).collect();
+    }
+    if let Some(a) = spec.as_array_of_tables() {
+        return a.iter().map(|t| Item::Table(t.clone())).collect();
+    }
+    vec![spec.clone()]
+}
+
+/// poetry-core's `Factory.create_dependency`: a dependency as `[tool.poetry.dependencies]` or a lock's
+/// `[package.dependencies]` writes it (a version string or a table).
+pub(crate) fn dependency_from_spec(name: &str, spec: &Item, root_dir: &Path) -> Result<Dependency, String> {
+    if let Some(s) = spec.as_str() {
+        let c = pep440::parse_constraint(s).ok_or_else(|| format!("invalid version constraint \"{s}\""))?;
+        return Ok(Dependency::index(name, c));
+    }
+    let Some(table) = spec.as_table_like() else {
+        return Err("must be a version string or a table".to_string());
+    };
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(item) => item.as_str().map(|s| Some(s.to_string())).ok_or_else(|| format!("`{key}` must be a string")),
+        }
+    };
+    let boolean = |key: &str| -> Result<bool, String> {
+        match table.get(key) {
+            None => Ok(false),
+            Some(item) => item.as_bool().ok_or_else(|| format!("`{key}` must be true or false")),
+        }
+    };
+    let extras: Vec<String> = match table.get("extras") {
+        None => Vec::new(),
+        Some(item) => item
+            .as_array()
+            .ok_or("`extras` must be a list of strings")?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or("`extras` must be a list of strings".to_string()))
+            .collect::<Result<_, _>>()?,
+    };
+    let optional = boolean("optional")?;
+    let subdirectory = string("subdirectory")?;
+    let mut dep = if let Some(git) = string("git")? {
+        let mut d = Dependency::git(name, &git, string("branch")?, string("tag")?, string("rev")?, None, subdirectory);
+        d.develop = boolean("develop")?;
+        d
+    } else if let Some(file) = string("file")? {
+        Dependency::path(name, Path::new(&file), root_dir, false, subdirectory)
+    } else if let Some(path) = string("path")? {
+        let path = PathBuf::from(path);
+        if root_dir.join(&path).is_file() {
+            Dependency::path(name, &path, root_dir, false, subdirectory)
+        } else {
+            let path = match &subdirectory {
+                Some(s) => path.join(s),
+                None => path,
+            };
+            let mut d = Dependency::path(name, &path, root_dir, true, None);
+            d.develop = boolean("develop")?;
+            d
+        }
+    } else if let Some(url) = string("url")? {
+        Dependency::url(name, &url, subdirectory)
+    } else {
+        let version = string("version")?.unwrap_or_else(|| "*".to_string());
+        let c =
+            pep440::parse_constraint(&version).ok_or_else(|| format!("invalid version constraint \"{version}\""))?;
+        let mut d = Dependency::index(name, c);
+        d.allows_prereleases = match table.get("allow-prereleases") {
+            Some(item) => Some(item.as_bool().ok_or("`allow-prereleases` must be true or false")?),
+            None => None,
+        };
+        d.develop = boolean("develop")?;
+        d
+    };
+    dep.optional = optional;
+    dep.features = normalize_features(&extras);
+    let mut marker = match string("markers")? {
+        Some(m) if !m.is_empty() => markers::parse_marker(&m)?,
+        _ => Marker::Any,
+    };
+    if let Some(python) = string("python")? {
+        if !python.is_empty() {
+            let c =
+                pep440::parse_constraint(&python).ok_or_else(|| format!("invalid Python constraint \"{python}\""))?;
+            let m = markers::parse_marker(&markers::nested_version_marker("python_version", &c))?;
+            marker = marker.intersect(&m).map_err(|_| "marker too complex".to_string())?;
+        }
+    }
+    if let Some(platform) = string("platform")? {
+        if !platform.is_empty() {
+            let m = markers::parse_marker(&markers::nested_generic_marker("sys_platform", &platform)?)?;
+            marker = marker.intersect(&m).map_err(|_| "marker too complex".to_string())?;
+        }
+    }
+    if !marker.is_any() {
+        dep.set_marker(marker).map_err(|_| "marker too complex".to_string())?;
+    }
+    dep.source_name = string("source")?;
+    Ok(dep)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// JSON for the content hash
+// ---------------------------------------------------------------------------------------------------------
+
+/// A TOML value as Python's `json.dumps(..., sort_keys=True)` writes it.
+#[derive(Debug, Clone)]
+pub(crate) enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn from_item(item: &Item) -> Json {
+        match item {
+            Item::None => Json::Null,
+            Item::Value(v) => Json::from_value(v),
+            Item::Table(t) => Json::from_table(t),
+            Item::ArrayOfTables(a) => Json::Array(a.iter().map(|t| Json::from_table(t)).collect()),
+        }
+    }
+    fn from_table(t: &dyn TableLike) -> Json {
+        Json::Object(t.iter().map(|(k, v)| (k.to_string(), Json::from_item(v))).collect())
+    }
+    fn from_value(v: &Value) -> Json {
+        match v {
+            Value::String(s) => Json::Str(s.value().clone()),
+            Value::Integer(i) => Json::Int(*i.value()),
+            Value::Float(f) => Json::Float(*f.value()),
+            Value::Boolean(b) => Json::Bool(*b.value()),
+            Value::Datetime(d) => Json::Str(d.value().to_string()),
+            Value::Array(a) => Json::Array(a.iter().map(Json::from_value).collect()),
+            Value::InlineTable(t) => Json::from_table(t),
+        }
+    }
+
+    pub(crate) fn dumps(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(i) => out.push_str(&i.to_string()),
+            Json::Float(f) => out.push_str(&python_float_repr(*f)),
+            Json::Str(s) => write_json_string(s, out),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write(out);
+                }
+                out.push(']');
+            }
+            Json::Object(entries) => {
+                let mut sorted: Vec<&(String, Json)> = entries.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                out.push('{');
+                for (i, (k, v)) in sorted.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write_json_string(k, out);
+                    out.push_str(": ");
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap();
+        let exp: i32 = exp.parse().unwrap();
+        return format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    let s = format!("{f}");
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// pyproject.toml
+// ---------------------------------------------------------------------------------------------------------
+
+/// A package source from `[[tool.poetry.source]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Source {
+    pub(crate) name: String,
+    /// As written; Poetry strips a trailing `/` for legacy sources.
+    pub(crate) url: String,
+    /// `primary`, `supplemental` or `explicit`.
+    pub(crate) priority: String,
+}
+
+/// A dependency group (`main`, `[tool.poetry.group.<name>]`, `[dependency-groups]`, legacy `dev`).
+#[derive(Debug, Clone)]
+pub(crate) struct DependencyGroup {
+    pub(crate) name: String,
+    pub(crate) pretty_name: String,
+    pub(crate) optional: bool,
+    mixed_dynamic: bool,
+    dependencies: Vec<Dependency>,
+    poetry_dependencies: Vec<Dependency>,
+    included: Vec<String>,
+}
+
+impl DependencyGroup {
+    fn new(name: &str, optional: bool) -> DependencyGroup {
+        DependencyGroup {
+            name: canonicalize_name(name),
+            pretty_name: name.to_string(),
+            optional,
+            mixed_dynamic: false,
+            dependencies: Vec::new(),
+            poetry_dependencies: Vec::new(),
+            included: Vec::new(),
+        }
+    }
+
+    fn add_dependency(&mut self, dep: Dependency) {
+        if self.dependencies.is_empty() && !self.poetry_dependencies.is_empty() {
+            self.poetry_dependencies.push(dep);
+        } else {
+            self.dependencies.push(dep);
+        }
+    }
+}
+
+/// The root package as Poetry sees it: name, Python constraint, groups, extras, sources, and what the
+/// lock's content-hash covers.
+#[derive(Debug)]
+pub(crate) struct Project {
+    pub(crate) dir: PathBuf,
+    pub(crate) name: String,
+    pub(crate) python_versions: String,
+    pub(crate) python_constraint: VersionConstraint,
+    pub(crate) groups: Vec<DependencyGroup>,
+    /// Extra names (normalized), in declaration order.
+    pub(crate) extras: Vec<String>,
+    pub(crate) sources: Vec<Source>,
+    content_hash: String,
+    content_hash_without_groups: String,
+}
+
+fn item_str<'a>(file: &TomlFile, item: &'a Item, what: &str) -> Result<&'a str> {
+    item.as_str().ok_or_else(|| file.error_at(item, format!("{what} must be a string")))
+}
+
+fn table_like<'a>(file: &TomlFile, item: &'a Item, what: &str) -> Result<&'a dyn TableLike> {
+    item.as_table_like().ok_or_else(|| file.error_at(item, format!("{what} must be a table")))
+}
+
+fn string_list(file: &TomlFile, item: &Item, what: &str) -> Result<Vec<String>> {
+    let array = item.as_array().ok_or_else(|| file.error_at(item, format!("{what} must be a list of strings")))?;
+    array
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| file.error_at(item, format!("{what} must be a list of strings")))
+        })
+        .collect()
+}
+
+impl Project {
+    /// Reads `<dir>/pyproject.toml` like `poetry export` does: validation errors are Poetry's.
+    pub(crate) fn load(dir: &Path, display: &str) -> Result<Project> {
+        let path = dir.join("pyproject.toml");
+        let file = TomlFile::read(&path, display)?;
+        Project::from_file(dir, &file)
+    }
+
+    pub(crate) fn from_file(dir: &Path, file: &TomlFile) -> Result<Project> {
+        let root = file.doc.as_table();
+        let project = match root.get("project") {
+            Some(item) => Some(table_like(file, item, "[project]")?),
+            None => None,
+        };
+        let tool_poetry = match root.get("tool").and_then(|t| t.get("poetry")) {
+            Some(item) => Some(table_like(file, item, "[tool.poetry]")?),
+            None => None,
+        };
+        let dependency_groups = match root.get("dependency-groups") {
+            Some(item) => Some(table_like(file, item, "[dependency-groups]")?),
+            None => None,
+        };
+        let poetry_get = |key: &str| tool_poetry.and_then(|t| t.get(key));
+        let project_get = |key: &str| project.and_then(|t| t.get(key));
+
+        // Validation, as `Factory.validate` reports it.
+        let mut errors: Vec<String> = Vec::new();
+        if let Some(project) = project {
+            if project.get("name").is_none() {
+                errors.push("project must contain ['name'] properties".to_string());
+            }
+            for key in ["name", "version", "requires-python"] {
+                if let Some(item) = project.get(key) {
+                    if !item.is_str() {
+                        errors.push(format!("project.{key} must be string"));
+                    }
+                }
+            }
+        }
+        let package_mode = match poetry_get("package-mode") {
+            Some(item) => {
+                item.as_bool().ok_or_else(|| file.error_at(item, "tool.poetry.package-mode must be true or false"))?
+            }
+            None => true,
+        };
+        if package_mode {
+            for key in ["name", "version"] {
+                let value = project_get(key).and_then(Item::as_str).or_else(|| poetry_get(key).and_then(Item::as_str));
+                if value.is_none_or(str::is_empty) {
+                    errors.push(format!("Either [project.{key}] or [tool.poetry.{key}] is required in package mode."));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            let mut message = String::from("The Poetry configuration is invalid:\n");
+            for e in &errors {
+                message.push_str(&format!("  - {e}\n"));
+            }
+            bail!("{}", message.trim_end());
+        }
+
+        let name = project_get("name")
+            .and_then(Item::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| poetry_get("name").and_then(Item::as_str))
+            .unwrap_or("non-package-mode")
+            .to_string();
+
+        // Python
+        let requires_python = match project_get("requires-python") {
+            Some(item) => item_str(file, item, "project.requires-python")?.to_string(),
+            None => "*".to_string(),
+        };
+        let mut python_versions = requires_python.clone();
+
+        let mut groups: Vec<DependencyGroup> = Vec::new();
+        fn group_index(groups: &mut Vec<DependencyGroup>, name: &str, optional: bool) -> usize {
+            let canonical = canonicalize_name(name);
+            match groups.iter().position(|g| g.name == canonical) {
+                Some(i) => i,
+                None => {
+                    groups.push(DependencyGroup::new(name, optional));
+                    groups.len() - 1
+                }
+            }
+        }
+        let mut extras: Vec<(String, Vec<String>)> = Vec::new();
+
+        // [project] dependencies and optional-dependencies
+        let dependencies = project_get("dependencies");
+        let optional_dependencies = project_get("optional-dependencies");
+        let has_optional = optional_dependencies.and_then(Item::as_table_like).is_some_and(|t| !t.is_empty());
+        // Python scoping in poetry-core: `dependencies` ends as the last extra's list.
+        let mut last_dependencies_nonempty = false;
+        if dependencies.is_some() || has_optional {
+            let dynamic = match project_get("dynamic") {
+                Some(item) => string_list(file, item, "project.dynamic")?,
+                None => Vec::new(),
+            };
+            let i = group_index(&mut groups, MAIN_GROUP, false);
+            groups[i].mixed_dynamic = dynamic.iter().any(|d| d == "dependencies" || d == "optional-dependencies");
+            if let Some(item) = dependencies {
+                let deps = string_list(file, item, "project.dependencies")?;
+                last_dependencies_nonempty = !deps.is_empty();
+                for d in deps {
+                    let dep = dependency_from_pep_508(&d, dir).map_err(|e| file.error_at(item, e))?;
+                    groups[i].add_dependency(dep);
+                }
+            }
+            if let Some(item) = optional_dependencies {
+                for (extra, reqs) in table_like(file, item, "project.optional-dependencies")?.iter() {
+                    let extra = canonicalize_name(extra);
+                    let reqs = string_list(file, reqs, "project.optional-dependencies")?;
+                    last_dependencies_nonempty = !reqs.is_empty();
+                    let mut names = Vec::new();
+                    for r in reqs {
+                        let mut dep = dependency_from_pep_508(&r, dir).map_err(|e| file.error_at(item, e))?;
+                        dep.optional = true;
+                        dep.in_extras = vec![extra.clone()];
+                        names.push(dep.name.clone());
+                        groups[i].add_dependency(dep);
+                    }
+                    extras.push((extra, names));
+                }
+            }
+        }
+
+        // [tool.poetry.dependencies]
+        let poetry_group_deps = |groups: &mut Vec<DependencyGroup>,
+                                 python_versions: &mut String,
+                                 group: usize,
+                                 deps: &Item,
+                                 what: &str|
+         -> Result<()> {
+            let table = table_like(file, deps, what)?;
+            for (dep_name, spec) in table.iter() {
+                let specs = spec_items(spec);
+                for s in specs {
+                    if dep_name.eq_ignore_ascii_case("python") {
+                        if groups[group].name == MAIN_GROUP {
+                            if let Some(v) = s.as_str() {
+                                *python_versions = v.to_string();
+                            }
+                        }
+                        continue;
+                    }
+                    let dep = dependency_from_spec(dep_name, &s, dir)
+                        .map_err(|e| file.error_at(spec, format!("{what}.{dep_name}: {e}")))?;
+                    groups[group].poetry_dependencies.push(dep);
+                }
+            }
+            Ok(())
+        };
+        if let Some(deps) = poetry_get("dependencies") {
+            let i = group_index(&mut groups, MAIN_GROUP, false);
+            poetry_group_deps(&mut groups, &mut python_versions, i, deps, "tool.poetry.dependencies")?;
+        }
+
+        // [dependency-groups] (PEP 735), then [tool.poetry.group.*]
+        let poetry_groups = match poetry_get("group") {
+            Some(item) => Some(table_like(file, item, "tool.poetry.group")?),
+            None => None,
+        };
+        let group_optional = |name: &str| -> Result<bool> {
+            let Some(pg) = poetry_groups else { return Ok(false) };
+            for (n, config) in pg.iter() {
+                if canonicalize_name(n) == canonicalize_name(name) {
+                    if let Some(item) = config.get("optional") {
+                        return item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"));
+                    }
+                }
+            }
+            Ok(false)
+        };
+        let mut includes: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(dg) = dependency_groups {
+            for (group_name, entries) in dg.iter() {
+                let optional = group_optional(group_name)?;
+                groups.push(DependencyGroup::new(group_name, optional));
+                let i = groups.len() - 1;
+                let array = entries
+                    .as_array()
+                    .ok_or_else(|| file.error_at(entries, format!("dependency-groups.{group_name} must be a list")))?;
+                let mut included = Vec::new();
+                for v in array.iter() {
+                    if let Some(s) = v.as_str() {
+                        let mut dep = dependency_from_pep_508(s, dir).map_err(|e| file.error_at(entries, e))?;
+                        dep.optional = false;
+                        groups[i].add_dependency(dep);
+                    } else if let Some(include) =
+                        v.as_inline_table().and_then(|t| t.get("include-group")).and_then(|v| v.as_str())
+                    {
+                        included.push(include.to_string());
+                    }
+                }
+                includes.push((group_name.to_string(), included));
+            }
+        }
+        if let Some(pg) = poetry_groups {
+            for (group_name, config) in pg.iter() {
+                let config = table_like(file, config, &format!("tool.poetry.group.{group_name}"))?;
+                let i = match groups.iter().position(|g| g.name == canonicalize_name(group_name)) {
+                    Some(i) => i,
+                    None => {
+                        let optional = match config.get("optional") {
+                            Some(item) => {
+                                item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?
+                            }
+                            None => false,
+                        };
+                        groups.push(DependencyGroup::new(group_name, optional));
+                        groups.len() - 1
+                    }
+                };
+                let included = match config.get("include-groups") {
+                    Some(item) => string_list(file, item, "include-groups")?,
+                    None => Vec::new(),
+                };
+                includes.push((group_name.to_string(), included));
+                if let Some(deps) = config.get("dependencies") {
+                    poetry_group_deps(
+                        &mut groups,
+                        &mut python_versions,
+                        i,
+                        deps,
+                        &format!("tool.poetry.group.{group_name}.dependencies"),
+                    )?;
+                }
+            }
+        }
+        for (group_name, included) in includes {
+            let i = groups.iter().position(|g| g.name == canonicalize_name(&group_name)).unwrap();
+            for inc in included {
+                let canonical = canonicalize_name(&inc);
+                if !groups.iter().any(|g| g.name == canonical) {
+                    bail!("Group '{group_name}' includes group '{inc}' which is not defined.");
+                }
+                if canonical == groups[i].name {
+                    bail!("Cannot include the dependency group to itself.");
+                }
+                if !groups[i].included.contains(&canonical) {
+                    groups[i].included.push(canonical);
+                }
+            }
+        }
+        if let Some(deps) = poetry_get("dev-dependencies") {
+            let i = group_index(&mut groups, "dev", false);
+            poetry_group_deps(&mut groups, &mut python_versions, i, deps, "tool.poetry.dev-dependencies")?;
+        }
+
+        // Extras from [tool.poetry.extras] when [project] declares no dependencies.
+        if !last_dependencies_nonempty {
+            extras.clear();
+            if let Some(item) = poetry_get("extras") {
+                let main = groups.iter().position(|g| g.name == MAIN_GROUP);
+                for (extra_name, reqs) in table_like(file, item, "tool.poetry.extras")?.iter() {
+                    let extra = canonicalize_name(extra_name);
+                    let mut names = Vec::new();
+                    for req in string_list(file, reqs, "tool.poetry.extras")? {
+                        let req_name = canonicalize_name(&req);
+                        if let Some(main) = main {
+                            let group = &mut groups[main];
+                            let in_main_dependencies = !group.dependencies.is_empty();
+                            let deps = if in_main_dependencies {
+                                &mut group.dependencies
+                            } else {
+                                &mut group.poetry_dependencies
+                            };
+                            for dep in deps.iter_mut().filter(|d| d.name == req_name) {
+                                dep.in_extras.push(extra.clone());
+                                names.push(dep.name.clone());
+                            }
+                        }
+                    }
+                    extras.push((extra, names));
+                }
+            }
+        }
+
+        // Python constraint (ProjectPackage.python_versions)
+        let constraint_text =
+            if python_versions == "*" { "~2.7 || >=3.4".to_string() } else { python_versions.clone() };
+        let python_constraint = pep440::parse_marker_constraint(&constraint_text)
+            .ok_or_else(|| format_err!("{}: invalid Python constraint \"{python_versions}\"", file.display))?;
+        if requires_python != "*" {
+            let allowed = pep440::parse_marker_constraint(&requires_python)
+                .ok_or_else(|| format_err!("{}: invalid requires-python \"{requires_python}\"", file.display))?;
+            if !allowed.allows_all(&python_constraint) {
+                bail!(
+                    "The Python constraint in [tool.poetry.dependencies] \"{python_versions}\" is not a subset of \"requires-python\" in [project] \"{requires_python}\""
+                );
+            }
+        }
+
+        // Sources
+        let mut sources = Vec::new();
+        if let Some(item) = poetry_get("source") {
+            let array = item
+                .as_array_of_tables()
+                .map(|a| a.iter().map(|t| t as &dyn TableLike).collect::<Vec<_>>())
+                .or_else(|| {
+                    item.as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_inline_table().map(|t| t as &dyn TableLike)).collect())
+                })
+                .ok_or_else(|| file.error_at(item, "tool.poetry.source must be a list of tables"))?;
+            for t in array {
+                let name =
+                    t.get("name").and_then(Item::as_str).ok_or_else(|| file.error_at(item, "a source needs a name"))?;
+                let url = t.get("url").and_then(Item::as_str).unwrap_or("");
+                let priority = t.get("priority").and_then(Item::as_str).unwrap_or("primary").to_ascii_lowercase();
+                if !matches!(priority.as_str(), "primary" | "supplemental" | "explicit") {
+                    bail!(
+                        "The Poetry configuration is invalid:\n  - tool.poetry.source[{}].priority must be one of ['primary', 'supplemental', 'explicit']",
+                        sources.len()
+                    );
+                }
+                if name.eq_ignore_ascii_case("pypi") && !url.is_empty() {
+                    bail!("The PyPI repository cannot be configured with a custom url.");
+                }
+                if !name.eq_ignore_ascii_case("pypi") && url.is_empty() {
+                    bail!("Missing [url] in source {name:?}.");
+                }
+                sources.push(Source { name: name.to_string(), url: url.to_string(), priority });
+            }
+        }
+
+        let (content_hash, content_hash_without_groups) = content_hashes(project, tool_poetry, dependency_groups);
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            name,
+            python_versions,
+            python_constraint,
+            groups,
+            extras: extras.into_iter().map(|(e, _)| e).collect(),
+            sources,
+            content_hash,
+            content_hash_without_groups,
+        })
+    }
+
+    pub(crate) fn has_group(&self, name: &str) -> bool {
+        let canonical = canonicalize_name(name);
+        self.groups.iter().any(|g| g.name == canonical)
+    }
+
+    /// `dependency_group_names(include_optional=True)`.
+    pub(crate) fn group_names(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// The dependencies of the given groups as Poetry locks them (`with_dependency_groups(groups,
+    /// only=True).all_requires`), in group declaration order.
+    pub(crate) fn requires_for(&self, groups: &[String]) -> Result<Vec<Dependency>> {
+        let mut out = Vec::new();
+        for g in self.groups.iter().filter(|g| groups.contains(&g.name)) {
+            out.extend(self.dependencies_for_locking(g, &mut Vec::new())?);
+        }
+        Ok(out)
+    }
+
+    fn group(&self, name: &str) -> &DependencyGroup {
+        self.groups.iter().find(|g| g.name == name).expect("group exists")
+    }
+
+    fn included_dependencies(
+        &self,
+        group: &DependencyGroup,
+        locking: bool,
+        stack: &mut Vec<String>,
+    ) -> Result<Vec<Dependency>> {
+        let mut out = Vec::new();
+        if stack.contains(&group.name) {
+            bail!("Cyclic dependency group include in {}", group.name);
+        }
+        stack.push(group.name.clone());
+        for inc in &group.included {
+            let included = self.group(inc);
+            let deps = if locking {
+                self.dependencies_for_locking(included, stack)?
+            } else {
+                self.group_dependencies(included, stack)?
+            };
+            out.extend(deps);
+        }
+        stack.pop();
+        Ok(out)
+    }
+
+    /// `DependencyGroup.dependencies`.
+    fn group_dependencies(&self, group: &DependencyGroup, stack: &mut Vec<String>) -> Result<Vec<Dependency>> {
+        let included = self.included_dependencies(group, false, stack)?;
+        let mut deps = group.dependencies.clone();
+        if deps.is_empty() {
+            deps = group.poetry_dependencies.clone();
+        } else if group.mixed_dynamic && !group.poetry_dependencies.is_empty() {
+            if group.dependencies.iter().all(|d| d.optional) {
+                deps.extend(group.poetry_dependencies.iter().filter(|d| !d.optional).cloned());
+            } else if group.dependencies.iter().all(|d| !d.optional) {
+                deps.extend(group.poetry_dependencies.iter().filter(|d| d.optional).cloned());
+            }
+        }
+        deps.extend(included);
+        Ok(deps)
+    }
+
+    /// `DependencyGroup.dependencies_for_locking`: [project] dependencies enriched by [tool.poetry] ones.
+    fn dependencies_for_locking(&self, group: &DependencyGroup, stack: &mut Vec<String>) -> Result<Vec<Dependency>> {
+        let included = self.included_dependencies(group, true, stack)?;
+        let mut deps = if group.poetry_dependencies.is_empty() {
+            group.dependencies.clone()
+        } else if group.dependencies.is_empty() {
+            group.poetry_dependencies.clone()
+        } else {
+            let mut out = Vec::new();
+            for dep in self.group_dependencies(group, stack)? {
+                let poetry_deps: Vec<&Dependency> =
+                    group.poetry_dependencies.iter().filter(|p| p.name == dep.name).collect();
+                if poetry_deps.is_empty() {
+                    out.push(dep);
+                    continue;
+                }
+                let mut enriched = false;
+                let mut dep_marker = dep.marker.clone();
+                if !dep.in_extras.is_empty() {
+                    let extras =
+                        dep.in_extras.iter().map(|e| format!("extra == '{e}'")).collect::<Vec<_>>().join(" or ");
+                    let m = markers::parse_marker(&extras).map_err(|e| format_err!("{e}"))?;
+                    dep_marker = dep.marker.intersect(&m).map_err(recursion)?;
+                }
+                for poetry_dep in poetry_deps {
+                    let mut marker = dep_marker.intersect(&poetry_dep.marker).map_err(recursion)?;
+                    if !marker.is_empty() {
+                        if marker == dep_marker {
+                            marker = dep.marker.clone();
+                        }
+                        enriched = true;
+                        out.push(enrich_dependency(&dep, poetry_dep, marker)?);
+                    }
+                }
+                if !enriched {
+                    out.push(dep);
+                }
+            }
+            out
+        };
+        deps.extend(included);
+        Ok(deps)
+    }
+
+    /// Whether the lock's `content-hash` matches this pyproject (Poetry's `Locker.is_fresh`).
+    pub(crate) fn lock_is_fresh(&self, lock: &Lock) -> bool {
+        let Some(hash) = &lock.content_hash else { return false };
+        if *hash == self.content_hash {
+            return true;
+        }
+        if let Some(version) = lock.generated_by.as_deref().and_then(Version::parse) {
+            if version < Version::parse("2.3.0").unwrap() {
+                return *hash == self.content_hash_without_groups;
+            }
+        }
+        false
+    }
+}
+
+fn enrich_dependency(project_dep: &Dependency, poetry_dep: &Dependency, marker: Marker) -> Result<Dependency> {
+    let project_kind = project_dep.source.kind.is_some();
+    if project_kind && poetry_dep.source.kind.is_some() && !poetry_dep.source.is_same_source_as(&project_dep.source) {
+        bail!("Cannot enrich dependency with different sources: {} and {}", project_dep.name, poetry_dep.name);
+    }
+    let constraint = project_dep.constraint.intersect(&poetry_dep.constraint);
+    if constraint.is_empty() {
+        bail!("Cannot enrich dependency with incompatible constraints: {} and {}", project_dep.name, poetry_dep.name);
+    }
+    let mut dep = if project_kind {
+        let mut d = project_dep.clone();
+        if d.is_directory() || d.is_vcs() {
+            d.develop = poetry_dep.develop;
+        }
+        d
+    } else {
+        let mut d = poetry_dep.clone();
+        d.features = project_dep.features.clone();
+        d.optional = project_dep.optional;
+        d.in_extras = project_dep.in_extras.clone();
+        d
+    };
+    dep.constraint = constraint;
+    dep.set_marker(marker).map_err(recursion)?;
+    Ok(dep)
+}
+
+/// Poetry's `Locker._get_content_hash`, with and without `[dependency-groups]`.
+fn content_hashes(
+    project: Option<&dyn TableLike>,
+    tool_poetry: Option<&dyn TableLike>,
+    dependency_groups: Option<&dyn TableLike>,
+) -> (String, String) {
+    let compute = |with_groups: bool| -> String {
+        let mut relevant_project: Vec<(String, Json)> = Vec::new();
+        for key in ["requires-python", "dependencies", "optional-dependencies"] {
+            if let Some(item) = project.and_then(|p| p.get(key)) {
+                relevant_project.push((key.to_string(), Json::from_item(item)));
+            }
+        }
+        let group_content: Option<Json> =
+            if with_groups { dependency_groups.filter(|g| !g.is_empty()).map(Json::from_table) } else { None };
+        let mut relevant_poetry: Vec<(String, Json)> = Vec::new();
+        for key in ["dependencies", "source", "extras", "dev-dependencies", "group"] {
+            let legacy = key != "group";
+            match tool_poetry.and_then(|t| t.get(key)) {
+                Some(item) => relevant_poetry.push((key.to_string(), Json::from_item(item))),
+                None => {
+                    if !legacy || !relevant_project.is_empty() || group_content.is_some() {
+                        continue;
+                    }
+                    relevant_poetry.push((key.to_string(), Json::Null));
+                }
+            }
+        }
+        let mut relevant: Vec<(String, Json)> = Vec::new();
+        if !relevant_project.is_empty() {
+            relevant.push(("project".into(), Json::Object(relevant_project)));
+        }
+        if let Some(g) = group_content {
+            relevant.push(("dependency-groups".into(), g));
+        }
+        let json = if relevant.is_empty() {
+            Json::Object(relevant_poetry)
+        } else {
+            relevant.push(("tool".into(), Json::Object(vec![("poetry".into(), Json::Object(relevant_poetry))])));
+            Json::Object(relevant)
+        };
+        sha256::hex_digest(json.dumps().as_bytes())
+    };
+    (compute(true), compute(false))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// poetry.lock
+// ---------------------------------------------------------------------------------------------------------
+
+/// One distribution file of a locked package: its name and `algorithm:hex` hash (or a bare hash in very
+/// old locks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PackageFile {
+    pub(crate) file: String,
+    pub(crate) hash: String,
+}
+
+/// A locked package (poetry-core's `Package` as the `Locker` builds it).
+#[derive(Debug, Clone)]
+pub(crate) struct Package {
+    pub(crate) name: String,
+    pub(crate) pretty_name: String,
+    pub(crate) version: Version,
+    pub(crate) source: SourceSpec,
+    pub(crate) features: Vec<String>,
+    pub(crate) optional: bool,
+    pub(crate) python_versions: String,
+    pub(crate) python_constraint: VersionConstraint,
+    pub(crate) files: Vec<PackageFile>,
+    pub(crate) develop: bool,
+    /// `[package.dependencies]`.
+    pub(crate) requires: Vec<Dependency>,
+    /// `[package.extras]`: extra name (normalized) → dependencies.
+    pub(crate) extras: Vec<(String, Vec<Dependency>)>,
+    /// Lock 2.1: the groups that need this package and the marker per group.
+    pub(crate) groups: Vec<String>,
+    pub(crate) group_markers: Vec<(String, Marker)>,
+    /// The marker export attaches to this package (2.1 path).
+    pub(crate) marker: Marker,
+}
+
+impl Package {
+    pub(crate) fn complete_name(&self) -> String {
+        complete(&self.name, &self.features)
+    }
+
+    pub(crate) fn is_direct_origin(&self) -> bool {
+        self.source.is_direct_origin()
+    }
+
+    /// poetry-core's `Package.__eq__`: same name, extras, source and version.
+    pub(crate) fn same_as(&self, other: &Package) -> bool {
+        self.name == other.name
+            && self.features == other.features
+            && self.source.is_same_source_as(&other.source)
+            && self.version == other.version
+    }
+
+    pub(crate) fn with_features(&self, features: &[String]) -> Package {
+        let mut p = self.clone();
+        p.features = normalize_features(features);
+        p
+    }
+
+    /// poetry-core's `Package.to_dependency`.
+    pub(crate) fn to_dependency(&self) -> Result<Dependency> {
+        let url = self.source.url.clone().unwrap_or_default();
+        let mut dep = match self.source.kind.as_deref() {
+            Some("directory") => {
+                let mut d = Dependency::path(&self.name, Path::new(&url), Path::new("/"), true, None);
+                d.develop = self.develop;
+                d
+            }
+            Some("file") => {
+                Dependency::path(&self.name, Path::new(&url), Path::new("/"), false, self.source.subdirectory.clone())
+            }
+            Some("url") => Dependency::url(&self.name, &url, self.source.subdirectory.clone()),
+            Some("git") => {
+                let mut d = Dependency::git(
+                    &self.name,
+                    &url,
+                    None,
+                    None,
+                    self.source.reference.clone(),
+                    self.source.resolved_reference.clone(),
+                    self.source.subdirectory.clone(),
+                );
+                d.develop = self.develop;
+                d
+            }
+            _ => Dependency::index(&self.name, VersionConstraint::Version(self.version.clone())),
+        };
+        dep.optional = self.optional;
+        dep.features = self.features.clone();
+        if !self.marker.is_any() {
+            dep.set_marker(self.marker.clone()).map_err(recursion)?;
+        }
+        if !self.python_constraint.is_any() {
+            dep.set_python_versions(&self.python_versions)?;
+        }
+        if self.is_direct_origin() {
+            dep.constraint = VersionConstraint::Version(self.version.clone());
+        }
+        Ok(dep)
+    }
+}
+
+/// `poetry.lock`.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    pub(crate) lock_version: Version,
+    pub(crate) content_hash: Option<String>,
+    /// `Poetry X.Y.Z` from the `@generated` comment.
+    pub(crate) generated_by: Option<String>,
+    pub(crate) packages: Vec<Package>,
+    /// `[extras]`: extra (normalized) → package names (normalized).
+    pub(crate) extras: Vec<(String, Vec<String>)>,
+}
+
+impl Lock {
+    /// Lock 2.1 and later store groups and markers per package.
+    pub(crate) fn has_groups_and_markers(&self) -> bool {
+        self.lock_version >= Version::parse("2.1").unwrap()
+    }
+
+    pub(crate) fn load(path: &Path, display: &str) -> Result<Lock> {
+        let file = TomlFile::read(path, display)?;
+        Lock::from_file(path, &file)
+    }
+
+    pub(crate) fn from_file(path: &Path, file: &TomlFile) -> Result<Lock> {
+        let lock_dir = path.parent().unwrap_or(Path::new("."));
+        let root = file.doc.as_table();
+        let first_line = file.doc.raw().lines().next().unwrap_or("");
+        let generated_by = first_line
+            .find("Poetry ")
+            .map(|i| first_line[i + 7..].split(' ').next().unwrap_or("").to_string())
+            .filter(|s| !s.is_empty());
+        let Some(metadata) = root.get("metadata") else {
+            bail!("{}: the lock file does not have a metadata entry; regenerate it with `poetry lock`", file.display);
+        };
+        let metadata = table_like(file, metadata, "[metadata]")?;
+        let Some(lock_version_item) = metadata.get("lock-version") else {
+            bail!(
+                "{}: the lock file is not compatible with the current version of Poetry; regenerate it with `poetry lock`",
+                file.display
+            );
+        };
+        let lock_version_text = item_str(file, lock_version_item, "metadata.lock-version")?;
+        let lock_version = Version::parse(lock_version_text)
+            .ok_or_else(|| file.error_at(lock_version_item, "metadata.lock-version is not a version"))?;
+        if !(lock_version >= Version::parse("1").unwrap() && lock_version < Version::parse("3").unwrap()) {
+            bail!(
+                "{}: lock-version {lock_version_text} is not supported (Poetry 2.5 reads >=1,<3): regenerate the lock file with `poetry lock`",
+                file.display
+            );
+        }
+        let content_hash = metadata.get("content-hash").and_then(Item::as_str).map(str::to_string);
+        let metadata_files = metadata.get("files").and_then(Item::as_table_like);
+        let metadata_hashes = metadata.get("hashes").and_then(Item::as_table_like);
+
+        let mut packages = Vec::new();
+        if let Some(item) = root.get("package") {
+            let tables: Vec<&dyn TableLike> = match item.as_array_of_tables() {
+                Some(a) => a.iter().map(|t| t as &dyn TableLike).collect(),
+                None => item
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_inline_table().map(|t| t as &dyn TableLike)).collect())
+                    .ok_or_else(|| file.error_at(item, "package must be an array of tables"))?,
+            };
+            for t in tables {
+                packages.push(read_package(file, lock_dir, t, metadata_files, metadata_hashes)?);
+            }
+        }
+        let mut extras = Vec::new();
+        if let Some(item) = root.get("extras") {
+            for (extra, names) in table_like(file, item, "[extras]")?.iter() {
+                let names = string_list(file, names, "extras")?;
+                extras.push((canonicalize_name(extra), names.iter().map(|n| canonicalize_name(n)).collect()));
+            }
+        }
+        Ok(Lock { lock_version, content_hash, generated_by, packages, extras })
+    }
+}
+
+fn read_package(
+    file: &TomlFile,
+    lock_dir: &Path,
+    t: &dyn TableLike,
+    metadata_files: Option<&dyn TableLike>,
+    metadata_hashes: Option<&dyn TableLike>,
+) -> Result<Package> {
+    let at = |key: &str| -> Result<&Item> {
+        t.get(key).ok_or_else(|| format_err!("{}: a [[package]] has no `{key}`", file.display))
+    };
+    let str_at = |key: &str| -> Result<String> { Ok(item_str(file, at(key)?, key)?.to_string()) };
+    let opt_str = |table: &dyn TableLike, key: &str| -> Result<Option<String>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(item) => Ok(Some(item_str(file, item, key)?.to_string())),
+        }
+    };
+    let name = str_at("name")?;
+    let version_item = at("version")?;
+    let version_text = item_str(file, version_item, "version")?;
+    let version = Version::parse(version_text)
+        .ok_or_else(|| file.error_at(version_item, format!("invalid version '{version_text}' on package {name}")))?;
+    let (kind, mut url, reference, resolved, subdirectory) = match t.get("source") {
+        Some(item) => {
+            let s = table_like(file, item, "package.source")?;
+            (
+                opt_str(s, "type")?,
+                opt_str(s, "url")?,
+                opt_str(s, "reference")?,
+                opt_str(s, "resolved_reference")?,
+                opt_str(s, "subdirectory")?,
+            )
+        }
+        None => (None, None, None, None, None),
+    };
+    if matches!(kind.as_deref(), Some("directory" | "file")) {
+        if let Some(u) = &url {
+            url = Some(resolve_path(&lock_dir.join(u)).to_string_lossy().into_owned());
+        }
+    }
+    let source = SourceSpec::new(kind.clone(), url.clone(), reference, resolved, subdirectory);
+    let optional = match t.get("optional") {
+        Some(item) => item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?,
+        None => bail!("{}: package {name} has no `optional`", file.display),
+    };
+    let read_files = |item: &Item| -> Result<Vec<PackageFile>> {
+        let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
+        array
+            .iter()
+            .map(|v| {
+                let t = v.as_inline_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
+                let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let h = t.get("hash").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                Ok(PackageFile { file: f, hash: h })
+            })
+            .collect()
+    };
+    let files = if let Some(item) = t.get("files") {
+        read_files(item)?
+    } else if let Some(hashes) = metadata_hashes {
+        match hashes.get(&name).and_then(Item::as_array) {
+            Some(a) => {
+                a.iter().filter_map(|v| v.as_str()).map(|h| PackageFile { file: h.into(), hash: h.into() }).collect()
+            }
+            None => bail!("{}: metadata.hashes has no entry for {name}", file.display),
+        }
+    } else if matches!(kind.as_deref(), Some("git" | "directory" | "url")) {
+        Vec::new()
+    } else {
+        let entry = metadata_files
+            .and_then(|m| m.get(&name))
+            .ok_or_else(|| format_err!("{}: metadata.files has no entry for {name}", file.display))?;
+        let all = read_files(entry)?;
+        if kind.as_deref() == Some("file") {
+            let filename =
+                Path::new(url.as_deref().unwrap_or("")).file_name().map(|f| f.to_string_lossy().into_owned());
+            all.into_iter().filter(|f| Some(&f.file) == filename.as_ref()).collect()
+        } else {
+            all
+        }
+    };
+    let python_versions = str_at("python-versions")?;
+    let python_constraint =
+        pep440::parse_marker_constraint(&python_versions).filter(|c| !c.is_empty()).ok_or_else(|| {
+            file.error_at(
+                at("python-versions").unwrap(),
+                format!("invalid python versions '{python_versions}' on {name}"),
+            )
+        })?;
+    let develop = t.get("develop").and_then(Item::as_bool).unwrap_or(false);
+
+    let mut extras = Vec::new();
+    if let Some(item) = t.get("extras") {
+        for (extra, deps) in table_like(file, item, "package.extras")?.iter() {
+            let mut list = Vec::new();
+            for d in string_list(file, deps, "package.extras")? {
+                let dep = match dependency_from_pep_508(&d, Path::new("/")) {
+                    Ok(dep) => dep,
+                    Err(_) => legacy_extra_dependency(&d)
+                        .ok_or_else(|| file.error_at(deps, format!("invalid requirement \"{d}\"")))?,
+                };
+                list.push(dep);
+            }
+            extras.push((canonicalize_name(extra), list));
+        }
+    }
+    let mut requires = Vec::new();
+    if let Some(item) = t.get("dependencies") {
+        let root_dir = if kind.as_deref() == Some("directory") {
+            PathBuf::from(url.clone().unwrap_or_default())
+        } else {
+            lock_dir.to_path_buf()
+        };
+        for (dep_name, spec) in table_like(file, item, "package.dependencies")?.iter() {
+            let specs = spec_items(spec);
+            for s in specs {
+                let dep = dependency_from_spec(dep_name, &s, &root_dir)
+                    .map_err(|e| file.error_at(spec, format!("{name}: dependency {dep_name}: {e}")))?;
+                requires.push(dep);
+            }
+        }
+    }
+    let groups = match t.get("groups") {
+        Some(item) => string_list(file, item, "groups")?,
+        None => Vec::new(),
+    };
+    let mut group_markers = Vec::new();
+    if !groups.is_empty() {
+        let parse = |text: &str, item: &Item| -> Result<Marker> {
+            markers::parse_marker(text).map_err(|e| file.error_at(item, e))
+        };
+        match t.get("markers") {
+            None => {
+                for g in &groups {
+                    group_markers.push((canonicalize_name(g), Marker::Any));
+                }
+            }
+            Some(item) if item.is_str() => {
+                let m = parse(item.as_str().unwrap(), item)?;
+                for g in &groups {
+                    group_markers.push((canonicalize_name(g), m.clone()));
+                }
+            }
+            Some(item) => {
+                let table = table_like(file, item, "markers")?;
+                for g in &groups {
+                    let m = match table.get(g) {
+                        Some(v) => parse(item_str(file, v, "markers")?, v)?,
+                        None => Marker::Any,
+                    };
+                    group_markers.push((canonicalize_name(g), m));
+                }
+            }
+        }
+    }
+    Ok(Package {
+        name: canonicalize_name(&name),
+        pretty_name: name,
+        version,
+        source,
+        features: Vec::new(),
+        optional,
+        python_versions,
+        python_constraint,
+        files,
+        develop,
+        requires,
+        extras,
+        groups: groups.iter().map(|g| canonicalize_name(g)).collect(),
+        group_markers,
+        marker: Marker::Any,
+    })
+}
+
+/// Lock files with extras that are not valid PEP 508 (`name[extra] (constraint)` from old Poetry).
+fn legacy_extra_dependency(text: &str) -> Option<Dependency> {
+    let (head, constraint) = match text.split_once(" (") {
+        Some((h, c)) => (h, c.strip_suffix(')')?),
+        None => (text, "*"),
+    };
+    let (name, extras) = match head.split_once('[') {
+        Some((n, e)) => (n, e.strip_suffix(']')?.split(',').map(str::to_string).collect::<Vec<_>>()),
+        None => (head, Vec::new()),
+    };
+    let mut dep = Dependency::index(name, pep440::parse_constraint(constraint)?);
+    dep.features = normalize_features(extras.iter().filter(|e| !e.is_empty()));
+    Some(dep)
+}
+
+/// Why a lock cannot be used as is.
+pub(crate) fn check_lock_exists(lock_path: &Path, display: &str) -> Result<()> {
+    if !lock_path.is_file() {
+        bail!("{display} does not exist: run `poetry lock` to create it (export never locks)");
+    }
+    Ok(())
+}
+
+/// Reads a TOML file, naming it in errors.
+pub(crate) fn read_toml(path: &Path, display: &str) -> Result<TomlFile> {
+    TomlFile::read(path, display).with_context(|| format!("cannot read {display}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn json_like_python() {
+        let j = Json::Object(vec![
+            ("b".into(), Json::Array(vec![Json::Str("é\"\n".into()), Json::Int(1), Json::Float(1.0), Json::Null])),
+            ("a".into(), Json::Object(vec![])),
+        ]);
+        expect![[r#"{"a": {}, "b": ["\u00e9\"\n", 1, 1.0, null]}"#]].assert_eq(&j.dumps());
+    }
+
+    #[test]
+    fn requirements() {
+        let show = |s: &str| match parse_requirement(s) {
+            Ok(r) => format!("{} {:?} {:?} {:?} {:?}", r.name, r.extras, r.constraint, r.url, r.marker),
+            Err(e) => e,
+        };
+        expect![[r#"pytest-cov [] ">=2.4" None None"#]].assert_eq(&show("pytest-cov (>=2.4)"));
+        expect![[r#"foo ["a", "b"] ">=1,<2" None Some("python_version < \"3.8\"")"#]]
+            .assert_eq(&show("foo[a, b] (>=1,<2) ; python_version < \"3.8\""));
+        expect![[r#"poetry-core [] "" Some("git+https://github.com/python-poetry/poetry-core.git") None"#]]
+            .assert_eq(&show("poetry-core @ git+https://github.com/python-poetry/poetry-core.git"));
+        expect![[r#"xattr [] ">=1.0.0,<2.0.0" None Some("sys_platform == 'darwin'")"#]]
+            .assert_eq(&show("xattr (>=1.0.0,<2.0.0) ; sys_platform == 'darwin'"));
+    }
+
+    #[test]
+    fn git_urls() {
+        let show = |s: &str| match parse_git_url(s) {
+            Some(u) => format!("{} rev={:?} sub={:?}", u.url(), u.rev, u.subdirectory),
+            None => "invalid".into(),
+        };
+        expect!["https://github.com/a/b.git rev=None sub=None"].assert_eq(&show("https://github.com/a/b.git"));
+        expect![[r#"https://github.com/a/b.git rev=Some("v1") sub=Some("pkg")"#]]
+            .assert_eq(&show("git+https://github.com/a/b.git@v1#subdirectory=pkg"));
+        expect!["ssh://git@github.com/a/b.git rev=None sub=None"].assert_eq(&show("git@github.com:a/b.git"));
+    }
+
+    #[test]
+    fn file_urls() {
+        expect!["file:///tmp/a%20b/c%2Bd"].assert_eq(&path_to_url(Path::new("/tmp/a b/c+d")));
+    }
+}
