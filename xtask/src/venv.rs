@@ -10,6 +10,7 @@ use anyhow::{bail, format_err, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::config::Config;
+use crate::export::{self, ExportRequest};
 use crate::toml_file::TomlFile;
 use crate::{gen, paths, pip};
 
@@ -86,7 +87,7 @@ pub(crate) fn ensure(sh: &Shell, config: &Config) -> Result<Venv> {
         );
     }
     let groups = local_groups(config)?;
-    let requirements = locked_requirements(sh, config, &groups)?;
+    let requirements = locked_requirements(config, &groups)?;
     let packages = requirements.lines().filter(|l| l.contains("==")).count();
     let stamp = stamp(&host, &requirements);
     let stamp_path = paths::venv_stamp(&venv.dir);
@@ -149,23 +150,11 @@ pub(crate) fn ensure(sh: &Shell, config: &Config) -> Result<Venv> {
     Ok(venv)
 }
 
-/// The hash-pinned requirements of the lock, for main and `groups`, with the configured extras.
-// TODO(export): replace the body with the native exporter once `crate::export::export` lands on main:
-// `crate::export::export(&config.app_dir, &ExportRequest { groups, extras: config.extras, .. })`.
-pub(crate) fn locked_requirements(sh: &Shell, config: &Config, groups: &[String]) -> Result<String> {
-    let poetry = which::which("poetry").map_err(|_| {
-        format_err!(
-            "poetry is needed on PATH until the native exporter lands (e.g. `export PATH=/opt/xtask-ci/bin:$PATH`)"
-        )
-    })?;
-    let _dir = sh.push_dir(&config.app_dir);
-    let with = (!groups.is_empty()).then(|| format!("--with={}", groups.join(",")));
-    let extras = (!config.extras.is_empty()).then(|| format!("--extras={}", config.extras.join(" ")));
-    let text = cmd!(sh, "{poetry} export --no-interaction --format=requirements.txt {with...} {extras...}")
-        .quiet()
-        .read()
-        .with_context(|| format!("cannot export the locked requirements of {}", paths::display(&config.app_dir)))?;
-    Ok(text + "\n")
+/// The hash-pinned requirements of the lock, for main and `groups`, with the configured extras: the native
+/// exporter's output, the same text `poetry export --with <groups>` writes (Poetry is not needed).
+pub(crate) fn locked_requirements(config: &Config, groups: &[String]) -> Result<String> {
+    export::export(&config.app_dir, &ExportRequest::for_image(groups, &config.extras))
+        .with_context(|| format!("cannot export the locked requirements of {}", paths::display(&config.app_dir)))
 }
 
 /// The dependency groups a local virtualenv gets besides main: every group `poetry install` installs by default
