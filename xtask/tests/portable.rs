@@ -178,6 +178,17 @@ fn second_app_in_a_copied_repository() {
     "#]]
     .assert_eq(&repo.xtask(&["init"]));
 
+    // The native export agrees with Poetry here too, path dependency and extra included.
+    let exported = repo.xtask(&["export", "--extras", "sizes"]);
+    let mut poetry = Command::new("poetry");
+    poetry.args(["export", "--no-interaction", "--extras", "sizes"]).current_dir(repo.root.join("services/greeter"));
+    assert_eq!(exported, run(poetry, "poetry (on PATH; `.ci/setup` installs it in /opt/xtask-ci/bin)"));
+    let shout = format!("-e file://{}/libs/shout ;", repo.root.display());
+    assert!(
+        exported.contains(&shout) && exported.contains("\nhumanize==") && exported.contains("\ndocopt=="),
+        "{exported}"
+    );
+
     repo.assert_xtask_is_ours();
 }
 
