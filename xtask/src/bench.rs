@@ -1,24 +1,165 @@
 //! `cargo xtask bench`: benchmarks, not tests. Each one measures ours and theirs side by side in one run and
 //! prints medians and ratios.
 
-use anyhow::{bail, Result};
-use xshell::Shell;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, format_err, Context, Result};
+use xshell::{cmd, Shell};
 
 use crate::flags::{Args, Opt, Task, APP};
+use crate::paths;
 
 pub(crate) const TASK: Task = Task {
     name: "bench",
     summary: "benchmarks: `bench export` (vs poetry export), `bench image` (vs the Makefile recipe)",
     about: "BENCHMARKS:\n    export    time `cargo xtask export` against `poetry export` on the same lock files\n    image     build the example app with this tool and with the recipe's two Dockerfiles",
     positional: "<export|image>",
-    options: &[APP, Opt::value("runs", "N", "repetitions per measurement (default: 5)")],
+    options: &[
+        APP,
+        Opt::value("runs", "N", "repetitions per measurement (default: 5)"),
+        Opt::value(
+            "project",
+            "DIR",
+            "export: the Poetry project to export (default: oi-20-big of the poetry-export conformance corpus, found next to the workspace)",
+        ),
+        Opt::switch("release", "export: build and measure the release binary instead of the one running"),
+        Opt::value("poetry", "PATH", "export: the poetry to compare with (default: $XTASK_TEST_POETRY, else poetry on PATH)"),
+    ],
 };
 
 pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
     match args.positional.first().map(String::as_str) {
-        Some("export") => bail!("`cargo xtask bench export` is not implemented yet"),
+        Some("export") => bench_export(_sh, args),
         Some("image") => bail!("`cargo xtask bench image` is not implemented yet"),
         Some(other) => bail!("unknown benchmark '{other}': expected `export` or `image`"),
         None => bail!("which benchmark? `cargo xtask bench export` or `cargo xtask bench image`"),
     }
+}
+
+/// `cargo xtask bench export`: `xtask export` against `poetry export -f requirements.txt` on one project, in
+/// interleaved runs, after checking that both print the same bytes.
+fn bench_export(sh: &Shell, args: &Args) -> Result<()> {
+    let runs = args.parse::<usize>("runs")?.unwrap_or(5).max(1);
+    let project = match args.value("project") {
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => default_export_project()?,
+    };
+    for file in ["pyproject.toml", "poetry.lock"] {
+        if !project.join(file).is_file() {
+            bail!("{} has no {file}: --project must name a Poetry project with a lock file", project.display());
+        }
+    }
+    let poetry = poetry_executable(args.value("poetry"))?;
+    let ours = if args.has("release") {
+        eprintln!("building the release binary...");
+        cmd!(sh, "cargo build --release --quiet --package xtask").run()?;
+        paths::release_binary()
+    } else {
+        std::env::current_exe().context("cannot locate the running binary")?
+    };
+    let profile = if args.has("release") { "release profile" } else { "the binary running this benchmark" };
+
+    // Poetry reads only these two files; a copy keeps the project (and its directory) untouched.
+    let name = project.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+    let dir = paths::bench_dir("export").join(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for file in ["pyproject.toml", "poetry.lock"] {
+        std::fs::copy(project.join(file), dir.join(file)).with_context(|| format!("cannot copy {file}"))?;
+    }
+
+    let mut ours_cmd = Command::new(&ours);
+    ours_cmd.args(["export", "--app"]).arg(&dir).args(["-f", "requirements.txt"]);
+    let mut poetry_cmd = Command::new(&poetry);
+    poetry_cmd.args(["export", "-f", "requirements.txt"]).current_dir(&dir);
+
+    println!(
+        "project: {} ({} bytes of poetry.lock)",
+        project.display(),
+        std::fs::metadata(dir.join("poetry.lock"))?.len()
+    );
+    println!("ours:    {} export  ({profile})", ours.display());
+    println!("theirs:  {} export", poetry.display());
+    let (ours_out, _) = timed(&mut ours_cmd)?;
+    let (poetry_out, _) = timed(&mut poetry_cmd)?;
+    if ours_out != poetry_out {
+        let line = ours_out.lines().zip(poetry_out.lines()).position(|(a, b)| a != b).unwrap_or(0) + 1;
+        bail!("the outputs differ (first at line {line}); fix that before timing anything");
+    }
+    println!("outputs: identical ({} lines)\n", ours_out.lines().count());
+
+    let (mut ours_times, mut poetry_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let (_, ours_time) = timed(&mut ours_cmd)?;
+        let (_, poetry_time) = timed(&mut poetry_cmd)?;
+        let ratio = poetry_time.as_secs_f64() / ours_time.as_secs_f64();
+        println!("run {run:>2}/{runs}: ours {:>9}   poetry {:>9}   {ratio:>6.1}x", ms(ours_time), ms(poetry_time));
+        ours_times.push(ours_time);
+        poetry_times.push(poetry_time);
+        ratios.push(ratio);
+    }
+    let (ours_median, poetry_median) = (median(&mut ours_times), median(&mut poetry_times));
+    ratios.sort_by(f64::total_cmp);
+    let median_ratio = ratios[ratios.len() / 2] * 0.5 + ratios[(ratios.len() - 1) / 2] * 0.5;
+    println!();
+    println!("median: ours {}   poetry {}", ms(ours_median), ms(poetry_median));
+    println!(
+        "median ratio: {median_ratio:.1}x faster (ratio of medians {:.1}x)",
+        poetry_median.as_secs_f64() / ours_median.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn timed(command: &mut Command) -> Result<(String, Duration)> {
+    let start = Instant::now();
+    let output = command.output().with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    let elapsed = start.elapsed();
+    if !output.status.success() {
+        bail!(
+            "{:?} failed ({}):\n{}",
+            command.get_program(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok((String::from_utf8_lossy(&output.stdout).into_owned(), elapsed))
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    (times[times.len() / 2] + times[(times.len() - 1) / 2]) / 2
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The largest lock of the poetry-export conformance corpus, `shared/conformance/poetry-export/oi-20-big`
+/// in a directory above the workspace.
+fn default_export_project() -> Result<PathBuf> {
+    let root = paths::workspace_root();
+    for dir in root.ancestors() {
+        let candidate = dir.join("shared/conformance/poetry-export/oi-20-big");
+        if candidate.join("poetry.lock").is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("no default project to export: pass --project DIR (a Poetry project with a poetry.lock)")
+}
+
+/// The `poetry` to compare with: `--poetry`, `$XTASK_TEST_POETRY`, or `poetry` on PATH, with the export
+/// plugin.
+pub(crate) fn poetry_executable(flag: Option<&str>) -> Result<PathBuf> {
+    let howto = "install poetry 2.5.1 with its export plugin (`python3 -m pip install poetry==2.5.1 poetry-plugin-export==1.10.1`), or point XTASK_TEST_POETRY at one";
+    let poetry = match flag.map(PathBuf::from).or_else(|| std::env::var_os("XTASK_TEST_POETRY").map(PathBuf::from)) {
+        Some(p) => p,
+        None => which::which("poetry").map_err(|_| format_err!("poetry not found on PATH: {howto}"))?,
+    };
+    let ok = Command::new(&poetry).args(["export", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        bail!("`{} export` does not work: {howto}", poetry.display());
+    }
+    Ok(poetry)
 }

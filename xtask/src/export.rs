@@ -596,7 +596,7 @@ fn extra_package_names(lock: &Lock, extras: &[String]) -> Vec<String> {
 }
 
 /// The Python version regions the candidates' `python-versions` cut out, as markers.
-fn python_version_region_markers(packages: &[Package]) -> Result<Vec<Marker>> {
+fn python_version_region_markers(packages: &[&Package]) -> Result<Vec<Marker>> {
     let constraints: Vec<pep440::Constraint> = packages.iter().map(|p| p.python_constraint.clone()).collect();
     let mut out = Vec::new();
     for region in pep440::constraint_regions(&constraints) {
@@ -623,75 +623,75 @@ fn walk_dependencies(
     locked_packages: &[Package],
     root_name: &str,
 ) -> Result<Vec<(Dependency, Package)>> {
-    // Candidates per name, highest version first (stable).
-    let mut by_name: HashMap<&str, Vec<Package>> = HashMap::new();
-    let mut order: Vec<&str> = Vec::new();
-    for p in locked_packages {
-        by_name.entry(&p.name).or_insert_with(|| {
-            order.push(&p.name);
-            Vec::new()
-        });
-        by_name.get_mut(p.name.as_str()).unwrap().push(p.clone());
+    // Candidates per name (indices into the lock), highest version first (stable).
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in locked_packages.iter().enumerate() {
+        by_name.entry(p.name.as_str()).or_default().push(i);
     }
     for list in by_name.values_mut() {
-        list.sort_by(|a, b| b.version.cmp(&a.version));
+        list.sort_by(|&a, &b| locked_packages[b].version.cmp(&locked_packages[a].version));
     }
     let mut region_cache: HashMap<String, Vec<Marker>> = HashMap::new();
+    let mut extra_cache: HashMap<String, Option<Dependency>> = HashMap::new();
 
-    let mut nested: Vec<(Package, Dependency)> = Vec::new();
-    let mut visited: HashMap<String, Vec<(Dependency, Marker)>> = HashMap::new();
+    // The decisions: (lock index, extras) → requirement, in the order they were made.
+    let mut nested: Vec<((usize, Vec<String>), Dependency)> = Vec::new();
+    let mut nested_index: HashMap<(usize, Vec<String>), usize> = HashMap::new();
+    let mut visited: HashMap<String, Vec<Dependency>> = HashMap::new();
     let mut queue: VecDeque<Dependency> = dependencies.into();
     while let Some(requirement) = queue.pop_front() {
-        let key = requirement.complete_name();
-        let seen = visited.entry(key).or_default();
-        if seen.iter().any(|(d, m)| d.same_as(&requirement) && *m == requirement.marker) {
+        let seen = visited.entry(requirement.complete_name()).or_default();
+        if seen.iter().any(|d| d.same_as(&requirement) && d.marker == requirement.marker) {
             continue;
         }
         if requirement.name == root_name {
             continue;
         }
-        seen.push((requirement.clone(), requirement.marker.clone()));
+        seen.push(requirement.clone());
 
-        let candidates: &[Package] = by_name.get(requirement.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let Some(locked) = locked_package(&requirement, candidates, &nested)? else {
+        let candidates: &[usize] = by_name.get(requirement.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(index) = locked_package(&requirement, locked_packages, candidates, &nested, &nested_index)? else {
             bail!("Dependency walk failed at {}", requirement.base_pep_508_name_resolved());
         };
-        let locked = if requirement.features.is_empty() { locked } else { locked.with_features(&requirement.features) };
+        let locked = &locked_packages[index];
+        let features = requirement.features.clone();
 
         let constraint = requirement.constraint.clone();
-        let marker = requirement.marker.clone();
         let mut dependency = locked.to_dependency()?;
-        let combined = dependency.marker.intersect(&marker).map_err(recursion)?;
+        dependency.features = features.clone();
+        let combined = dependency.marker.intersect(&requirement.marker).map_err(recursion)?;
         dependency.set_marker(combined).map_err(recursion)?;
         dependency.constraint = constraint;
 
         for require in &locked.requires {
-            if require.optional
-                && !locked.features.iter().any(|feature| {
-                    locked
-                        .extras
-                        .iter()
-                        .find(|(name, _)| name == feature)
-                        .is_some_and(|(_, deps)| deps.iter().any(|d| d.same_as(require)))
-                })
-            {
-                continue;
+            if require.optional {
+                let mut wanted = false;
+                for feature in &features {
+                    let Some((_, reqs)) = locked.extras.iter().find(|(name, _)| name == feature) else { continue };
+                    for text in reqs {
+                        let dep = extra_cache.entry(text.clone()).or_insert_with(|| poetry::extra_dependency(text));
+                        if dep.as_ref().is_some_and(|d| d.same_as(require)) {
+                            wanted = true;
+                        }
+                    }
+                }
+                if !wanted {
+                    continue;
+                }
             }
             let base_marker =
                 require.marker.intersect(&dependency.marker).map_err(recursion)?.without_extras().map_err(recursion)?;
             if base_marker.is_empty() {
                 continue;
             }
-            let regions = match region_cache.get(&require.name) {
-                Some(r) => r.clone(),
-                None => {
-                    let candidates = by_name.get(require.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-                    let r = python_version_region_markers(candidates)?;
-                    region_cache.insert(require.name.clone(), r.clone());
-                    r
-                }
-            };
-            for region in regions {
+            if !region_cache.contains_key(&require.name) {
+                let candidates: Vec<&Package> = by_name
+                    .get(require.name.as_str())
+                    .map(|list| list.iter().map(|&i| &locked_packages[i]).collect())
+                    .unwrap_or_default();
+                region_cache.insert(require.name.clone(), python_version_region_markers(&candidates)?);
+            }
+            for region in &region_cache[&require.name] {
                 let marker = region.intersect(&base_marker).map_err(recursion)?;
                 if !marker.is_empty() {
                     let mut require2 = require.clone();
@@ -701,58 +701,70 @@ fn walk_dependencies(
             }
         }
 
-        match nested.iter_mut().find(|(p, _)| p.same_as(&locked)) {
-            None => nested.push((locked, dependency)),
-            Some((_, existing)) => {
+        let key = (index, features);
+        match nested_index.get(&key) {
+            None => {
+                nested_index.insert(key.clone(), nested.len());
+                nested.push((key, dependency));
+            }
+            Some(&i) => {
+                let existing = &mut nested[i].1;
                 let union = existing.marker.union(&dependency.marker).map_err(recursion)?;
                 existing.set_marker(union).map_err(recursion)?;
             }
         }
     }
-    Ok(nested.into_iter().map(|(p, d)| (d, p)).collect())
+    Ok(nested
+        .into_iter()
+        .map(|((index, features), dependency)| (dependency, locked_packages[index].with_features(&features)))
+        .collect())
 }
 
 /// `get_locked_package`: the locked package for a requirement, sticking to an earlier decision whose
 /// marker overlaps.
 fn locked_package(
     dependency: &Dependency,
-    candidates: &[Package],
-    decided: &[(Package, Dependency)],
-) -> Result<Option<Package>> {
-    let mut overlapping: Vec<&Package> = Vec::new();
-    for package in candidates {
-        if let Some((_, old)) = decided.iter().find(|(p, _)| p.same_as(package)) {
-            if !old.marker.intersect(&dependency.marker).map_err(recursion)?.is_empty() {
-                overlapping.push(package);
+    packages: &[Package],
+    candidates: &[usize],
+    decided: &[((usize, Vec<String>), Dependency)],
+    decided_index: &HashMap<(usize, Vec<String>), usize>,
+) -> Result<Option<usize>> {
+    let mut overlapping: Vec<usize> = Vec::new();
+    for &candidate in candidates {
+        if let Some(&i) = decided_index.get(&(candidate, Vec::new())) {
+            if !decided[i].1.marker.intersect(&dependency.marker).map_err(recursion)?.is_empty() {
+                overlapping.push(candidate);
             }
         }
     }
     if overlapping.len() > 1 {
         return Ok(None);
     }
-    let mut compatible: Vec<&Package> = candidates
+    let mut compatible: Vec<usize> = candidates
         .iter()
-        .filter(|p| {
+        .copied()
+        .filter(|&i| {
+            let p = &packages[i];
             p.python_constraint.allows_all(&dependency.python_constraint)
                 && dependency.constraint.allows(&p.version)
                 && (dependency.source.kind.is_none() || dependency.source.is_same_source_as(&p.source))
         })
         .collect();
-    if let Some(chosen) = overlapping.first() {
-        let filtered: Vec<&Package> = compatible.iter().copied().filter(|p| p.same_as(chosen)).collect();
+    if let Some(&chosen) = overlapping.first() {
+        let filtered: Vec<usize> = compatible.iter().copied().filter(|&i| i == chosen).collect();
         if filtered.is_empty() {
+            let show = |i: usize| format!("{} ({})", packages[i].name, packages[i].version);
             bail!(
-                "The `{}` package has the following compatible candidates `{}`;  but, the exporter dependency walker previously elected `{} ({})` which is not compatible with the dependency `{}`. Please relock with Poetry 2.0 or later to solve this issue.",
+                "The `{}` package has the following compatible candidates `{}`;  but, the exporter dependency walker previously elected `{}` which is not compatible with the dependency `{}`. Please relock with Poetry 2.0 or later to solve this issue.",
                 dependency.name,
-                compatible.iter().map(|p| format!("{} ({})", p.name, p.version)).collect::<Vec<_>>().join(", "),
-                chosen.name,
-                chosen.version,
+                compatible.iter().map(|&i| show(i)).collect::<Vec<_>>().join(", "),
+                show(chosen),
                 dependency.base_pep_508_name_resolved()
             );
         }
         compatible = filtered;
     }
-    Ok(compatible.first().map(|p| (*p).clone()))
+    Ok(compatible.first().copied())
 }
 
 /// `cargo xtask export`.

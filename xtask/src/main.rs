@@ -25,6 +25,7 @@ mod run;
 mod server;
 mod sha256;
 mod toml_file;
+mod toml_tree;
 mod venv;
 mod wheels;
 

@@ -53,6 +53,16 @@ pub(crate) fn pip_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("pip-cache")
 }
 
+/// Scratch space of `cargo xtask bench <name>`.
+pub(crate) fn bench_dir(name: &str) -> PathBuf {
+    cargo_target_dir().join("xtask").join("bench").join(name)
+}
+
+/// The release build of this tool (`cargo xtask bench export --release` measures it).
+pub(crate) fn release_binary() -> PathBuf {
+    cargo_target_dir().join("release").join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
+}
+
 fn cargo_target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir),

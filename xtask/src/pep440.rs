@@ -32,8 +32,11 @@ impl Phase {
 
 /// A PEP 440 version as poetry-core models it: the release keeps its precision (`3.8` is not `3.8.0` when
 /// printed, but they compare equal).
+/// Cheap to clone: versions are shared by the many constraints that mention them.
 #[derive(Clone)]
-pub(crate) struct Version {
+pub(crate) struct Version(std::rc::Rc<VersionData>);
+
+pub(crate) struct VersionData {
     epoch: u64,
     release: Vec<u64>,
     pre: Option<(Phase, u64)>,
@@ -41,6 +44,13 @@ pub(crate) struct Version {
     dev: Option<u64>,
     local: Option<Vec<String>>,
     text: String,
+}
+
+impl std::ops::Deref for Version {
+    type Target = VersionData;
+    fn deref(&self) -> &VersionData {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Version {
@@ -96,7 +106,7 @@ impl Version {
             text.push('+');
             text.push_str(&local.join("."));
         }
-        Version { epoch, release, pre, post, dev, local, text: text.to_lowercase() }
+        Version(std::rc::Rc::new(VersionData { epoch, release, pre, post, dev, local, text: text.to_lowercase() }))
     }
 
     /// Parses a version the way poetry-core does (`packaging`'s pattern, case-insensitive, optional `v`).
@@ -1283,7 +1293,7 @@ fn is_wildcard_candidate(min: &Version, max: &Version, inverted: bool) -> bool {
 
 fn wildcard_string(first: &Version, second: &Version) -> String {
     let base = if first.is_postrelease() {
-        first.without_devrelease().text
+        first.without_devrelease().text.clone()
     } else {
         let mut parts = second.release.clone();
         while parts.last() == Some(&0) {
@@ -1297,7 +1307,7 @@ fn wildcard_string(first: &Version, second: &Version) -> String {
 
 fn display_max_text(max: &Version, include_max: bool) -> String {
     if !include_max && max.dev == Some(0) && max.pre.is_none() {
-        return max.without_devrelease().text;
+        return max.without_devrelease().text.clone();
     }
     max.text.clone()
 }
@@ -1421,12 +1431,29 @@ impl Hash for Constraint {
 
 /// A version constraint as written in pyproject.toml or a lock file (`^1.2`, `>=1,<2`, `1.*`).
 pub(crate) fn parse_constraint(s: &str) -> Option<Constraint> {
-    parse(s, false, true)
+    cached_parse(&CONSTRAINT_CACHE, s, false)
 }
 
 /// A version constraint from a marker (`python_version`); `<V` is not widened to `<V.dev0`.
 pub(crate) fn parse_marker_constraint(s: &str) -> Option<Constraint> {
-    parse(s, true, true)
+    cached_parse(&MARKER_CONSTRAINT_CACHE, s, true)
+}
+
+type ParseCache = std::cell::RefCell<std::collections::HashMap<String, Option<Constraint>>>;
+
+thread_local! {
+    // Lock files repeat the same few constraints thousands of times (poetry-core caches these too).
+    static CONSTRAINT_CACHE: ParseCache = Default::default();
+    static MARKER_CONSTRAINT_CACHE: ParseCache = Default::default();
+}
+
+fn cached_parse(cache: &'static std::thread::LocalKey<ParseCache>, s: &str, marker: bool) -> Option<Constraint> {
+    if let Some(hit) = cache.with(|c| c.borrow().get(s).cloned()) {
+        return hit;
+    }
+    let parsed = parse(s, marker, true);
+    cache.with(|c| c.borrow_mut().insert(s.to_string(), parsed.clone()));
+    parsed
 }
 
 /// Like `parse_marker_constraint`, for `platform_release` (non-PEP 440 versions allowed).
@@ -1633,7 +1660,7 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
         }
         let parsed = Version::parse(release)?;
         let local = (!build.is_empty()).then(|| vec![build.to_string()]);
-        let version = Version::new(0, parsed.release, None, None, None, local);
+        let version = Version::new(0, parsed.release.clone(), None, None, None, local);
         return Some(match op {
             "<" => Constraint::Range(Range::new(None, Some(canon_max(version)), false, false)),
             "<=" => Constraint::Range(Range::new(None, Some(version), false, true)),

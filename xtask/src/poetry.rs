@@ -5,13 +5,12 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::toml_tree::{Document, Node, Table, Value};
 use anyhow::{bail, format_err, Context, Result};
-use toml_edit::{Item, TableLike, Value};
 
 use crate::markers::{self, canonicalize_name, MResult, Marker, Recursion};
 use crate::pep440::{self, Constraint as VersionConstraint, Version};
 use crate::sha256;
-use crate::toml_file::TomlFile;
 
 /// poetry-core's `MAIN_GROUP`.
 pub(crate) const MAIN_GROUP: &str = "main";
@@ -639,24 +638,21 @@ pub(crate) fn dependency_from_pep_508(text: &str, relative_to: &Path) -> Result<
 }
 
 /// A dependency's constraints: one spec, or several (`[[...dependencies.name]]` or an inline list).
-fn spec_items(spec: &Item) -> Vec<Item> {
-    if let Some(a) = spec.as_array() {
-        return a.iter().map(|v| Item::Value(v.clone())).collect();
+fn spec_items<'n, 'a>(spec: &'n Node<'a>) -> Vec<&'n Node<'a>> {
+    match spec.as_array() {
+        Some(items) => items.iter().collect(),
+        None => vec![spec],
     }
-    if let Some(a) = spec.as_array_of_tables() {
-        return a.iter().map(|t| Item::Table(t.clone())).collect();
-    }
-    vec![spec.clone()]
 }
 
 /// poetry-core's `Factory.create_dependency`: a dependency as `[tool.poetry.dependencies]` or a lock's
 /// `[package.dependencies]` writes it (a version string or a table).
-pub(crate) fn dependency_from_spec(name: &str, spec: &Item, root_dir: &Path) -> Result<Dependency, String> {
+pub(crate) fn dependency_from_spec(name: &str, spec: &Node<'_>, root_dir: &Path) -> Result<Dependency, String> {
     if let Some(s) = spec.as_str() {
         let c = pep440::parse_constraint(s).ok_or_else(|| format!("invalid version constraint \"{s}\""))?;
         return Ok(Dependency::index(name, c));
     }
-    let Some(table) = spec.as_table_like() else {
+    let Some(table) = spec.as_table() else {
         return Err("must be a version string or a table".to_string());
     };
     let string = |key: &str| -> Result<Option<String>, String> {
@@ -759,27 +755,19 @@ pub(crate) enum Json {
 }
 
 impl Json {
-    fn from_item(item: &Item) -> Json {
-        match item {
-            Item::None => Json::Null,
-            Item::Value(v) => Json::from_value(v),
-            Item::Table(t) => Json::from_table(t),
-            Item::ArrayOfTables(a) => Json::Array(a.iter().map(|t| Json::from_table(t)).collect()),
+    fn from_node(node: &Node<'_>) -> Json {
+        match &node.value {
+            Value::String(s) => Json::Str(s.to_string()),
+            Value::Integer(i) => Json::Int(*i),
+            Value::Float(f) => Json::Float(*f),
+            Value::Boolean(b) => Json::Bool(*b),
+            Value::Datetime(d) => Json::Str(d.to_string()),
+            Value::Array { items, .. } => Json::Array(items.iter().map(Json::from_node).collect()),
+            Value::Table(t) => Json::from_table(t),
         }
     }
-    fn from_table(t: &dyn TableLike) -> Json {
-        Json::Object(t.iter().map(|(k, v)| (k.to_string(), Json::from_item(v))).collect())
-    }
-    fn from_value(v: &Value) -> Json {
-        match v {
-            Value::String(s) => Json::Str(s.value().clone()),
-            Value::Integer(i) => Json::Int(*i.value()),
-            Value::Float(f) => Json::Float(*f.value()),
-            Value::Boolean(b) => Json::Bool(*b.value()),
-            Value::Datetime(d) => Json::Str(d.value().to_string()),
-            Value::Array(a) => Json::Array(a.iter().map(Json::from_value).collect()),
-            Value::InlineTable(t) => Json::from_table(t),
-        }
+    fn from_table(t: &Table<'_>) -> Json {
+        Json::Object(t.iter().map(|(k, v)| (k.to_string(), Json::from_node(v))).collect())
     }
 
     pub(crate) fn dumps(&self) -> String {
@@ -932,15 +920,15 @@ pub(crate) struct Project {
     content_hash_without_groups: String,
 }
 
-fn item_str<'a>(file: &TomlFile, item: &'a Item, what: &str) -> Result<&'a str> {
+fn item_str<'n>(file: &Document<'_>, item: &'n Node<'_>, what: &str) -> Result<&'n str> {
     item.as_str().ok_or_else(|| file.error_at(item, format!("{what} must be a string")))
 }
 
-fn table_like<'a>(file: &TomlFile, item: &'a Item, what: &str) -> Result<&'a dyn TableLike> {
-    item.as_table_like().ok_or_else(|| file.error_at(item, format!("{what} must be a table")))
+fn table_like<'n, 'a>(file: &Document<'_>, item: &'n Node<'a>, what: &str) -> Result<&'n Table<'a>> {
+    item.as_table().ok_or_else(|| file.error_at(item, format!("{what} must be a table")))
 }
 
-fn string_list(file: &TomlFile, item: &Item, what: &str) -> Result<Vec<String>> {
+fn string_list(file: &Document<'_>, item: &Node<'_>, what: &str) -> Result<Vec<String>> {
     let array = item.as_array().ok_or_else(|| file.error_at(item, format!("{what} must be a list of strings")))?;
     array
         .iter()
@@ -956,12 +944,13 @@ impl Project {
     /// Reads `<dir>/pyproject.toml` like `poetry export` does: validation errors are Poetry's.
     pub(crate) fn load(dir: &Path, display: &str) -> Result<Project> {
         let path = dir.join("pyproject.toml");
-        let file = TomlFile::read(&path, display)?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {display}"))?;
+        let file = Document::parse(&text, display)?;
         Project::from_file(dir, &file)
     }
 
-    pub(crate) fn from_file(dir: &Path, file: &TomlFile) -> Result<Project> {
-        let root = file.doc.as_table();
+    pub(crate) fn from_file(dir: &Path, file: &Document<'_>) -> Result<Project> {
+        let root = &file.root;
         let project = match root.get("project") {
             Some(item) => Some(table_like(file, item, "[project]")?),
             None => None,
@@ -999,7 +988,7 @@ impl Project {
         };
         if package_mode {
             for key in ["name", "version"] {
-                let value = project_get(key).and_then(Item::as_str).or_else(|| poetry_get(key).and_then(Item::as_str));
+                let value = project_get(key).and_then(Node::as_str).or_else(|| poetry_get(key).and_then(Node::as_str));
                 if value.is_none_or(str::is_empty) {
                     errors.push(format!("Either [project.{key}] or [tool.poetry.{key}] is required in package mode."));
                 }
@@ -1014,9 +1003,9 @@ impl Project {
         }
 
         let name = project_get("name")
-            .and_then(Item::as_str)
+            .and_then(Node::as_str)
             .filter(|s| !s.is_empty())
-            .or_else(|| poetry_get("name").and_then(Item::as_str))
+            .or_else(|| poetry_get("name").and_then(Node::as_str))
             .unwrap_or("non-package-mode")
             .to_string();
 
@@ -1043,7 +1032,7 @@ impl Project {
         // [project] dependencies and optional-dependencies
         let dependencies = project_get("dependencies");
         let optional_dependencies = project_get("optional-dependencies");
-        let has_optional = optional_dependencies.and_then(Item::as_table_like).is_some_and(|t| !t.is_empty());
+        let has_optional = optional_dependencies.and_then(Node::as_table).is_some_and(|t| !t.is_empty());
         // Python scoping in poetry-core: `dependencies` ends as the last extra's list.
         let mut last_dependencies_nonempty = false;
         if dependencies.is_some() || has_optional {
@@ -1083,7 +1072,7 @@ impl Project {
         let poetry_group_deps = |groups: &mut Vec<DependencyGroup>,
                                  python_versions: &mut String,
                                  group: usize,
-                                 deps: &Item,
+                                 deps: &Node<'_>,
                                  what: &str|
          -> Result<()> {
             let table = table_like(file, deps, what)?;
@@ -1142,7 +1131,7 @@ impl Project {
                         dep.optional = false;
                         groups[i].add_dependency(dep);
                     } else if let Some(include) =
-                        v.as_inline_table().and_then(|t| t.get("include-group")).and_then(|v| v.as_str())
+                        v.as_table().and_then(|t| t.get("include-group")).and_then(|v| v.as_str())
                     {
                         included.push(include.to_string());
                     }
@@ -1249,19 +1238,15 @@ impl Project {
         // Sources
         let mut sources = Vec::new();
         if let Some(item) = poetry_get("source") {
-            let array = item
-                .as_array_of_tables()
-                .map(|a| a.iter().map(|t| t as &dyn TableLike).collect::<Vec<_>>())
-                .or_else(|| {
-                    item.as_array()
-                        .map(|a| a.iter().filter_map(|v| v.as_inline_table().map(|t| t as &dyn TableLike)).collect())
-                })
+            let array: Vec<&Table<'_>> = item
+                .as_array()
+                .map(|a| a.iter().filter_map(Node::as_table).collect())
                 .ok_or_else(|| file.error_at(item, "tool.poetry.source must be a list of tables"))?;
             for t in array {
                 let name =
-                    t.get("name").and_then(Item::as_str).ok_or_else(|| file.error_at(item, "a source needs a name"))?;
-                let url = t.get("url").and_then(Item::as_str).unwrap_or("");
-                let priority = t.get("priority").and_then(Item::as_str).unwrap_or("primary").to_ascii_lowercase();
+                    t.get("name").and_then(Node::as_str).ok_or_else(|| file.error_at(item, "a source needs a name"))?;
+                let url = t.get("url").and_then(Node::as_str).unwrap_or("");
+                let priority = t.get("priority").and_then(Node::as_str).unwrap_or("primary").to_ascii_lowercase();
                 if !matches!(priority.as_str(), "primary" | "supplemental" | "explicit") {
                     bail!(
                         "The Poetry configuration is invalid:\n  - tool.poetry.source[{}].priority must be one of ['primary', 'supplemental', 'explicit']",
@@ -1445,15 +1430,15 @@ fn enrich_dependency(project_dep: &Dependency, poetry_dep: &Dependency, marker: 
 
 /// Poetry's `Locker._get_content_hash`, with and without `[dependency-groups]`.
 fn content_hashes(
-    project: Option<&dyn TableLike>,
-    tool_poetry: Option<&dyn TableLike>,
-    dependency_groups: Option<&dyn TableLike>,
+    project: Option<&Table<'_>>,
+    tool_poetry: Option<&Table<'_>>,
+    dependency_groups: Option<&Table<'_>>,
 ) -> (String, String) {
     let compute = |with_groups: bool| -> String {
         let mut relevant_project: Vec<(String, Json)> = Vec::new();
         for key in ["requires-python", "dependencies", "optional-dependencies"] {
             if let Some(item) = project.and_then(|p| p.get(key)) {
-                relevant_project.push((key.to_string(), Json::from_item(item)));
+                relevant_project.push((key.to_string(), Json::from_node(item)));
             }
         }
         let group_content: Option<Json> =
@@ -1462,7 +1447,7 @@ fn content_hashes(
         for key in ["dependencies", "source", "extras", "dev-dependencies", "group"] {
             let legacy = key != "group";
             match tool_poetry.and_then(|t| t.get(key)) {
-                Some(item) => relevant_poetry.push((key.to_string(), Json::from_item(item))),
+                Some(item) => relevant_poetry.push((key.to_string(), Json::from_node(item))),
                 None => {
                     if !legacy || !relevant_project.is_empty() || group_content.is_some() {
                         continue;
@@ -1516,8 +1501,9 @@ pub(crate) struct Package {
     pub(crate) develop: bool,
     /// `[package.dependencies]`.
     pub(crate) requires: Vec<Dependency>,
-    /// `[package.extras]`: extra name (normalized) → dependencies.
-    pub(crate) extras: Vec<(String, Vec<Dependency>)>,
+    /// `[package.extras]`: extra name (normalized) → requirements as written (parsed on demand with
+    /// `extra_dependency`; most are never needed).
+    pub(crate) extras: Vec<(String, Vec<String>)>,
     /// Lock 2.1: the groups that need this package and the marker per group.
     pub(crate) groups: Vec<String>,
     pub(crate) group_markers: Vec<(String, Marker)>,
@@ -1610,14 +1596,15 @@ impl Lock {
     }
 
     pub(crate) fn load(path: &Path, display: &str) -> Result<Lock> {
-        let file = TomlFile::read(path, display)?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {display}"))?;
+        let file = Document::parse(&text, display)?;
         Lock::from_file(path, &file)
     }
 
-    pub(crate) fn from_file(path: &Path, file: &TomlFile) -> Result<Lock> {
+    pub(crate) fn from_file(path: &Path, file: &Document<'_>) -> Result<Lock> {
         let lock_dir = path.parent().unwrap_or(Path::new("."));
-        let root = file.doc.as_table();
-        let first_line = file.doc.raw().lines().next().unwrap_or("");
+        let root = &file.root;
+        let first_line = file.text.lines().next().unwrap_or("");
         let generated_by = first_line
             .find("Poetry ")
             .map(|i| first_line[i + 7..].split(' ').next().unwrap_or("").to_string())
@@ -1641,21 +1628,20 @@ impl Lock {
                 file.display
             );
         }
-        let content_hash = metadata.get("content-hash").and_then(Item::as_str).map(str::to_string);
-        let metadata_files = metadata.get("files").and_then(Item::as_table_like);
-        let metadata_hashes = metadata.get("hashes").and_then(Item::as_table_like);
+        let content_hash = metadata.get("content-hash").and_then(Node::as_str).map(str::to_string);
+        let metadata_files = metadata.get("files").and_then(Node::as_table);
+        let metadata_hashes = metadata.get("hashes").and_then(Node::as_table);
 
+        // Lock 2.1 has each package's markers per group: export needs no dependency graph.
+        let with_dependencies = lock_version < Version::parse("2.1").unwrap();
         let mut packages = Vec::new();
         if let Some(item) = root.get("package") {
-            let tables: Vec<&dyn TableLike> = match item.as_array_of_tables() {
-                Some(a) => a.iter().map(|t| t as &dyn TableLike).collect(),
-                None => item
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_inline_table().map(|t| t as &dyn TableLike)).collect())
-                    .ok_or_else(|| file.error_at(item, "package must be an array of tables"))?,
-            };
+            let tables: Vec<&Table<'_>> = item
+                .as_array()
+                .map(|a| a.iter().filter_map(Node::as_table).collect())
+                .ok_or_else(|| file.error_at(item, "package must be an array of tables"))?;
             for t in tables {
-                packages.push(read_package(file, lock_dir, t, metadata_files, metadata_hashes)?);
+                packages.push(read_package(file, lock_dir, t, metadata_files, metadata_hashes, with_dependencies)?);
             }
         }
         let mut extras = Vec::new();
@@ -1670,17 +1656,18 @@ impl Lock {
 }
 
 fn read_package(
-    file: &TomlFile,
+    file: &Document<'_>,
     lock_dir: &Path,
-    t: &dyn TableLike,
-    metadata_files: Option<&dyn TableLike>,
-    metadata_hashes: Option<&dyn TableLike>,
+    t: &Table<'_>,
+    metadata_files: Option<&Table<'_>>,
+    metadata_hashes: Option<&Table<'_>>,
+    with_dependencies: bool,
 ) -> Result<Package> {
-    let at = |key: &str| -> Result<&Item> {
+    let at = |key: &str| -> Result<&Node<'_>> {
         t.get(key).ok_or_else(|| format_err!("{}: a [[package]] has no `{key}`", file.display))
     };
     let str_at = |key: &str| -> Result<String> { Ok(item_str(file, at(key)?, key)?.to_string()) };
-    let opt_str = |table: &dyn TableLike, key: &str| -> Result<Option<String>> {
+    let opt_str = |table: &Table<'_>, key: &str| -> Result<Option<String>> {
         match table.get(key) {
             None => Ok(None),
             Some(item) => Ok(Some(item_str(file, item, key)?.to_string())),
@@ -1714,12 +1701,12 @@ fn read_package(
         Some(item) => item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?,
         None => bail!("{}: package {name} has no `optional`", file.display),
     };
-    let read_files = |item: &Item| -> Result<Vec<PackageFile>> {
+    let read_files = |item: &Node<'_>| -> Result<Vec<PackageFile>> {
         let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
         array
             .iter()
             .map(|v| {
-                let t = v.as_inline_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
+                let t = v.as_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
                 let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
                 let h = t.get("hash").and_then(|v| v.as_str()).unwrap_or_default().to_string();
                 Ok(PackageFile { file: f, hash: h })
@@ -1729,7 +1716,7 @@ fn read_package(
     let files = if let Some(item) = t.get("files") {
         read_files(item)?
     } else if let Some(hashes) = metadata_hashes {
-        match hashes.get(&name).and_then(Item::as_array) {
+        match hashes.get(&name).and_then(Node::as_array) {
             Some(a) => {
                 a.iter().filter_map(|v| v.as_str()).map(|h| PackageFile { file: h.into(), hash: h.into() }).collect()
             }
@@ -1758,25 +1745,16 @@ fn read_package(
                 format!("invalid python versions '{python_versions}' on {name}"),
             )
         })?;
-    let develop = t.get("develop").and_then(Item::as_bool).unwrap_or(false);
+    let develop = t.get("develop").and_then(Node::as_bool).unwrap_or(false);
 
     let mut extras = Vec::new();
-    if let Some(item) = t.get("extras") {
+    if let Some(item) = t.get("extras").filter(|_| with_dependencies) {
         for (extra, deps) in table_like(file, item, "package.extras")?.iter() {
-            let mut list = Vec::new();
-            for d in string_list(file, deps, "package.extras")? {
-                let dep = match dependency_from_pep_508(&d, Path::new("/")) {
-                    Ok(dep) => dep,
-                    Err(_) => legacy_extra_dependency(&d)
-                        .ok_or_else(|| file.error_at(deps, format!("invalid requirement \"{d}\"")))?,
-                };
-                list.push(dep);
-            }
-            extras.push((canonicalize_name(extra), list));
+            extras.push((canonicalize_name(extra), string_list(file, deps, "package.extras")?));
         }
     }
     let mut requires = Vec::new();
-    if let Some(item) = t.get("dependencies") {
+    if let Some(item) = t.get("dependencies").filter(|_| with_dependencies) {
         let root_dir = if kind.as_deref() == Some("directory") {
             PathBuf::from(url.clone().unwrap_or_default())
         } else {
@@ -1797,7 +1775,7 @@ fn read_package(
     };
     let mut group_markers = Vec::new();
     if !groups.is_empty() {
-        let parse = |text: &str, item: &Item| -> Result<Marker> {
+        let parse = |text: &str, item: &Node<'_>| -> Result<Marker> {
             markers::parse_marker(text).map_err(|e| file.error_at(item, e))
         };
         match t.get("markers") {
@@ -1843,6 +1821,11 @@ fn read_package(
     })
 }
 
+/// A requirement from a lock's `[package.extras]` (poetry's `Locker` accepts old non-PEP 508 ones too).
+pub(crate) fn extra_dependency(text: &str) -> Option<Dependency> {
+    dependency_from_pep_508(text, Path::new("/")).ok().or_else(|| legacy_extra_dependency(text))
+}
+
 /// Lock files with extras that are not valid PEP 508 (`name[extra] (constraint)` from old Poetry).
 fn legacy_extra_dependency(text: &str) -> Option<Dependency> {
     let (head, constraint) = match text.split_once(" (") {
@@ -1864,11 +1847,6 @@ pub(crate) fn check_lock_exists(lock_path: &Path, display: &str) -> Result<()> {
         bail!("{display} does not exist: run `poetry lock` to create it (export never locks)");
     }
     Ok(())
-}
-
-/// Reads a TOML file, naming it in errors.
-pub(crate) fn read_toml(path: &Path, display: &str) -> Result<TomlFile> {
-    TomlFile::read(path, display).with_context(|| format!("cannot read {display}"))
 }
 
 #[cfg(test)]
