@@ -287,6 +287,18 @@ pub(crate) fn select_from(
     credentials: &HashMap<String, String>,
 ) -> Result<Selection> {
     let (groups, extras, mut warnings) = resolve_selection(project, request)?;
+    if lock.lock_version > pep440::Version::parse("2.1").unwrap() {
+        warnings.insert(
+            0,
+            "The lock file might not be compatible with the current version of Poetry.\nUpgrade Poetry to ensure the lock file is read properly or, alternatively, regenerate the lock file with the `poetry lock` command.".to_string(),
+        );
+    }
+    if project.has_dev_dependencies {
+        warnings.insert(
+            0,
+            "The \"poetry.dev-dependencies\" section is deprecated and will be removed in a future version. Use \"poetry.group.dev.dependencies\" instead.".to_string(),
+        );
+    }
     let python_marker = markers::python_marker(&project.python_constraint).map_err(|e| format_err!("{e}"))?;
     let pairs: Vec<(Dependency, Package)> = if lock.has_groups_and_markers() {
         packages_from_groups_and_markers(lock, &groups, &extras, &python_marker)?
@@ -651,7 +663,7 @@ fn walk_dependencies(
 
         let candidates: &[usize] = by_name.get(requirement.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let Some(index) = locked_package(&requirement, locked_packages, candidates, &nested, &nested_index)? else {
-            bail!("Dependency walk failed at {}", requirement.base_pep_508_name_resolved());
+            bail!("Dependency walk failed at {}", requirement_display(&requirement));
         };
         let locked = &locked_packages[index];
         let features = requirement.features.clone();
@@ -718,6 +730,24 @@ fn walk_dependencies(
         .into_iter()
         .map(|((index, features), dependency)| (dependency, locked_packages[index].with_features(&features)))
         .collect())
+}
+
+/// A requirement as Poetry names it in messages (`name (>=1.0)`, `name (*) @ git+url@ref`).
+fn requirement_display(dependency: &Dependency) -> String {
+    let base = dependency.base_pep_508_name_resolved();
+    if dependency.is_direct_origin() {
+        if let Some((name, url)) = base.split_once(" @ ") {
+            let url = match (&dependency.kind, &dependency.source.resolved_reference) {
+                (poetry::DepKind::Git { .. }, Some(resolved)) => url.replace(
+                    &format!("@{resolved}"),
+                    &format!("@{}", dependency.source.reference.as_deref().unwrap_or("")),
+                ),
+                _ => url.to_string(),
+            };
+            return format!("{name} (*) @ {url}");
+        }
+    }
+    base
 }
 
 /// `get_locked_package`: the locked package for a requirement, sticking to an earlier decision whose

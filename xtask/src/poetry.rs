@@ -142,6 +142,15 @@ pub(crate) fn parse_git_url(url: &str) -> Option<GitUrl> {
             rest = &r[digits..];
         }
     }
+    // poetry-core's patterns for these protocols make the host optional, and then print it as `None`.
+    let resource = if resource.is_empty()
+        && !scp
+        && matches!(protocol.as_str(), "git" | "ssh" | "rsync" | "file" | "http" | "https")
+    {
+        "None".to_string()
+    } else {
+        resource
+    };
     if resource.is_empty() || rest.is_empty() || !rest.starts_with([':', '/', '\\']) {
         return None;
     }
@@ -916,6 +925,8 @@ pub(crate) struct Project {
     /// Extra names (normalized), in declaration order.
     pub(crate) extras: Vec<String>,
     pub(crate) sources: Vec<Source>,
+    /// Uses the deprecated `[tool.poetry.dev-dependencies]`.
+    pub(crate) has_dev_dependencies: bool,
     content_hash: String,
     content_hash_without_groups: String,
 }
@@ -1272,6 +1283,7 @@ impl Project {
             groups,
             extras: extras.into_iter().map(|(e, _)| e).collect(),
             sources,
+            has_dev_dependencies: poetry_get("dev-dependencies").is_some(),
             content_hash,
             content_hash_without_groups,
         })
@@ -1624,7 +1636,7 @@ impl Lock {
             .ok_or_else(|| file.error_at(lock_version_item, "metadata.lock-version is not a version"))?;
         if !(lock_version >= Version::parse("1").unwrap() && lock_version < Version::parse("3").unwrap()) {
             bail!(
-                "{}: lock-version {lock_version_text} is not supported (Poetry 2.5 reads >=1,<3): regenerate the lock file with `poetry lock`",
+                "{}: lock-version {lock_version_text}: the lock file is not compatible with the current version of Poetry.\nUpgrade Poetry to be able to read the lock file or, alternatively, regenerate the lock file with the `poetry lock` command.",
                 file.display
             );
         }
@@ -1888,6 +1900,7 @@ mod tests {
         expect![[r#"https://github.com/a/b.git rev=Some("v1") sub=Some("pkg")"#]]
             .assert_eq(&show("git+https://github.com/a/b.git@v1#subdirectory=pkg"));
         expect!["ssh://git@github.com/a/b.git rev=None sub=None"].assert_eq(&show("git@github.com:a/b.git"));
+        expect!["file://None/srv/repo rev=None sub=None"].assert_eq(&show("file:///srv/repo"));
     }
 
     #[test]
