@@ -2325,4 +2325,112 @@ mod tests {
         );
         check(canonicalize_name("Foo.Bar__baz"), expect!["foo-bar-baz"]);
     }
+    /// Each line: `op|marker|marker`; the result, one line per case. The expected lines were checked
+    /// against poetry-core 2.5.0 itself.
+    fn check_cases(cases: &str, expect: Expect) {
+        let mut out = String::new();
+        for line in cases.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let parts: Vec<&str> = line.split('|').collect();
+            let (op, a) = (parts[0], p(parts[1]));
+            let result = match op {
+                "print" => a.to_string(),
+                "and" => a.intersect(&p(parts[2])).unwrap().to_string(),
+                "or" => a.union(&p(parts[2])).unwrap().to_string(),
+                "noextra" => a.without_extras().unwrap().to_string(),
+                "apply_a" => a.apply_extras(&["a".to_string()]).unwrap().to_string(),
+                "python" => python_constraint(&a).unwrap().to_string(),
+                other => panic!("unknown op {other}"),
+            };
+            out.push_str(&format!("{line} => {result}\n"));
+        }
+        expect.assert_eq(&out);
+    }
+
+    #[test]
+    fn cases_checked_against_poetry_core() {
+        check_cases(
+            r#"
+            print|python_version >= "3.6" and python_version < "3.9" or sys_platform == "win32"
+            print|(python_version < "3.8" or python_version >= "3.10") and platform_system != "Windows"
+            print|python_version ~= "3.8"
+            print|python_version != "3.8" and python_version != "3.9"
+            print|python_version == "3.8.*"
+            print|python_full_version >= "3.8.1" and python_version < "3.9"
+            print|python_full_version < "3.8"
+            print|python_version > "3" and python_version <= "3.10"
+            print|python_version not in "3.6 3.7"
+            print|sys_platform in "linux darwin"
+            print|platform_machine != "arm64" and platform_machine != "aarch64" and platform_machine != "x86_64"
+            print|implementation_name == "cpython" or implementation_name == "pypy" or implementation_name == "graalpy"
+            print|extra == "a" and extra == "b" or extra != "c"
+            print|"arm" in platform_machine and platform_release >= "5.10"
+            print|python_version >= "3.8" and (sys_platform == "linux" or sys_platform == "darwin") and python_version < "3.12"
+            and|python_version >= "3.8"|python_version < "3.8"
+            and|python_version >= "3.8" or sys_platform == "win32"|python_version < "3.8"
+            and|python_version < "3.10" or platform_machine == "x86_64"|python_version >= "3.9" and python_version < "3.11"
+            and|python_full_version >= "3.8.1"|python_version >= "3.8" and python_version < "4.0"
+            and|python_version == "2.7" or python_version >= "3.5" and python_version < "4.0"|python_version < "3.8"
+            and|sys_platform != "win32"|sys_platform == "linux" or sys_platform == "win32"
+            and|extra == "a" or extra == "b"|python_version < "3.8"
+            and|platform_system == "Windows" or sys_platform == "win32"|python_version >= "3.7" and python_version < "4.0"
+            or|python_version >= "3.8" and python_version < "3.10"|python_version >= "3.10" and python_version < "3.12"
+            or|python_version < "3.8"|python_version >= "3.8" and sys_platform == "linux"
+            or|python_full_version < "3.8.1"|python_version >= "3.8"
+            or|python_version == "3.7"|python_version == "3.8" or python_version == "3.9"
+            or|sys_platform == "linux" and python_version < "3.9"|sys_platform == "linux" and python_version >= "3.9"
+            or|implementation_name != "pypy" and python_version < "3.9"|python_version >= "3.9"
+            or|platform_machine == "x86_64" and sys_platform == "linux"|platform_machine == "aarch64" and sys_platform == "linux"
+            or|extra == "a"|extra == "b" and python_version < "3.8"
+            noextra|python_version < "3.9" and extra == "test" or extra == "docs"
+            noextra|(extra == "a" or python_version >= "3.10") and sys_platform == "linux"
+            apply_a|extra == "a" and python_version < "3.9" or extra == "b" and sys_platform == "win32"
+            apply_a|extra != "a" and python_version >= "3.11"
+            python|python_version >= "3.8" and python_version < "3.10" or python_version >= "3.12"
+            python|python_full_version > "3.8.1" and sys_platform == "linux"
+            python|python_version in "3.8 3.9"
+            python|sys_platform == "win32"
+            "#,
+            expect![[r#"
+                print|python_version >= "3.6" and python_version < "3.9" or sys_platform == "win32" => python_version >= "3.6" and python_version < "3.9" or sys_platform == "win32"
+                print|(python_version < "3.8" or python_version >= "3.10") and platform_system != "Windows" => (python_version < "3.8" or python_version >= "3.10") and platform_system != "Windows"
+                print|python_version ~= "3.8" => python_version ~= "3.8"
+                print|python_version != "3.8" and python_version != "3.9" => python_version != "3.8" and python_version != "3.9"
+                print|python_version == "3.8.*" => python_version == "3.8.*"
+                print|python_full_version >= "3.8.1" and python_version < "3.9" => python_full_version >= "3.8.1" and python_version < "3.9"
+                print|python_full_version < "3.8" => python_full_version < "3.8.0"
+                print|python_version > "3" and python_version <= "3.10" => python_version > "3" and python_version <= "3.10"
+                print|python_version not in "3.6 3.7" => python_version not in "3.6 3.7"
+                print|sys_platform in "linux darwin" => sys_platform in "linux darwin"
+                print|platform_machine != "arm64" and platform_machine != "aarch64" and platform_machine != "x86_64" => platform_machine != "arm64" and platform_machine != "aarch64" and platform_machine != "x86_64"
+                print|implementation_name == "cpython" or implementation_name == "pypy" or implementation_name == "graalpy" => implementation_name == "cpython" or implementation_name == "pypy" or implementation_name == "graalpy"
+                print|extra == "a" and extra == "b" or extra != "c" => extra == "a" and extra == "b" or extra != "c"
+                print|"arm" in platform_machine and platform_release >= "5.10" => "arm" in platform_machine and platform_release >= "5.10"
+                print|python_version >= "3.8" and (sys_platform == "linux" or sys_platform == "darwin") and python_version < "3.12" => python_version >= "3.8" and (sys_platform == "linux" or sys_platform == "darwin") and python_version < "3.12"
+                and|python_version >= "3.8"|python_version < "3.8" => <empty>
+                and|python_version >= "3.8" or sys_platform == "win32"|python_version < "3.8" => sys_platform == "win32" and python_version < "3.8"
+                and|python_version < "3.10" or platform_machine == "x86_64"|python_version >= "3.9" and python_version < "3.11" => python_version == "3.9" or platform_machine == "x86_64" and python_version >= "3.9" and python_version < "3.11"
+                and|python_full_version >= "3.8.1"|python_version >= "3.8" and python_version < "4.0" => python_full_version >= "3.8.1" and python_version < "4.0"
+                and|python_version == "2.7" or python_version >= "3.5" and python_version < "4.0"|python_version < "3.8" => python_version == "2.7" or python_version >= "3.5" and python_version < "3.8"
+                and|sys_platform != "win32"|sys_platform == "linux" or sys_platform == "win32" => sys_platform == "linux"
+                and|extra == "a" or extra == "b"|python_version < "3.8" => (extra == "a" or extra == "b") and python_version < "3.8"
+                and|platform_system == "Windows" or sys_platform == "win32"|python_version >= "3.7" and python_version < "4.0" => (platform_system == "Windows" or sys_platform == "win32") and python_version >= "3.7" and python_version < "4.0"
+                or|python_version >= "3.8" and python_version < "3.10"|python_version >= "3.10" and python_version < "3.12" => python_version >= "3.8" and python_version < "3.12"
+                or|python_version < "3.8"|python_version >= "3.8" and sys_platform == "linux" => sys_platform == "linux" or python_version < "3.8"
+                or|python_full_version < "3.8.1"|python_version >= "3.8" => 
+                or|python_version == "3.7"|python_version == "3.8" or python_version == "3.9" => python_version >= "3.7" and python_version < "3.10"
+                or|sys_platform == "linux" and python_version < "3.9"|sys_platform == "linux" and python_version >= "3.9" => sys_platform == "linux"
+                or|implementation_name != "pypy" and python_version < "3.9"|python_version >= "3.9" => implementation_name != "pypy" or python_version >= "3.9"
+                or|platform_machine == "x86_64" and sys_platform == "linux"|platform_machine == "aarch64" and sys_platform == "linux" => (platform_machine == "x86_64" or platform_machine == "aarch64") and sys_platform == "linux"
+                or|extra == "a"|extra == "b" and python_version < "3.8" => extra == "b" and python_version < "3.8" or extra == "a"
+                noextra|python_version < "3.9" and extra == "test" or extra == "docs" => 
+                noextra|(extra == "a" or python_version >= "3.10") and sys_platform == "linux" => sys_platform == "linux"
+                apply_a|extra == "a" and python_version < "3.9" or extra == "b" and sys_platform == "win32" => python_version < "3.9"
+                apply_a|extra != "a" and python_version >= "3.11" => <empty>
+                python|python_version >= "3.8" and python_version < "3.10" or python_version >= "3.12" => >=3.8,<3.10 || >=3.12
+                python|python_full_version > "3.8.1" and sys_platform == "linux" => >3.8.1
+                python|python_version in "3.8 3.9" => >=3.8,<3.10
+                python|sys_platform == "win32" => *
+            "#]],
+        );
+    }
 }

@@ -1867,4 +1867,87 @@ mod tests {
         );
         check(show(&["*"]), expect!["*"]);
     }
+    /// Each line: `op;constraint;constraint`; the result. Checked against poetry-core 2.5.0.
+    #[test]
+    fn cases_checked_against_poetry_core() {
+        let mut out = String::new();
+        for line in CASES.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let parts: Vec<&str> = line.split(';').collect();
+            let result = match parts[0] {
+                "print" => c(parts[1]).to_string(),
+                "mprint" => m(parts[1]).to_string(),
+                "and" => c(parts[1]).intersect(&c(parts[2])).to_string(),
+                "or" => c(parts[1]).union(&c(parts[2])).to_string(),
+                "minus" => c(parts[1]).difference(&c(parts[2])).to_string(),
+                "allall" => (if c(parts[1]).allows_all(&c(parts[2])) { "True" } else { "False" }).to_string(),
+                "allany" => (if c(parts[1]).allows_any(&c(parts[2])) { "True" } else { "False" }).to_string(),
+                other => panic!("{other}"),
+            };
+            out.push_str(&format!("{line} => {result}\n"));
+        }
+        expect![[r#"
+            print;>=1.2.3,<2.0.0 => >=1.2.3,<2.0.0
+            print;~=2.2 => >=2.2,<3.0
+            print;~1 => >=1,<2
+            print;^0.0.3 => >=0.0.3,<0.0.4
+            print;1.0.* => ==1.0.*
+            print;!=1.0.* => !=1.0.*
+            print;>=1.0,!=1.5,<2.0 => >=1.0,!=1.5,<2.0
+            print;<2.0.0a1 => <2.0.0a1
+            print;==1.0.post1 => 1.0.post1
+            print;>1.0.post1 => >1.0.post1
+            print;>=2.7,!=3.0.*,!=3.1.*,!=3.2.*,!=3.3.* => >=2.7,<3.0 || >=3.4.dev0
+            print;1.2.3+local.1 => 1.2.3+local.1
+            mprint;~2.7 || ^3.5 => >=2.7,<2.8 || >=3.5,<4.0
+            mprint;>=3.6,<3.6.4 => >=3.6,<3.6.4
+            mprint;!=3.8.* => <3.8 || >=3.9
+            and;>=1.0,<2.0;>=1.5 => >=1.5,<2.0
+            and;^1.2;<1.0 || >=1.9 => >=1.9,<2.0
+            and;!=1.5;>=1.0,<2.0 => >=1.0,!=1.5,<2.0
+            and;1.0.*;>=1.0.5 => >=1.0.5,<1.1
+            or;>=1.0,<1.5;>=1.5,<2.0 => >=1.0,<1.5 || >=1.5,<2.0
+            or;<1.0;>=2.0 => <1.0 || >=2.0
+            or;<1.5;>1.5 => <1.5 || >1.5
+            or;1.0;1.1 => 1.0 || 1.1
+            minus;*;1.5 => !=1.5
+            minus;>=1.0,<2.0;>=1.2,<1.4 => >=1.0,<1.2 || >=1.4.dev0,<2.0
+            minus;<1.0 || >=2.0;>=2.5 => <1.0 || >=2.0,<2.5
+            allall;>=1.0;>=1.2,<1.3 => True
+            allall;<2.0 || >=3.0;>=2.5,<2.6 => False
+            allany;<2.0 || >=3.0;>=2.5,<3.1 => True
+        "#]]
+        .assert_eq(&out);
+    }
+
+    const CASES: &str = "
+        print;>=1.2.3,<2.0.0
+        print;~=2.2
+        print;~1
+        print;^0.0.3
+        print;1.0.*
+        print;!=1.0.*
+        print;>=1.0,!=1.5,<2.0
+        print;<2.0.0a1
+        print;==1.0.post1
+        print;>1.0.post1
+        print;>=2.7,!=3.0.*,!=3.1.*,!=3.2.*,!=3.3.*
+        print;1.2.3+local.1
+        mprint;~2.7 || ^3.5
+        mprint;>=3.6,<3.6.4
+        mprint;!=3.8.*
+        and;>=1.0,<2.0;>=1.5
+        and;^1.2;<1.0 || >=1.9
+        and;!=1.5;>=1.0,<2.0
+        and;1.0.*;>=1.0.5
+        or;>=1.0,<1.5;>=1.5,<2.0
+        or;<1.0;>=2.0
+        or;<1.5;>1.5
+        or;1.0;1.1
+        minus;*;1.5
+        minus;>=1.0,<2.0;>=1.2,<1.4
+        minus;<1.0 || >=2.0;>=2.5
+        allall;>=1.0;>=1.2,<1.3
+        allall;<2.0 || >=3.0;>=2.5,<2.6
+        allany;<2.0 || >=3.0;>=2.5,<3.1
+    ";
 }
