@@ -965,7 +965,7 @@ fn image_name_from(project: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-fn is_image_name(name: &str) -> bool {
+pub(crate) fn is_image_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('/').all(|part| {
             !part.is_empty()

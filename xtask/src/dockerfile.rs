@@ -1,20 +1,335 @@
-//! `cargo xtask dockerfile`: render docker/Dockerfile from the configuration (--check, --dry-run).
+//! `cargo xtask dockerfile`: the image's Dockerfile, rendered from the configuration (a pure function of
+//! `Config`), written to docker/Dockerfile with a header naming the command and a checksum (see `gen.rs`).
+//!
+//! The Dockerfile expects the build context `cargo xtask image` assembles (`requirements.txt`, `wheels/`, `app/`)
+//! and builds offline, with BuildKit and with the legacy builder alike: no `RUN --mount`, no `COPY --chmod`,
+//! no `# syntax=` line (that would pull a frontend image). The layers are ordered from what changes least (the
+//! base, the standard library's bytecode, the user) to what changes most (the app's files), and the values that
+//! change with every commit (revision, creation time) are build arguments declared last, so a commit that does
+//! not touch the app rebuilds no layer.
+
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use xshell::Shell;
 
+use crate::config::{self, Config};
 use crate::flags::{Args, Opt, Task, APP};
+use crate::gen::{self, Mode, Outcome};
+use crate::paths;
+use crate::wheels::PYTHON_OPT;
 
 pub(crate) const TASK: Task = Task {
     name: "dockerfile",
     summary: "render docker/Dockerfile from the configuration (--check, --dry-run)",
-    about: "",
+    about: "\
+Renders the Dockerfile of the workspace's app into docker/Dockerfile (commit it), or, for another app (--app) or
+another Python (--python), into target/xtask/<name>/Dockerfile. The file starts with a header naming this
+command and a checksum: a file someone edited is not overwritten without --force. `--check` fails when the
+file is stale (a test does this for docker/Dockerfile); `--dry-run` prints it. `cargo xtask image` runs this too.",
     positional: "",
-    options: &[APP],
+    options: &[
+        APP,
+        PYTHON_OPT,
+        Opt::switch("check", "fail if the file differs from what would be generated"),
+        Opt::switch("dry-run", "print the Dockerfile; write nothing"),
+        Opt::switch("force", "overwrite the file even if someone edited it"),
+    ],
 };
+
+/// The command that regenerates the Dockerfile, named in its header.
+pub(crate) const COMMAND: &str = "cargo xtask dockerfile";
+
+/// Where the context's parts are (`cargo xtask image` assembles it): the image's requirements, the wheelhouse,
+/// and the app's files as they go into the workdir.
+pub(crate) const CONTEXT_REQUIREMENTS: &str = "requirements.txt";
+pub(crate) const CONTEXT_WHEELS: &str = "wheels";
+pub(crate) const CONTEXT_APP: &str = "app";
+
+/// Where the virtualenv lives in the image.
+pub(crate) const VENV: &str = "/opt/venv";
 
 pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
     args.no_positional(&TASK)?;
-    let _ = Opt::switch;
-    bail!("`cargo xtask dockerfile` is not implemented yet")
+    let config = Config::load(args)?;
+    let mode = Mode::from_args(args)?;
+    let (path, contents) = target(&config)?;
+    match gen::apply(&path, &contents, mode, COMMAND)? {
+        Outcome::Unchanged => println!("dockerfile: {} is up to date", paths::display(&path)),
+        Outcome::Written => println!("dockerfile: wrote {}", paths::display(&path)),
+        Outcome::Printed => {}
+    }
+    Ok(())
+}
+
+/// Where the Dockerfile of `config` goes and its full text: docker/Dockerfile when `config` is the workspace's
+/// app as configured (only `--base-image`/`XTASK_BASE_IMAGE`, which the Dockerfile takes as a build argument,
+/// may differ), else the app's state directory (an app elsewhere, or `--python`/`--platform` for a one-off build).
+pub(crate) fn target(config: &Config) -> Result<(PathBuf, String)> {
+    let declared = Config::read(&config.app_dir)?;
+    let contents = gen::render(COMMAND, &render(config, &default_base(&declared, config))?);
+    let is_workspace_app = config::app_dir(None).is_ok_and(|dir| dir == config.app_dir);
+    if is_workspace_app {
+        let committed = gen::render(COMMAND, &render(&declared, &declared.base_image)?);
+        if committed == contents {
+            return Ok((paths::dockerfile(), contents));
+        }
+    }
+    Ok((paths::state_dockerfile(&config.state_dir()), contents))
+}
+
+/// The base image the Dockerfile names as its default: the one pyproject.toml configures (or `python:X.Y-slim`
+/// for the Python of this build), never an override from the command line or the environment, so that the
+/// committed file does not depend on the machine.
+fn default_base(declared: &Config, config: &Config) -> String {
+    if declared.base_image_is_default {
+        config::default_base_image(&config.python)
+    } else {
+        declared.base_image.clone()
+    }
+}
+
+/// The Dockerfile of `config`, without the header (pure).
+pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
+    let user = &config.user;
+    let uid = config.uid;
+    let home = home_dir(config);
+    let workdir = &config.workdir;
+    let port = config.port;
+    let includes: Vec<&str> = config.include.iter().map(|i| i.dest.as_str()).collect();
+    let mut env = vec![
+        ("PATH".to_string(), format!("{VENV}/bin:${{PATH}}")),
+        ("VIRTUAL_ENV".to_string(), VENV.to_string()),
+        ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
+        ("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()),
+    ];
+    for (key, value) in &config.env {
+        env.push((key.clone(), quote_value("tool.xtask.env", key, value)?));
+    }
+    let env = env
+        .iter()
+        .map(|(k, v)| if v.starts_with('"') { format!("{k}={v}") } else { format!("{k}=\"{v}\"") })
+        .collect::<Vec<_>>()
+        .join(" \\\n    ");
+    let health_url = format!("http://127.0.0.1:{port}{}", config.health_path);
+    let health_script = format!(
+        "import sys, urllib.request; sys.exit(urllib.request.urlopen({}, timeout=4).status != 200)",
+        python_string(&health_url)
+    );
+    let health = exec_form(&["python".to_string(), "-c".to_string(), health_script]);
+    let command = exec_form(&config.command);
+    let mut labels = vec![
+        ("org.opencontainers.image.title".to_string(), quote_value("title", "", &config.project_name)?),
+        ("org.opencontainers.image.version".to_string(), quote_value("version", "", &config.version)?),
+        ("org.opencontainers.image.revision".to_string(), "\"${REVISION}\"".to_string()),
+        ("org.opencontainers.image.created".to_string(), "\"${CREATED}\"".to_string()),
+        ("org.opencontainers.image.source".to_string(), "\"${SOURCE}\"".to_string()),
+        ("org.opencontainers.image.base.name".to_string(), "\"${BASE_IMAGE}\"".to_string()),
+    ];
+    for (key, value) in &config.labels {
+        if key.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
+            bail!("tool.xtask.labels: '{key}' cannot be a label name (no spaces, quotes or =)");
+        }
+        labels.push((key.clone(), quote_value("tool.xtask.labels", key, value)?));
+    }
+    let labels = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" \\\n      ");
+    let base_image = quote_value("base image", "", base_image)?;
+
+    Ok(format!(
+        r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
+# (target/xtask/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/ and {CONTEXT_APP}/, nothing else) and passes the build
+# arguments. The build needs no network: the wheels were downloaded and checked on the host.
+
+ARG BASE_IMAGE={base_image}
+
+# Builder: a virtualenv without pip, filled from the wheelhouse by the base image's pip, offline, checking
+# every wheel against the lock's hashes, bytecode compiled.
+FROM ${{BASE_IMAGE}} AS builder
+COPY {CONTEXT_REQUIREMENTS} {CONTEXT_WHEELS}/ /wheels/
+RUN python3 -m venv --without-pip {VENV} \
+    && python3 -m pip --python {VENV}/bin/python install --no-index --find-links /wheels \
+        --require-hashes --no-deps --no-cache-dir --disable-pip-version-check --compile \
+        --requirement /wheels/{CONTEXT_REQUIREMENTS}
+
+# Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
+# could not write it, so every start would compile it again), the user, the virtualenv and the app.
+FROM ${{BASE_IMAGE}}
+RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+    && groupadd --gid {uid} {user} \
+    && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user}
+COPY --from=builder {VENV} {VENV}
+WORKDIR {workdir}
+# The app's files (tool.xtask.include: {includes}), owned by root: the app cannot change them.
+COPY {CONTEXT_APP}/ ./
+RUN {VENV}/bin/python -m compileall -q .
+ENV {env}
+EXPOSE {port}
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD {health}
+USER {uid}:{uid}
+CMD {command}
+
+# Set by `cargo xtask image`: the commit, its time and the repository. Declared last, so that a new commit
+# changes only this metadata and rebuilds no layer.
+ARG BASE_IMAGE
+ARG REVISION=""
+ARG CREATED=""
+ARG SOURCE=""
+LABEL {labels}
+"#,
+        project = config.project_name,
+        version = config.version,
+        includes = includes.join(", "),
+    ))
+}
+
+/// The home directory of the image's user (tmpfs-mounted by `cargo xtask run`, which runs read-only).
+pub(crate) fn home_dir(config: &Config) -> String {
+    format!("/home/{}", config.user)
+}
+
+/// A value in double quotes for ENV or LABEL: `\`, `"` and `$` escaped; a line break is an error.
+fn quote_value(setting: &str, key: &str, value: &str) -> Result<String> {
+    if value.contains(['\n', '\r']) {
+        let name = if key.is_empty() { setting.to_string() } else { format!("{setting}.{key}") };
+        bail!("{name}: a value with a line break cannot go into a Dockerfile");
+    }
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$");
+    Ok(format!("\"{escaped}\""))
+}
+
+/// A Python string literal.
+fn python_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// An exec-form (JSON array) instruction argument.
+fn exec_form(words: &[String]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| json_string(w)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    /// docker/Dockerfile is what `cargo xtask dockerfile` makes of the workspace's app. `UPDATE_EXPECT=1 cargo
+    /// test` rewrites it.
+    #[test]
+    fn committed_dockerfile_is_fresh() {
+        let app = config::app_dir(None).unwrap();
+        let config = Config::read(&app).unwrap();
+        let (path, contents) = target(&config).unwrap();
+        assert_eq!(path, paths::dockerfile());
+        let mode = if std::env::var_os("UPDATE_EXPECT").is_some() { Mode::Write { force: false } } else { Mode::Check };
+        if let Err(e) = gen::apply(&path, &contents, mode, COMMAND) {
+            panic!("{e}\n(or run `UPDATE_EXPECT=1 cargo test -p xtask committed_dockerfile_is_fresh`)");
+        }
+    }
+
+    #[test]
+    fn renders_every_setting() {
+        let dir = std::env::temp_dir().join(format!("xtask-dockerfile-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src/svc")).unwrap();
+        std::fs::write(dir.join("src/svc/api.py"), "app = None\n").unwrap();
+        std::fs::write(
+            dir.join("pyproject.toml"),
+            r#"[project]
+name = "My Svc"
+version = "2.0.1+local"
+requires-python = ">=3.12"
+dependencies = ["flask>=3"]
+
+[tool.poetry]
+packages = [{ include = "svc", from = "src" }]
+
+[tool.xtask]
+app = "svc.api:app"
+port = 9000
+health-path = "/healthz?full='1'"
+env = { GREETING = "say \"hi\" for $5", WEB_CONCURRENCY = "4" }
+labels = { "com.example.team" = "strings" }
+user = "svc"
+uid = 4242
+workdir = "/srv/svc/"
+"#,
+        )
+        .unwrap();
+        let config = Config::read(&dir).unwrap();
+        let text = render(&config, "python:3.12-slim").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        expect![[r#"
+            # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
+            # (target/xtask/<name>/context: requirements.txt, wheels/ and app/, nothing else) and passes the build
+            # arguments. The build needs no network: the wheels were downloaded and checked on the host.
+
+            ARG BASE_IMAGE="python:3.12-slim"
+
+            # Builder: a virtualenv without pip, filled from the wheelhouse by the base image's pip, offline, checking
+            # every wheel against the lock's hashes, bytecode compiled.
+            FROM ${BASE_IMAGE} AS builder
+            COPY requirements.txt wheels/ /wheels/
+            RUN python3 -m venv --without-pip /opt/venv \
+                && python3 -m pip --python /opt/venv/bin/python install --no-index --find-links /wheels \
+                    --require-hashes --no-deps --no-cache-dir --disable-pip-version-check --compile \
+                    --requirement /wheels/requirements.txt
+
+            # Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
+            # could not write it, so every start would compile it again), the user, the virtualenv and the app.
+            FROM ${BASE_IMAGE}
+            RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+                && groupadd --gid 4242 svc \
+                && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc
+            COPY --from=builder /opt/venv /opt/venv
+            WORKDIR /srv/svc
+            # The app's files (tool.xtask.include: svc), owned by root: the app cannot change them.
+            COPY app/ ./
+            RUN /opt/venv/bin/python -m compileall -q .
+            ENV PATH="/opt/venv/bin:${PATH}" \
+                VIRTUAL_ENV="/opt/venv" \
+                PYTHONUNBUFFERED="1" \
+                PYTHONDONTWRITEBYTECODE="1" \
+                GREETING="say \"hi\" for \$5" \
+                WEB_CONCURRENCY="4"
+            EXPOSE 9000
+            HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+                CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9000/healthz?full=\\'1\\'', timeout=4).status != 200)"]
+            USER 4242:4242
+            CMD ["gunicorn", "--bind", "0.0.0.0:9000", "svc.api:app"]
+
+            # Set by `cargo xtask image`: the commit, its time and the repository. Declared last, so that a new commit
+            # changes only this metadata and rebuilds no layer.
+            ARG BASE_IMAGE
+            ARG REVISION=""
+            ARG CREATED=""
+            ARG SOURCE=""
+            LABEL org.opencontainers.image.title="My Svc" \
+                  org.opencontainers.image.version="2.0.1-local" \
+                  org.opencontainers.image.revision="${REVISION}" \
+                  org.opencontainers.image.created="${CREATED}" \
+                  org.opencontainers.image.source="${SOURCE}" \
+                  org.opencontainers.image.base.name="${BASE_IMAGE}" \
+                  com.example.team="strings"
+        "#]]
+        .assert_eq(&text);
+        let err = quote_value("tool.xtask.env", "X", "a\nb").unwrap_err().to_string();
+        assert_eq!(err, "tool.xtask.env.X: a value with a line break cannot go into a Dockerfile");
+    }
 }

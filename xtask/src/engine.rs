@@ -1,7 +1,14 @@
 //! The container engine: probes docker or podman and what it offers (BuildKit), builds images, runs containers.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use anyhow::{bail, format_err, Context, Result};
+use xshell::{Cmd, Shell};
+
+use crate::flags::{Args, Opt};
 
 /// How long a probe may take before the tool is reported as not answering (a daemon behind an unreachable
 /// `DOCKER_HOST` would otherwise hang `docker version` for minutes).
@@ -100,6 +107,499 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
     Some((major, minor))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The engine the tasks drive: which client, which builder, and the commands `image` and `run` need.
+// ---------------------------------------------------------------------------------------------------------
+
+/// Environment variable that picks the engine, like `--engine`.
+pub(crate) const ENGINE_ENV: &str = "XTASK_ENGINE";
+/// Environment variable that picks the builder, like `--builder`.
+pub(crate) const BUILDER_ENV: &str = "XTASK_BUILDER";
+
+/// `--engine`, shared by the tasks that talk to the engine.
+pub(crate) const ENGINE_OPT: Opt = Opt::value(
+    "engine",
+    "ENGINE",
+    "docker (default), podman, or the path of a docker client, e.g. /usr/bin/docker (env XTASK_ENGINE)",
+);
+/// `--builder`, for the tasks that build.
+pub(crate) const BUILDER_OPT: Opt = Opt::value(
+    "builder",
+    "BUILDER",
+    "buildkit or legacy (default: BuildKit when the docker client offers it; env XTASK_BUILDER)",
+);
+
+/// The label that records what an image was built from (see `image.rs`).
+pub(crate) const FINGERPRINT_LABEL: &str = "xtask.fingerprint";
+/// The label on containers `cargo xtask run` starts: the image name they run.
+pub(crate) const RUN_LABEL: &str = "xtask.run";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Docker,
+    Podman,
+}
+
+/// How images get built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Builder {
+    /// BuildKit: `DOCKER_BUILDKIT=1` (built into clients before 23, the buildx plugin after).
+    BuildKit,
+    /// The legacy builder: `DOCKER_BUILDKIT=0`.
+    Legacy,
+    /// Podman's builder.
+    Buildah,
+}
+
+impl Builder {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Builder::BuildKit => "BuildKit",
+            Builder::Legacy => "the legacy builder",
+            Builder::Buildah => "buildah",
+        }
+    }
+}
+
+/// A container engine client: docker (any docker-compatible client) or podman.
+#[derive(Debug, Clone)]
+pub(crate) struct Engine {
+    pub(crate) kind: Kind,
+    /// The program as it is shown and run by short commands: a name found on PATH (`docker`) or a path.
+    pub(crate) program: PathBuf,
+    /// Its resolved path, for long-running children and probes.
+    pub(crate) path: PathBuf,
+    /// Print the commands that change something instead of running them.
+    pub(crate) dry_run: bool,
+}
+
+/// What `image inspect` tells about an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ImageInfo {
+    pub(crate) id: String,
+    /// Bytes, base layers included.
+    pub(crate) size: u64,
+    /// `linux/amd64`
+    pub(crate) platform: String,
+    /// The `xtask.fingerprint` label, empty when absent.
+    pub(crate) fingerprint: String,
+}
+
+/// What `container inspect` tells about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerInfo {
+    /// `created`, `running`, `exited`, ...
+    pub(crate) status: String,
+    pub(crate) exit_code: i32,
+    /// The `xtask.run` label: the image name, when `cargo xtask run` started it.
+    pub(crate) run_label: String,
+}
+
+/// What to build.
+pub(crate) struct BuildRequest<'a> {
+    pub(crate) context: &'a Path,
+    pub(crate) dockerfile: &'a Path,
+    pub(crate) tags: &'a [String],
+    pub(crate) build_args: &'a [(String, String)],
+    pub(crate) labels: &'a [(String, String)],
+    pub(crate) no_cache: bool,
+    /// Where the engine writes the new image's id.
+    pub(crate) iidfile: &'a Path,
+}
+
+/// What to run, detached.
+pub(crate) struct RunRequest<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) image: &'a str,
+    pub(crate) labels: &'a [(String, String)],
+    /// `(host port, container port)`, published on 127.0.0.1.
+    pub(crate) publish: (u16, u16),
+    /// A read-only root file system...
+    pub(crate) read_only: bool,
+    /// ...with these tmpfs mounts (`/tmp`, `/home/app:uid=10001,gid=10001,mode=0700`).
+    pub(crate) tmpfs: &'a [String],
+    pub(crate) env: &'a [(String, String)],
+}
+
+const IMAGE_FORMAT: &str =
+    "{{.Id}}\t{{.Size}}\t{{.Os}}/{{.Architecture}}\t{{with .Config.Labels}}{{index . \"xtask.fingerprint\"}}{{end}}";
+const CONTAINER_FORMAT: &str =
+    "{{.State.Status}}\t{{.State.ExitCode}}\t{{with .Config.Labels}}{{index . \"xtask.run\"}}{{end}}";
+
+impl Engine {
+    /// The engine named by `--engine`, else `XTASK_ENGINE`, else `docker`; `--dry-run` makes it print instead
+    /// of run the commands that change something.
+    pub(crate) fn from_args(args: &Args) -> Result<Engine> {
+        let spec = match args.value("engine") {
+            Some(spec) => spec.to_string(),
+            None => std::env::var(ENGINE_ENV).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "docker".to_string()),
+        };
+        Engine::find(&spec, args.has("dry-run"))
+    }
+
+    fn find(spec: &str, dry_run: bool) -> Result<Engine> {
+        let program = PathBuf::from(spec);
+        let file_name = program.file_name().and_then(|n| n.to_str()).unwrap_or(spec);
+        let kind = if file_name.contains("podman") { Kind::Podman } else { Kind::Docker };
+        let path =
+            if spec.contains('/') { Some(program.clone()).filter(|p| p.is_file()) } else { which::which(spec).ok() };
+        if path.is_none() && !dry_run {
+            let remedy = match kind {
+                Kind::Docker => {
+                    "install Docker (Debian: `apt-get install -y docker.io`), or use Podman with `--engine podman`"
+                }
+                Kind::Podman => "install Podman (Debian: `apt-get install -y podman`), or use Docker",
+            };
+            bail!("the container engine `{spec}` is not found ({remedy}); `cargo xtask doctor` checks the setup");
+        }
+        let path = path.unwrap_or_else(|| program.clone());
+        Ok(Engine { kind, program, path, dry_run })
+    }
+
+    /// `docker` or `podman`, for messages the user may copy.
+    pub(crate) fn shown(&self) -> String {
+        self.program.display().to_string()
+    }
+
+    fn cmd<'a>(&self, sh: &'a Shell) -> Cmd<'a> {
+        sh.cmd(&self.program)
+    }
+
+    /// Prints a command the dry run does not run.
+    fn print(&self, command: &Cmd<'_>) {
+        println!("$ {command}");
+    }
+
+    /// Turns the engine's "cannot connect" failures into one message with the remedy.
+    fn daemon_error(&self, stderr: &str) -> anyhow::Error {
+        let first = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no answer");
+        format_err!(
+            "{} does not answer: {first}\nstart the engine (`systemctl start docker`, or `dockerd &` without systemd) \
+             and check that you may use it (root, or the docker group); `cargo xtask doctor` checks the setup",
+            self.shown()
+        )
+    }
+
+    /// Inspects images; `None` for each one that does not exist. One engine call when all exist.
+    pub(crate) fn images(&self, sh: &Shell, refs: &[&str]) -> Result<Vec<Option<ImageInfo>>> {
+        let output = self
+            .cmd(sh)
+            .args(["image", "inspect", "--format", IMAGE_FORMAT])
+            .args(refs)
+            .quiet()
+            .ignore_status()
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        if output.status.success() && lines.len() == refs.len() {
+            return lines.iter().map(|l| parse_image_info(l).map(Some)).collect();
+        }
+        if refs.len() > 1 {
+            return refs.iter().map(|r| Ok(self.images(sh, &[r])?.pop().flatten())).collect();
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if is_missing(&stderr) {
+            return Ok(vec![None]);
+        }
+        Err(self.daemon_error(&stderr))
+    }
+
+    /// `<engine> pull <image>`, output streamed. Returns the engine's last error line on failure.
+    pub(crate) fn pull(&self, image: &str) -> Result<(), String> {
+        println!("$ {} pull {image}", self.shown());
+        if self.dry_run {
+            return Ok(());
+        }
+        let output = duct::cmd(&self.path, ["pull", image])
+            .stdin_null()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| format!("cannot run {}: {e}", self.shown()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("failed").to_string())
+    }
+
+    /// Runs `python3 -c <script>` in a throwaway container of `image` (no network) and returns its output.
+    pub(crate) fn python_in(&self, sh: &Shell, image: &str, script: &str) -> Result<String> {
+        let command = self
+            .cmd(sh)
+            .args(["run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", script])
+            .quiet();
+        command.read().with_context(|| format!("cannot run python3 in the image {image}"))
+    }
+
+    /// The builder to use: `--builder`/`XTASK_BUILDER` when given (an error if the engine cannot), else BuildKit
+    /// when the client offers it, else the legacy builder. Returns it with a short reason.
+    pub(crate) fn builder(&self, args: &Args) -> Result<(Builder, String)> {
+        let wanted = match args.value("builder") {
+            Some(b) => Some(b.to_string()),
+            None => std::env::var(BUILDER_ENV).ok().filter(|v| !v.is_empty()),
+        };
+        let wanted = match wanted.as_deref() {
+            None => None,
+            Some("buildkit") => Some(Builder::BuildKit),
+            Some("legacy") => Some(Builder::Legacy),
+            Some(other) => bail!("unknown builder '{other}': expected buildkit or legacy"),
+        };
+        if self.kind == Kind::Podman {
+            if wanted.is_some() {
+                bail!("--builder applies to docker; podman always builds with buildah");
+            }
+            return Ok((Builder::Buildah, "podman".to_string()));
+        }
+        if self.dry_run {
+            let builder = wanted.unwrap_or(Builder::BuildKit);
+            return Ok((builder, "dry run: not probed".to_string()));
+        }
+        let client =
+            docker_client_version(&self.path).map_err(|e| format_err!("{} does not run: {e}", self.shown()))?;
+        let server = docker_server_version(&self.path).map_err(|e| self.daemon_error(&e))?;
+        let offered = docker_buildkit(&self.path, &client, &server);
+        match (wanted, offered) {
+            (Some(Builder::Legacy), _) => Ok((Builder::Legacy, "--builder legacy".to_string())),
+            (_, BuildKit::Buildx(version)) => Ok((Builder::BuildKit, format!("buildx {version}"))),
+            (_, BuildKit::Env) => Ok((Builder::BuildKit, format!("client {client}, DOCKER_BUILDKIT=1"))),
+            (Some(_), BuildKit::No(why)) => bail!(
+                "BuildKit is not available with {}: {why}; install the buildx plugin (Debian: `apt-get install -y \
+                 docker-buildx`), pick a client that has it with --engine, or build with --builder legacy",
+                self.shown()
+            ),
+            (None, BuildKit::No(why)) => Ok((Builder::Legacy, why)),
+        }
+    }
+
+    /// The build command line, without running it.
+    pub(crate) fn build_command(
+        &self,
+        builder: Builder,
+        request: &BuildRequest<'_>,
+    ) -> (Vec<OsString>, Vec<(String, String)>) {
+        let mut args: Vec<OsString> = vec!["build".into()];
+        let mut env = Vec::new();
+        match builder {
+            Builder::BuildKit => {
+                env.push(("DOCKER_BUILDKIT".to_string(), "1".to_string()));
+                args.push("--progress=plain".into());
+            }
+            Builder::Legacy => env.push(("DOCKER_BUILDKIT".to_string(), "0".to_string())),
+            // The OCI format drops HEALTHCHECK; the docker format keeps it.
+            Builder::Buildah => args.extend(["--format".into(), "docker".into()]),
+        }
+        args.extend(["--file".into(), request.dockerfile.as_os_str().to_owned()]);
+        for tag in request.tags {
+            args.extend(["--tag".into(), tag.into()]);
+        }
+        for (key, value) in request.build_args {
+            args.extend(["--build-arg".into(), format!("{key}={value}").into()]);
+        }
+        for (key, value) in request.labels {
+            args.extend(["--label".into(), format!("{key}={value}").into()]);
+        }
+        if request.no_cache {
+            args.push("--no-cache".into());
+        }
+        args.extend(["--iidfile".into(), request.iidfile.as_os_str().to_owned()]);
+        args.push(request.context.as_os_str().to_owned());
+        (args, env)
+    }
+
+    /// Builds an image, streaming the engine's output (indented), and returns the new image's id.
+    pub(crate) fn build(&self, builder: Builder, request: &BuildRequest<'_>) -> Result<String> {
+        let (args, env) = self.build_command(builder, request);
+        let shown_env: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        println!("$ {shown_env}{} {}", self.shown(), shell_words(&args));
+        if self.dry_run {
+            return Ok(String::new());
+        }
+        let _ = std::fs::remove_file(request.iidfile);
+        let mut expression = duct::cmd(&self.path, &args).stdin_null().stderr_to_stdout().unchecked();
+        for (key, value) in &env {
+            expression = expression.env(key, value);
+        }
+        let reader = expression.reader().with_context(|| format!("cannot run {}", self.shown()))?;
+        let mut tail: Vec<String> = Vec::new();
+        let mut deprecation = false;
+        for line in BufReader::new(&reader).lines() {
+            let line = line.context("cannot read the build's output")?;
+            // The docker client's multi-line notice that the legacy builder is deprecated: we said which builder
+            // we use and why already.
+            if line.starts_with("DEPRECATED: The legacy builder") {
+                deprecation = true;
+                continue;
+            }
+            if deprecation && (line.starts_with(char::is_whitespace) || line.is_empty()) {
+                continue;
+            }
+            deprecation = false;
+            println!("  | {line}");
+            tail.push(line);
+            if tail.len() > 20 {
+                tail.remove(0);
+            }
+        }
+        let output = reader.try_wait().context("cannot wait for the build")?.cloned();
+        let status = output.map(|o| o.status);
+        if !status.is_some_and(|s| s.success()) {
+            let code = status.and_then(|s| s.code()).map(|c| format!(" (exit code {c})")).unwrap_or_default();
+            bail!("{} build failed{code}: see its output above", self.shown());
+        }
+        let id = std::fs::read_to_string(request.iidfile)
+            .with_context(|| format!("the build wrote no image id to {}", request.iidfile.display()))?;
+        Ok(id.trim().to_string())
+    }
+
+    /// `<engine> tag <source> <target>`.
+    pub(crate) fn tag(&self, sh: &Shell, source: &str, target: &str) -> Result<()> {
+        let command = self.cmd(sh).args(["tag", source, target]);
+        if self.dry_run {
+            self.print(&command);
+            return Ok(());
+        }
+        command.run().with_context(|| format!("cannot tag {source} as {target}"))
+    }
+
+    /// Inspects a container; `None` when there is none of that name.
+    pub(crate) fn container(&self, sh: &Shell, name: &str) -> Result<Option<ContainerInfo>> {
+        let output = self
+            .cmd(sh)
+            .args(["container", "inspect", "--format", CONTAINER_FORMAT, name])
+            .quiet()
+            .ignore_status()
+            .output()?;
+        if output.status.success() {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let fields: Vec<&str> = stdout.trim_end_matches('\n').split('\t').collect();
+            if let [status, code, label] = fields.as_slice() {
+                return Ok(Some(ContainerInfo {
+                    status: status.to_string(),
+                    exit_code: code.parse().unwrap_or(-1),
+                    run_label: label.to_string(),
+                }));
+            }
+            bail!("unexpected answer from {} container inspect: {stdout:?}", self.shown());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if is_missing(&stderr) {
+            return Ok(None);
+        }
+        Err(self.daemon_error(&stderr))
+    }
+
+    /// Starts a container in the background; returns its id.
+    pub(crate) fn run_detached(&self, sh: &Shell, request: &RunRequest<'_>) -> Result<String> {
+        let mut command = self.cmd(sh).args(["run", "--detach", "--name", request.name]);
+        for (key, value) in request.labels {
+            command = command.arg("--label").arg(format!("{key}={value}"));
+        }
+        let (host, container) = request.publish;
+        command = command.arg("--publish").arg(format!("127.0.0.1:{host}:{container}"));
+        if request.read_only {
+            command = command.arg("--read-only");
+        }
+        for mount in request.tmpfs {
+            command = command.arg("--tmpfs").arg(mount);
+        }
+        for (key, value) in request.env {
+            command = command.arg("--env").arg(format!("{key}={value}"));
+        }
+        command = command.arg(request.image);
+        if self.dry_run {
+            self.print(&command);
+            return Ok(String::new());
+        }
+        command.read().with_context(|| format!("cannot start a container of {}", request.image))
+    }
+
+    /// The container's output so far (stdout and stderr), for error messages.
+    pub(crate) fn logs(&self, sh: &Shell, name: &str) -> String {
+        match self.cmd(sh).args(["logs", name]).quiet().ignore_status().output() {
+            Ok(output) => {
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                text
+            }
+            Err(e) => format!("(cannot read the logs: {e})"),
+        }
+    }
+
+    /// `<engine> logs --follow <name>`: a long-running child, in a process group of its own so that a terminal's
+    /// Ctrl-C does not cut the container's last lines.
+    pub(crate) fn follow_logs(&self, name: &str) -> Result<duct::Handle> {
+        duct::cmd(&self.path, ["logs", "--follow", name])
+            .stdin_null()
+            .unchecked()
+            .before_spawn(|command| {
+                use std::os::unix::process::CommandExt;
+                command.process_group(0);
+                Ok(())
+            })
+            .start()
+            .with_context(|| format!("cannot run {} logs", self.shown()))
+    }
+
+    /// Stops a container: SIGTERM, then SIGKILL after `timeout` seconds.
+    pub(crate) fn stop(&self, sh: &Shell, name: &str, timeout: u32) -> Result<()> {
+        let timeout = timeout.to_string();
+        let command = self.cmd(sh).args(["stop", "--time", &timeout, name]).quiet().ignore_stdout();
+        if self.dry_run {
+            self.print(&command);
+            return Ok(());
+        }
+        command.run().with_context(|| format!("cannot stop the container {name}"))
+    }
+
+    /// Removes a container, stopping it first if it runs.
+    pub(crate) fn remove(&self, sh: &Shell, name: &str) -> Result<()> {
+        let command = self.cmd(sh).args(["rm", "--force", name]).quiet().ignore_stdout();
+        if self.dry_run {
+            self.print(&command);
+            return Ok(());
+        }
+        command.run().with_context(|| format!("cannot remove the container {name}"))
+    }
+}
+
+fn is_missing(stderr: &str) -> bool {
+    let lower = stderr.to_lowercase();
+    lower.contains("no such image")
+        || lower.contains("no such object")
+        || lower.contains("no such container")
+        || lower.contains("image not known")
+        || lower.contains("no container with name")
+}
+
+fn parse_image_info(line: &str) -> Result<ImageInfo> {
+    let fields: Vec<&str> = line.split('\t').collect();
+    let [id, size, platform, fingerprint] = fields.as_slice() else {
+        bail!("unexpected answer from image inspect: {line:?}");
+    };
+    Ok(ImageInfo {
+        id: id.to_string(),
+        size: size.parse().with_context(|| format!("unexpected image size in {line:?}"))?,
+        platform: platform.to_string(),
+        fingerprint: fingerprint.to_string(),
+    })
+}
+
+/// Arguments as a shell would need them quoted, for printing commands.
+pub(crate) fn shell_words(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
+                a.into_owned()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

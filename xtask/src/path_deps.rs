@@ -267,7 +267,7 @@ fn skipped(name: &str) -> bool {
 }
 
 /// A checksum of the source files under `source` (paths and contents), to rebuild only when they change.
-fn fingerprint(source: &Path) -> Result<u64> {
+pub(crate) fn fingerprint(source: &Path) -> Result<u64> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<u8>) -> Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?

@@ -27,6 +27,32 @@ pub(crate) fn state_dir(image_name: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join(image_name)
 }
 
+/// In the state directory of an image: the wheelhouse, its stamp, the requirements the image installs, the build
+/// context, the base image's facts, and the Dockerfile of an app other than the workspace's.
+pub(crate) fn wheelhouse(state: &Path) -> PathBuf {
+    state.join("wheelhouse")
+}
+
+pub(crate) fn wheelhouse_stamp(state: &Path) -> PathBuf {
+    state.join("wheelhouse.stamp")
+}
+
+pub(crate) fn image_requirements(state: &Path) -> PathBuf {
+    state.join("requirements.txt")
+}
+
+pub(crate) fn build_context(state: &Path) -> PathBuf {
+    state.join("context")
+}
+
+pub(crate) fn base_image_facts(state: &Path) -> PathBuf {
+    state.join("base-image.txt")
+}
+
+pub(crate) fn state_dockerfile(state: &Path) -> PathBuf {
+    state.join("Dockerfile")
+}
+
 /// The local virtualenv `cargo xtask server` and `cargo xtask test` use, inside the app (like Poetry's
 /// in-project venv). It is excluded from the image by the allowlist build context.
 pub(crate) fn local_venv(app_dir: &Path) -> PathBuf {
