@@ -155,25 +155,31 @@ pub(crate) struct Selection {
 
 /// Exports the app in `app_dir` as `poetry export` would, returning the file's text.
 pub(crate) fn export(app_dir: &Path, request: &ExportRequest) -> Result<String> {
-    Ok(select(app_dir, request)?.requirements)
+    Ok(load_and_select(app_dir, request, false)?.requirements)
 }
 
 /// Like `export`, with the selected packages (names, versions, files and hashes) and declared sources, for
 /// the wheel stage.
 pub(crate) fn select(app_dir: &Path, request: &ExportRequest) -> Result<Selection> {
+    load_and_select(app_dir, request, true)
+}
+
+fn load_and_select(app_dir: &Path, request: &ExportRequest, with_packages: bool) -> Result<Selection> {
     let pyproject_display = display_path(&app_dir.join("pyproject.toml"));
     let lock_path = app_dir.join("poetry.lock");
     let lock_display = display_path(&lock_path);
     let project = Project::load(app_dir, &pyproject_display)?;
     poetry::check_lock_exists(&lock_path, &lock_display)?;
-    let lock = Lock::load(&lock_path, &lock_display)?;
+    let lock_text = poetry::read_lock_text(&lock_path, &lock_display)?;
+    let lock_doc = crate::toml_tree::Document::parse(&lock_text, &lock_display)?;
+    let lock = Lock::from_file(&lock_path, &lock_doc)?;
     if !project.lock_is_fresh(&lock) {
         bail!(
             "pyproject.toml changed significantly since poetry.lock was last generated. Run `poetry lock` to fix the lock file."
         );
     }
     let env = std::env::vars().filter(|(k, _)| k.starts_with("POETRY_HTTP_BASIC_")).collect();
-    select_from(&project, &lock, request, &env)
+    select_from(&project, &lock, request, &env, with_packages)
 }
 
 fn display_path(path: &Path) -> String {
@@ -285,6 +291,7 @@ pub(crate) fn select_from(
     lock: &Lock,
     request: &ExportRequest,
     credentials: &HashMap<String, String>,
+    with_packages: bool,
 ) -> Result<Selection> {
     let (groups, extras, mut warnings) = resolve_selection(project, request)?;
     if lock.lock_version > pep440::Version::parse("2.1").unwrap() {
@@ -300,7 +307,7 @@ pub(crate) fn select_from(
         );
     }
     let python_marker = markers::python_marker(&project.python_constraint).map_err(|e| format_err!("{e}"))?;
-    let pairs: Vec<(Dependency, Package)> = if lock.has_groups_and_markers() {
+    let pairs: Vec<(Dependency, &Package<'_>, Vec<String>)> = if lock.has_groups_and_markers() {
         packages_from_groups_and_markers(lock, &groups, &extras, &python_marker)?
     } else {
         let requires = project.requires_for(&groups)?;
@@ -312,10 +319,15 @@ pub(crate) fn select_from(
     let mut lines: Vec<String> = Vec::new();
     let mut indexes: Vec<String> = Vec::new();
     let mut packages = Vec::new();
-    for (dependency, mut package) in pairs {
+    for (dependency, package, mut features) in pairs {
         if !with_extras {
-            package.features.clear();
+            features.clear();
         }
+        let complete_name = if features.is_empty() {
+            package.name.clone()
+        } else {
+            format!("{}[{}]", package.name, features.join(","))
+        };
         if package.develop && !allow_editable {
             warnings.push(format!(
                 "Warning: {} is locked in develop (editable) mode, which is incompatible with the constraints.txt format.",
@@ -338,10 +350,13 @@ pub(crate) fn select_from(
                 if package.develop {
                     format!("-e {url}")
                 } else {
-                    format!("{} @ {url}", package.complete_name())
+                    format!("{complete_name} @ {url}")
                 }
             } else {
-                format!("{}=={}", package.complete_name(), package.version)
+                let mut line = complete_name.clone();
+                line.push_str("==");
+                line.push_str(package.version.text());
+                line
             };
             if let Some(m) = marker.as_ref().filter(|m| !m.trim().is_empty()) {
                 line.push_str(&format!(" ; {}", m.trim()));
@@ -356,9 +371,9 @@ pub(crate) fn select_from(
                 }
             }
         }
-        if !package.files.is_empty() && request.with_hashes {
+        if request.with_hashes && !package.files()?.is_empty() {
             let mut hashes: Vec<String> = Vec::new();
-            for f in &package.files {
+            for f in package.files()? {
                 let (algorithm, h) = match f.hash.split_once(':') {
                     Some((a, h)) => (a, h),
                     None => ("sha256", f.hash.as_str()),
@@ -366,25 +381,32 @@ pub(crate) fn select_from(
                 if f.hash.contains(':') && !matches!(algorithm, "sha256" | "sha384" | "sha512") {
                     continue;
                 }
-                hashes.push(format!("{algorithm}:{h}"));
+                let mut hash = String::with_capacity(algorithm.len() + 1 + h.len());
+                hash.push_str(algorithm);
+                hash.push(':');
+                hash.push_str(h);
+                hashes.push(hash);
             }
             hashes.sort();
             for h in hashes {
-                line.push_str(&format!(" \\\n    --hash={h}"));
+                line.push_str(" \\\n    --hash=");
+                line.push_str(&h);
             }
         }
-        packages.push(SelectedPackage {
-            name: package.name.clone(),
-            version: package.version.to_string(),
-            features: package.features.clone(),
-            marker,
-            source_kind: package.source.kind.clone(),
-            source_url: package.source.url.clone(),
-            source_resolved_reference: package.source.resolved_reference.clone(),
-            develop: package.develop,
-            files: package.files.clone(),
-            line: line.clone(),
-        });
+        if with_packages {
+            packages.push(SelectedPackage {
+                name: package.name.clone(),
+                version: package.version.to_string(),
+                features: features.clone(),
+                marker,
+                source_kind: package.source.kind.clone(),
+                source_url: package.source.url.clone(),
+                source_resolved_reference: package.source.resolved_reference.clone(),
+                develop: package.develop,
+                files: package.files()?.to_vec(),
+                line: line.clone(),
+            });
+        }
         lines.push(line);
     }
     lines.sort();
@@ -504,12 +526,12 @@ fn percent_decode(s: &str) -> String {
 
 /// Lock 2.1: each package's markers for the selected groups, with extras applied and the project's Python
 /// constraint (`get_project_dependency_packages2`).
-fn packages_from_groups_and_markers(
-    lock: &Lock,
+fn packages_from_groups_and_markers<'l>(
+    lock: &'l Lock<'l>,
     groups: &[String],
     extras: &[String],
     python_marker: &Marker,
-) -> Result<Vec<(Dependency, Package)>> {
+) -> Result<Vec<(Dependency, &'l Package<'l>, Vec<String>)>> {
     let mut sorted_groups: Vec<&String> = groups.iter().collect();
     sorted_groups.sort_by_key(|g| (g.as_str() != MAIN_GROUP, g.as_str()));
     let mut out = Vec::new();
@@ -528,22 +550,20 @@ fn packages_from_groups_and_markers(
             continue;
         }
         let marker = python_marker.intersect(&marker).map_err(recursion)?;
-        let mut package = package.clone();
-        package.marker = marker;
-        let dependency = package.to_dependency()?;
-        out.push((dependency, package));
+        let dependency = package.to_dependency_with(&package.features, &marker)?;
+        out.push((dependency, package, package.features.clone()));
     }
     Ok(out)
 }
 
 /// Locks before 2.1: the plugin's walker (`get_project_dependency_packages`).
-fn walk_project(
-    lock: &Lock,
+fn walk_project<'l>(
+    lock: &'l Lock<'l>,
     project_requires: &[Dependency],
     root_name: &str,
     python_marker: &Marker,
     extras: &[String],
-) -> Result<Vec<(Dependency, Package)>> {
+) -> Result<Vec<(Dependency, &'l Package<'l>, Vec<String>)>> {
     let mut requires = Vec::new();
     for require in project_requires {
         let mut r = require.clone();
@@ -551,7 +571,7 @@ fn walk_project(
         r.set_marker(marker).map_err(recursion)?;
         requires.push(r);
     }
-    let extra_packages = extra_package_names(lock, extras);
+    let extra_packages = extra_package_names(lock, extras)?;
     let mut selected = Vec::new();
     for dependency in requires {
         let Some(package) = find_first_package(lock, &dependency) else { continue };
@@ -565,7 +585,7 @@ fn walk_project(
 
 /// `Repository.find_packages(dependency)[0]`: the first locked package with that name and an allowed
 /// version, preferring releases over pre-releases.
-fn find_first_package<'a>(lock: &'a Lock, dependency: &Dependency) -> Option<&'a Package> {
+fn find_first_package<'a>(lock: &'a Lock<'a>, dependency: &Dependency) -> Option<&'a Package<'a>> {
     let mut prerelease = None;
     for p in lock.packages.iter().filter(|p| p.name == dependency.name && dependency.constraint.allows(&p.version)) {
         if p.version.is_unstable() && dependency.allows_prereleases != Some(true) && !p.is_direct_origin() {
@@ -581,9 +601,9 @@ fn find_first_package<'a>(lock: &'a Lock, dependency: &Dependency) -> Option<&'a
 }
 
 /// `get_extra_package_names`: the packages the selected extras pull in, through locked dependencies.
-fn extra_package_names(lock: &Lock, extras: &[String]) -> Vec<String> {
+fn extra_package_names(lock: &Lock<'_>, extras: &[String]) -> Result<Vec<String>> {
     if extras.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut by_name: HashMap<&str, &Package> = HashMap::new();
     for p in &lock.packages {
@@ -602,9 +622,9 @@ fn extra_package_names(lock: &Lock, extras: &[String]) -> Vec<String> {
             continue;
         }
         seen.push(package.name.clone());
-        stack.extend(package.requires.iter().map(|d| d.name.clone()));
+        stack.extend(package.requires()?.iter().map(|d| d.name.clone()));
     }
-    seen
+    Ok(seen)
 }
 
 /// The Python version regions the candidates' `python-versions` cut out, as markers.
@@ -630,11 +650,11 @@ fn python_version_region_markers(packages: &[&Package]) -> Result<Vec<Marker>> {
     Ok(out)
 }
 
-fn walk_dependencies(
+fn walk_dependencies<'l>(
     dependencies: Vec<Dependency>,
-    locked_packages: &[Package],
+    locked_packages: &'l [Package<'l>],
     root_name: &str,
-) -> Result<Vec<(Dependency, Package)>> {
+) -> Result<Vec<(Dependency, &'l Package<'l>, Vec<String>)>> {
     // Candidates per name (indices into the lock), highest version first (stable).
     let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in locked_packages.iter().enumerate() {
@@ -669,17 +689,16 @@ fn walk_dependencies(
         let features = requirement.features.clone();
 
         let constraint = requirement.constraint.clone();
-        let mut dependency = locked.to_dependency()?;
-        dependency.features = features.clone();
+        let mut dependency = locked.to_dependency_with(&features, &locked.marker)?;
         let combined = dependency.marker.intersect(&requirement.marker).map_err(recursion)?;
         dependency.set_marker(combined).map_err(recursion)?;
         dependency.constraint = constraint;
 
-        for require in &locked.requires {
+        for require in locked.requires()? {
             if require.optional {
                 let mut wanted = false;
                 for feature in &features {
-                    let Some((_, reqs)) = locked.extras.iter().find(|(name, _)| name == feature) else { continue };
+                    let Some((_, reqs)) = locked.extras()?.iter().find(|(name, _)| name == feature) else { continue };
                     for text in reqs {
                         let dep = extra_cache.entry(text.clone()).or_insert_with(|| poetry::extra_dependency(text));
                         if dep.as_ref().is_some_and(|d| d.same_as(require)) {
@@ -728,7 +747,7 @@ fn walk_dependencies(
     }
     Ok(nested
         .into_iter()
-        .map(|((index, features), dependency)| (dependency, locked_packages[index].with_features(&features)))
+        .map(|((index, features), dependency)| (dependency, &locked_packages[index], features))
         .collect())
 }
 
@@ -948,7 +967,8 @@ content-hash = "202b3cafe3ba9a89f64f31d7694fddfa28e66a7a465d4d4ae232c62290abcca7
         let (pyproject, lock) =
             (Document::parse(PYPROJECT, "pyproject.toml").unwrap(), Document::parse(LOCK, "poetry.lock").unwrap());
         let project = Project::from_file(dir, &pyproject).unwrap();
-        let lock = Lock::from_file(&dir.join("poetry.lock"), &lock).unwrap();
+        let lock_path = dir.join("poetry.lock");
+        let lock = Lock::from_file(&lock_path, &lock).unwrap();
         let mut request = ExportRequest::for_image(&[], &[]);
         for option in options {
             match *option {
@@ -958,7 +978,7 @@ content-hash = "202b3cafe3ba9a89f64f31d7694fddfa28e66a7a465d4d4ae232c62290abcca7
                 other => panic!("{other}"),
             }
         }
-        let selection = select_from(&project, &lock, &request, &HashMap::new()).unwrap();
+        let selection = select_from(&project, &lock, &request, &HashMap::new(), true).unwrap();
         let mut out = selection.requirements;
         for w in selection.warnings {
             out.push_str(&format!("(stderr) {w}\n"));
@@ -1004,8 +1024,10 @@ content-hash = "202b3cafe3ba9a89f64f31d7694fddfa28e66a7a465d4d4ae232c62290abcca7
     fn selection_for_the_wheel_stage() {
         let dir = Path::new("/app");
         let project = Project::from_file(dir, &Document::parse(PYPROJECT, "pyproject.toml").unwrap()).unwrap();
-        let lock = Lock::from_file(&dir.join("poetry.lock"), &Document::parse(LOCK, "poetry.lock").unwrap()).unwrap();
-        let selection = select_from(&project, &lock, &ExportRequest::for_image(&[], &[]), &HashMap::new()).unwrap();
+        let (lock_path, lock_doc) = (dir.join("poetry.lock"), Document::parse(LOCK, "poetry.lock").unwrap());
+        let lock = Lock::from_file(&lock_path, &lock_doc).unwrap();
+        let selection =
+            select_from(&project, &lock, &ExportRequest::for_image(&[], &[]), &HashMap::new(), true).unwrap();
         let mut lines: Vec<String> = selection
             .packages
             .iter()

@@ -765,10 +765,40 @@ pub(crate) enum Marker {
 }
 
 fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = FastHasher::default();
     t.hash(&mut h);
     h.finish()
 }
+
+/// A small multiply-rotate hasher (FxHash): our maps are keyed by markers (whose hash is precomputed) and
+/// short strings from trusted files, so SipHash's flood resistance only costs time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(buf));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with `FastHasher`.
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
 impl PartialEq for Marker {
     fn eq(&self, other: &Marker) -> bool {
@@ -841,7 +871,7 @@ impl Marker {
     }
 
     fn node(items: Vec<Marker>, salt: u64) -> Rc<Node> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = FastHasher::default();
         salt.hash(&mut h);
         let mut complexity = (0, 0);
         for m in &items {
@@ -1428,9 +1458,9 @@ impl<'a> MarkerParser<'a> {
 // ------------------------------------------------------------------------------------------------
 
 thread_local! {
-    static PARSE_CACHE: RefCell<HashMap<String, Marker>> = RefCell::new(HashMap::new());
-    static CNF_CACHE: RefCell<HashMap<Marker, Marker>> = RefCell::new(HashMap::new());
-    static DNF_CACHE: RefCell<HashMap<Marker, Marker>> = RefCell::new(HashMap::new());
+    static PARSE_CACHE: RefCell<FastMap<String, Marker>> = RefCell::new(FastMap::default());
+    static CNF_CACHE: RefCell<FastMap<Marker, Marker>> = RefCell::new(FastMap::default());
+    static DNF_CACHE: RefCell<FastMap<Marker, Marker>> = RefCell::new(FastMap::default());
     static INTERSECTION_CALLS: RefCell<Vec<Vec<Marker>>> = const { RefCell::new(Vec::new()) };
     static UNION_CALLS: RefCell<Vec<Vec<Marker>>> = const { RefCell::new(Vec::new()) };
 }
@@ -1721,7 +1751,7 @@ pub(crate) fn union(markers: &[Marker]) -> MResult {
 /// `itertools.product` of the lists, skipping combinations whose set of markers was seen already.
 fn unique_product(lists: &[Vec<Marker>]) -> Vec<Vec<Marker>> {
     let mut out: Vec<Vec<Marker>> = Vec::new();
-    let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut seen: FastMap<u64, Vec<usize>> = FastMap::default();
     if lists.iter().any(Vec::is_empty) {
         return out;
     }
@@ -1758,7 +1788,7 @@ fn unique_product(lists: &[Vec<Marker>]) -> Vec<Vec<Marker>> {
 }
 
 fn cached(
-    cache: &'static std::thread::LocalKey<RefCell<HashMap<Marker, Marker>>>,
+    cache: &'static std::thread::LocalKey<RefCell<FastMap<Marker, Marker>>>,
     marker: &Marker,
     f: impl FnOnce() -> MResult,
 ) -> MResult {
@@ -1811,7 +1841,7 @@ pub(crate) fn dnf(marker: &Marker) -> MResult {
 }
 
 thread_local! {
-    static MERGE_CACHE: RefCell<HashMap<(Marker, Marker, bool), Option<Marker>>> = RefCell::new(HashMap::new());
+    static MERGE_CACHE: RefCell<FastMap<(Marker, Marker, bool), Option<Marker>>> = RefCell::new(FastMap::default());
 }
 
 /// `_merge_single_markers`: the AND (`multi`) or OR of two single markers as one marker, when possible.

@@ -88,31 +88,53 @@ impl Version {
         dev: Option<u64>,
         local: Option<Vec<String>>,
     ) -> Version {
-        let mut text = release.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
+        use std::fmt::Write;
+        let mut text = String::with_capacity(16);
         if epoch != 0 {
-            text = format!("{epoch}!{text}");
+            let _ = write!(text, "{epoch}!");
+        }
+        for (i, part) in release.iter().enumerate() {
+            if i > 0 {
+                text.push('.');
+            }
+            let _ = write!(text, "{part}");
         }
         if let Some((phase, n)) = pre {
             text.push_str(phase.as_str());
-            text.push_str(&n.to_string());
+            let _ = write!(text, "{n}");
         }
         if let Some(n) = post {
-            text.push_str(&format!(".post{n}"));
+            let _ = write!(text, ".post{n}");
         }
         if let Some(n) = dev {
-            text.push_str(&format!(".dev{n}"));
+            let _ = write!(text, ".dev{n}");
         }
         if let Some(local) = &local {
             text.push('+');
-            text.push_str(&local.join("."));
+            for (i, part) in local.iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(part);
+            }
         }
-        Version(std::rc::Rc::new(VersionData { epoch, release, pre, post, dev, local, text: text.to_lowercase() }))
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            text = text.to_lowercase();
+        }
+        Version(std::rc::Rc::new(VersionData { epoch, release, pre, post, dev, local, text }))
     }
 
     /// Parses a version the way poetry-core does (`packaging`'s pattern, case-insensitive, optional `v`).
     pub(crate) fn parse(s: &str) -> Option<Version> {
-        let s = s.trim().to_ascii_lowercase();
-        let (version, rest) = parse_version_prefix(&s)?;
+        let s = s.trim();
+        let lower;
+        let s = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = s.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            s
+        };
+        let (version, rest) = parse_version_prefix(s)?;
         rest.is_empty().then_some(version)
     }
 
@@ -1439,7 +1461,7 @@ pub(crate) fn parse_marker_constraint(s: &str) -> Option<Constraint> {
     cached_parse(&MARKER_CONSTRAINT_CACHE, s, true)
 }
 
-type ParseCache = std::cell::RefCell<std::collections::HashMap<String, Option<Constraint>>>;
+type ParseCache = std::cell::RefCell<crate::markers::FastMap<String, Option<Constraint>>>;
 
 thread_local! {
     // Lock files repeat the same few constraints thousands of times (poetry-core caches these too).

@@ -3,7 +3,9 @@
 //! Also the lock's `content-hash` check. Pure apart from the two file reads in `Project::load`/`Lock::load`
 //! and the existence checks Poetry itself makes for path dependencies.
 
+use std::cell::OnceCell;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use crate::toml_tree::{Document, Node, Table, Value};
 use anyhow::{bail, format_err, Context, Result};
@@ -269,7 +271,7 @@ pub(crate) struct Dependency {
     pub(crate) kind: DepKind,
     pub(crate) source: SourceSpec,
     pub(crate) marker: Marker,
-    pub(crate) python_versions: String,
+    pub(crate) python_versions: Rc<str>,
     pub(crate) python_constraint: VersionConstraint,
     pub(crate) in_extras: Vec<String>,
     pub(crate) source_name: Option<String>,
@@ -296,7 +298,7 @@ impl Dependency {
             kind,
             source,
             marker: Marker::Any,
-            python_versions: "*".to_string(),
+            python_versions: Rc::from("*"),
             python_constraint: VersionConstraint::any(),
             in_extras: Vec::new(),
             source_name: None,
@@ -378,44 +380,24 @@ impl Dependency {
 
     /// The marker setter: sets the marker and recomputes the Python constraint and extras from it.
     pub(crate) fn set_marker(&mut self, marker: Marker) -> MResult<()> {
+        let facts = marker_facts(&marker)?;
         self.marker = marker;
-        let converted = markers::convert_markers(&self.marker)?;
-        if let Some((_, groups)) = converted.iter().find(|(n, _)| n == "extra") {
+        if facts.has_extra {
             self.optional = true;
-            let mut new_in_extras = Vec::new();
-            for group in groups {
-                for (op, extra) in group {
-                    if op == "==" {
-                        new_in_extras.push(canonicalize_name(extra));
-                    } else if op.is_empty() && (extra.contains("||") || extra.contains(',')) {
-                        let sep = if extra.contains("||") { "||" } else { "," };
-                        for e in extra.split(sep).map(str::trim) {
-                            if !e.starts_with("!=") {
-                                new_in_extras.push(canonicalize_name(e));
-                            }
-                        }
-                    }
-                }
-            }
-            for e in new_in_extras {
-                if !self.in_extras.contains(&e) {
-                    self.in_extras.push(e);
+            for e in &facts.in_extras {
+                if !self.in_extras.contains(e) {
+                    self.in_extras.push(e.clone());
                 }
             }
         }
-        self.python_versions = "*".to_string();
-        if !markers::contains_group_without_marker(&converted, "python_version") {
-            let groups = &converted.iter().find(|(n, _)| n == "python_version").unwrap().1;
-            self.python_versions = markers::normalize_python_version_markers(groups);
-        }
-        self.python_constraint =
-            pep440::parse_marker_constraint(&self.python_versions).unwrap_or(VersionConstraint::Empty);
+        self.python_versions = facts.python_versions.clone();
+        self.python_constraint = facts.python_constraint.clone();
         Ok(())
     }
 
     /// The `python_versions` setter: narrows the marker to those Python versions.
     pub(crate) fn set_python_versions(&mut self, value: &str) -> Result<()> {
-        self.python_versions = value.to_string();
+        self.python_versions = Rc::from(value);
         self.python_constraint = pep440::parse_marker_constraint(value)
             .ok_or_else(|| format_err!("invalid Python constraint '{value}' for {}", self.pretty_name))?;
         if !self.python_constraint.is_any() {
@@ -481,7 +463,7 @@ impl Dependency {
             }
             return Ok(Some(marker.to_string()));
         }
-        if self.python_versions != "*" {
+        if &*self.python_versions != "*" {
             return Ok(Some(markers::nested_version_marker("python_version", &self.python_constraint)));
         }
         Ok(None)
@@ -494,6 +476,58 @@ impl Dependency {
             && self.source.is_same_source_as(&other.source)
             && (self.constraint == other.constraint || self.is_direct_origin())
     }
+}
+
+/// What the marker setter derives from a marker (memoized: the walker sets the same markers many times).
+struct MarkerFacts {
+    has_extra: bool,
+    in_extras: Vec<String>,
+    python_versions: Rc<str>,
+    python_constraint: VersionConstraint,
+}
+
+thread_local! {
+    static MARKER_FACTS: std::cell::RefCell<markers::FastMap<Marker, Rc<MarkerFacts>>> = Default::default();
+}
+
+fn marker_facts(marker: &Marker) -> MResult<Rc<MarkerFacts>> {
+    if let Some(hit) = MARKER_FACTS.with(|m| m.borrow().get(marker).cloned()) {
+        return Ok(hit);
+    }
+    let converted = markers::convert_markers(marker)?;
+    let mut in_extras = Vec::new();
+    let extra_groups = converted.iter().find(|(n, _)| n == "extra");
+    if let Some((_, groups)) = extra_groups {
+        for group in groups {
+            for (op, extra) in group {
+                if op == "==" {
+                    in_extras.push(canonicalize_name(extra));
+                } else if op.is_empty() && (extra.contains("||") || extra.contains(',')) {
+                    let sep = if extra.contains("||") { "||" } else { "," };
+                    for e in extra.split(sep).map(str::trim) {
+                        if !e.starts_with("!=") {
+                            in_extras.push(canonicalize_name(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let python_versions: String = if markers::contains_group_without_marker(&converted, "python_version") {
+        "*".to_string()
+    } else {
+        let groups = &converted.iter().find(|(n, _)| n == "python_version").unwrap().1;
+        markers::normalize_python_version_markers(groups)
+    };
+    let python_constraint = pep440::parse_marker_constraint(&python_versions).unwrap_or(VersionConstraint::Empty);
+    let facts = Rc::new(MarkerFacts {
+        has_extra: extra_groups.is_some(),
+        in_extras,
+        python_versions: python_versions.into(),
+        python_constraint,
+    });
+    MARKER_FACTS.with(|m| m.borrow_mut().insert(marker.clone(), facts.clone()));
+    Ok(facts)
 }
 
 fn complete(name: &str, features: &[String]) -> String {
@@ -1498,9 +1532,10 @@ pub(crate) struct PackageFile {
     pub(crate) hash: String,
 }
 
-/// A locked package (poetry-core's `Package` as the `Locker` builds it).
-#[derive(Debug, Clone)]
-pub(crate) struct Package {
+/// A locked package (poetry-core's `Package` as the `Locker` builds it). Its files, dependencies and extras
+/// are read from the lock's tree on first use: an export needs them only for the packages it visits.
+#[derive(Clone)]
+pub(crate) struct Package<'a> {
     pub(crate) name: String,
     pub(crate) pretty_name: String,
     pub(crate) version: Version,
@@ -1509,21 +1544,29 @@ pub(crate) struct Package {
     pub(crate) optional: bool,
     pub(crate) python_versions: String,
     pub(crate) python_constraint: VersionConstraint,
-    pub(crate) files: Vec<PackageFile>,
     pub(crate) develop: bool,
-    /// `[package.dependencies]`.
-    pub(crate) requires: Vec<Dependency>,
-    /// `[package.extras]`: extra name (normalized) → requirements as written (parsed on demand with
-    /// `extra_dependency`; most are never needed).
-    pub(crate) extras: Vec<(String, Vec<String>)>,
     /// Lock 2.1: the groups that need this package and the marker per group.
     pub(crate) groups: Vec<String>,
     pub(crate) group_markers: Vec<(String, Marker)>,
     /// The marker export attaches to this package (2.1 path).
     pub(crate) marker: Marker,
+    raw: RawPackage<'a>,
+    files: OnceCell<Vec<PackageFile>>,
+    requires: OnceCell<Vec<Dependency>>,
+    extras: OnceCell<Vec<(String, Vec<String>)>>,
 }
 
-impl Package {
+/// Where a package's lazily read parts are.
+#[derive(Clone, Copy)]
+struct RawPackage<'a> {
+    doc: &'a Document<'a>,
+    table: &'a Table<'a>,
+    lock_dir: &'a Path,
+    metadata_files: Option<&'a Table<'a>>,
+    metadata_hashes: Option<&'a Table<'a>>,
+}
+
+impl<'a> Package<'a> {
     pub(crate) fn complete_name(&self) -> String {
         complete(&self.name, &self.features)
     }
@@ -1533,21 +1576,59 @@ impl Package {
     }
 
     /// poetry-core's `Package.__eq__`: same name, extras, source and version.
-    pub(crate) fn same_as(&self, other: &Package) -> bool {
+    pub(crate) fn same_as(&self, other: &Package<'_>) -> bool {
         self.name == other.name
             && self.features == other.features
             && self.source.is_same_source_as(&other.source)
             && self.version == other.version
     }
 
-    pub(crate) fn with_features(&self, features: &[String]) -> Package {
+    pub(crate) fn with_features(&self, features: &[String]) -> Package<'a> {
         let mut p = self.clone();
         p.features = normalize_features(features);
         p
     }
 
+    /// Distribution files and their hashes (`files`, or `[metadata.files]`/`[metadata.hashes]` in old locks).
+    pub(crate) fn files(&self) -> Result<&[PackageFile]> {
+        if let Some(files) = self.files.get() {
+            return Ok(files);
+        }
+        let files = read_files(&self.raw, &self.name, self.source.kind.as_deref(), self.source.url.as_deref())?;
+        Ok(self.files.get_or_init(|| files))
+    }
+
+    /// `[package.dependencies]`.
+    pub(crate) fn requires(&self) -> Result<&[Dependency]> {
+        if let Some(requires) = self.requires.get() {
+            return Ok(requires);
+        }
+        let requires = read_requires(&self.raw, &self.name, &self.source)?;
+        Ok(self.requires.get_or_init(|| requires))
+    }
+
+    /// `[package.extras]`: extra name (normalized) → requirements as written (parse them with
+    /// `extra_dependency`).
+    pub(crate) fn extras(&self) -> Result<&[(String, Vec<String>)]> {
+        if let Some(extras) = self.extras.get() {
+            return Ok(extras);
+        }
+        let (file, mut extras) = (self.raw.doc, Vec::new());
+        if let Some(item) = self.raw.table.get("extras") {
+            for (extra, deps) in table_like(file, item, "package.extras")?.iter() {
+                extras.push((canonicalize_name(extra), string_list(file, deps, "package.extras")?));
+            }
+        }
+        Ok(self.extras.get_or_init(|| extras))
+    }
+
     /// poetry-core's `Package.to_dependency`.
     pub(crate) fn to_dependency(&self) -> Result<Dependency> {
+        self.to_dependency_with(&self.features, &self.marker)
+    }
+
+    /// `to_dependency` of this package with other extras and marker (without cloning the package).
+    pub(crate) fn to_dependency_with(&self, features: &[String], marker: &Marker) -> Result<Dependency> {
         let url = self.source.url.clone().unwrap_or_default();
         let mut dep = match self.source.kind.as_deref() {
             Some("directory") => {
@@ -1575,9 +1656,9 @@ impl Package {
             _ => Dependency::index(&self.name, VersionConstraint::Version(self.version.clone())),
         };
         dep.optional = self.optional;
-        dep.features = self.features.clone();
-        if !self.marker.is_any() {
-            dep.set_marker(self.marker.clone()).map_err(recursion)?;
+        dep.features = features.to_vec();
+        if !marker.is_any() {
+            dep.set_marker(marker.clone()).map_err(recursion)?;
         }
         if !self.python_constraint.is_any() {
             dep.set_python_versions(&self.python_versions)?;
@@ -1589,31 +1670,29 @@ impl Package {
     }
 }
 
-/// `poetry.lock`.
-#[derive(Debug)]
-pub(crate) struct Lock {
+/// `poetry.lock`, read from its tree (which it borrows).
+pub(crate) struct Lock<'a> {
     pub(crate) lock_version: Version,
     pub(crate) content_hash: Option<String>,
     /// `Poetry X.Y.Z` from the `@generated` comment.
     pub(crate) generated_by: Option<String>,
-    pub(crate) packages: Vec<Package>,
+    pub(crate) packages: Vec<Package<'a>>,
     /// `[extras]`: extra (normalized) → package names (normalized).
     pub(crate) extras: Vec<(String, Vec<String>)>,
 }
 
-impl Lock {
+/// Reads a lock file's text (parse it with `Document::parse`, then `Lock::from_file`).
+pub(crate) fn read_lock_text(path: &Path, display: &str) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {display}"))
+}
+
+impl<'a> Lock<'a> {
     /// Lock 2.1 and later store groups and markers per package.
     pub(crate) fn has_groups_and_markers(&self) -> bool {
         self.lock_version >= Version::parse("2.1").unwrap()
     }
 
-    pub(crate) fn load(path: &Path, display: &str) -> Result<Lock> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {display}"))?;
-        let file = Document::parse(&text, display)?;
-        Lock::from_file(path, &file)
-    }
-
-    pub(crate) fn from_file(path: &Path, file: &Document<'_>) -> Result<Lock> {
+    pub(crate) fn from_file(path: &'a Path, file: &'a Document<'a>) -> Result<Lock<'a>> {
         let lock_dir = path.parent().unwrap_or(Path::new("."));
         let root = &file.root;
         let first_line = file.text.lines().next().unwrap_or("");
@@ -1644,16 +1723,15 @@ impl Lock {
         let metadata_files = metadata.get("files").and_then(Node::as_table);
         let metadata_hashes = metadata.get("hashes").and_then(Node::as_table);
 
-        // Lock 2.1 has each package's markers per group: export needs no dependency graph.
-        let with_dependencies = lock_version < Version::parse("2.1").unwrap();
         let mut packages = Vec::new();
         if let Some(item) = root.get("package") {
-            let tables: Vec<&Table<'_>> = item
+            let tables: Vec<&Table<'a>> = item
                 .as_array()
                 .map(|a| a.iter().filter_map(Node::as_table).collect())
                 .ok_or_else(|| file.error_at(item, "package must be an array of tables"))?;
             for t in tables {
-                packages.push(read_package(file, lock_dir, t, metadata_files, metadata_hashes, with_dependencies)?);
+                let raw = RawPackage { doc: file, table: t, lock_dir, metadata_files, metadata_hashes };
+                packages.push(read_package(raw)?);
             }
         }
         let mut extras = Vec::new();
@@ -1667,14 +1745,8 @@ impl Lock {
     }
 }
 
-fn read_package(
-    file: &Document<'_>,
-    lock_dir: &Path,
-    t: &Table<'_>,
-    metadata_files: Option<&Table<'_>>,
-    metadata_hashes: Option<&Table<'_>>,
-    with_dependencies: bool,
-) -> Result<Package> {
+fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
+    let (file, t, lock_dir) = (raw.doc, raw.table, raw.lock_dir);
     let at = |key: &str| -> Result<&Node<'_>> {
         t.get(key).ok_or_else(|| format_err!("{}: a [[package]] has no `{key}`", file.display))
     };
@@ -1708,46 +1780,10 @@ fn read_package(
             url = Some(resolve_path(&lock_dir.join(u)).to_string_lossy().into_owned());
         }
     }
-    let source = SourceSpec::new(kind.clone(), url.clone(), reference, resolved, subdirectory);
+    let source = SourceSpec::new(kind, url, reference, resolved, subdirectory);
     let optional = match t.get("optional") {
         Some(item) => item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?,
         None => bail!("{}: package {name} has no `optional`", file.display),
-    };
-    let read_files = |item: &Node<'_>| -> Result<Vec<PackageFile>> {
-        let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
-        array
-            .iter()
-            .map(|v| {
-                let t = v.as_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
-                let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                let h = t.get("hash").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                Ok(PackageFile { file: f, hash: h })
-            })
-            .collect()
-    };
-    let files = if let Some(item) = t.get("files") {
-        read_files(item)?
-    } else if let Some(hashes) = metadata_hashes {
-        match hashes.get(&name).and_then(Node::as_array) {
-            Some(a) => {
-                a.iter().filter_map(|v| v.as_str()).map(|h| PackageFile { file: h.into(), hash: h.into() }).collect()
-            }
-            None => bail!("{}: metadata.hashes has no entry for {name}", file.display),
-        }
-    } else if matches!(kind.as_deref(), Some("git" | "directory" | "url")) {
-        Vec::new()
-    } else {
-        let entry = metadata_files
-            .and_then(|m| m.get(&name))
-            .ok_or_else(|| format_err!("{}: metadata.files has no entry for {name}", file.display))?;
-        let all = read_files(entry)?;
-        if kind.as_deref() == Some("file") {
-            let filename =
-                Path::new(url.as_deref().unwrap_or("")).file_name().map(|f| f.to_string_lossy().into_owned());
-            all.into_iter().filter(|f| Some(&f.file) == filename.as_ref()).collect()
-        } else {
-            all
-        }
     };
     let python_versions = str_at("python-versions")?;
     let python_constraint =
@@ -1759,28 +1795,6 @@ fn read_package(
         })?;
     let develop = t.get("develop").and_then(Node::as_bool).unwrap_or(false);
 
-    let mut extras = Vec::new();
-    if let Some(item) = t.get("extras").filter(|_| with_dependencies) {
-        for (extra, deps) in table_like(file, item, "package.extras")?.iter() {
-            extras.push((canonicalize_name(extra), string_list(file, deps, "package.extras")?));
-        }
-    }
-    let mut requires = Vec::new();
-    if let Some(item) = t.get("dependencies").filter(|_| with_dependencies) {
-        let root_dir = if kind.as_deref() == Some("directory") {
-            PathBuf::from(url.clone().unwrap_or_default())
-        } else {
-            lock_dir.to_path_buf()
-        };
-        for (dep_name, spec) in table_like(file, item, "package.dependencies")?.iter() {
-            let specs = spec_items(spec);
-            for s in specs {
-                let dep = dependency_from_spec(dep_name, &s, &root_dir)
-                    .map_err(|e| file.error_at(spec, format!("{name}: dependency {dep_name}: {e}")))?;
-                requires.push(dep);
-            }
-        }
-    }
     let groups = match t.get("groups") {
         Some(item) => string_list(file, item, "groups")?,
         None => Vec::new(),
@@ -1823,14 +1837,78 @@ fn read_package(
         optional,
         python_versions,
         python_constraint,
-        files,
         develop,
-        requires,
-        extras,
         groups: groups.iter().map(|g| canonicalize_name(g)).collect(),
         group_markers,
         marker: Marker::Any,
+        raw,
+        files: OnceCell::new(),
+        requires: OnceCell::new(),
+        extras: OnceCell::new(),
     })
+}
+
+fn read_files(raw: &RawPackage<'_>, name: &str, kind: Option<&str>, url: Option<&str>) -> Result<Vec<PackageFile>> {
+    let file = raw.doc;
+    let pretty_name = raw.table.get("name").and_then(Node::as_str).unwrap_or(name);
+    let read = |item: &Node<'_>| -> Result<Vec<PackageFile>> {
+        let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
+        array
+            .iter()
+            .map(|v| {
+                let t = v.as_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
+                let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let h = t.get("hash").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                Ok(PackageFile { file: f, hash: h })
+            })
+            .collect()
+    };
+    if let Some(item) = raw.table.get("files") {
+        return read(item);
+    }
+    if let Some(hashes) = raw.metadata_hashes {
+        return match hashes.get(pretty_name).and_then(Node::as_array) {
+            Some(a) => Ok(a
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(|h| PackageFile { file: h.into(), hash: h.into() })
+                .collect()),
+            None => bail!("{}: metadata.hashes has no entry for {pretty_name}", file.display),
+        };
+    }
+    if matches!(kind, Some("git" | "directory" | "url")) {
+        return Ok(Vec::new());
+    }
+    let entry = raw
+        .metadata_files
+        .and_then(|m| m.get(pretty_name))
+        .ok_or_else(|| format_err!("{}: metadata.files has no entry for {pretty_name}", file.display))?;
+    let all = read(entry)?;
+    if kind == Some("file") {
+        let filename = Path::new(url.unwrap_or("")).file_name().map(|f| f.to_string_lossy().into_owned());
+        return Ok(all.into_iter().filter(|f| Some(&f.file) == filename.as_ref()).collect());
+    }
+    Ok(all)
+}
+
+fn read_requires(raw: &RawPackage<'_>, name: &str, source: &SourceSpec) -> Result<Vec<Dependency>> {
+    let file = raw.doc;
+    let mut requires = Vec::new();
+    if let Some(item) = raw.table.get("dependencies") {
+        let root_dir = if source.kind.as_deref() == Some("directory") {
+            PathBuf::from(source.url.clone().unwrap_or_default())
+        } else {
+            raw.lock_dir.to_path_buf()
+        };
+        for (dep_name, spec) in table_like(file, item, "package.dependencies")?.iter() {
+            for s in spec_items(spec) {
+                let dep = dependency_from_spec(dep_name, s, &root_dir)
+                    .map_err(|e| file.error_at(spec, format!("{name}: dependency {dep_name}: {e}")))?;
+                requires.push(dep);
+            }
+        }
+    }
+    Ok(requires)
 }
 
 /// A requirement from a lock's `[package.extras]` (poetry's `Locker` accepts old non-PEP 508 ones too).

@@ -431,10 +431,11 @@ mod fast {
         s: &'a str,
         b: &'a [u8],
         i: usize,
+        spare: Vec<(Cow<'a, str>, usize)>,
     }
 
     pub(super) fn parse(text: &str) -> Option<Table<'_>> {
-        let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
+        let mut p = Parser { s: text, b: text.as_bytes(), i: 0, spare: Vec::new() };
         let mut root = Table::new(TableKind::Implicit);
         let mut table_path: Vec<Cow<'_, str>> = Vec::new();
         loop {
@@ -469,12 +470,28 @@ mod fast {
                     p.line_end()?;
                     let table = navigate(&mut root, &table_path, 0).ok()?;
                     insert(table, &keys, value).ok()?;
+                    p.recycle(keys);
                 }
             }
         }
     }
 
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    /// Non-zero when one of the eight bytes of `w` is `quote`, `backslash`, below 0x20 or 0x7f.
+    fn special_bytes(w: u64, quote: u8, backslash: u8) -> u64 {
+        let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+        let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
+        zero(w ^ (LO * u64::from(quote))) | zero(w ^ (LO * u64::from(backslash))) | zero(w ^ (LO * 0x7f)) | below_space
+    }
+
     impl<'a> Parser<'a> {
+        fn recycle(&mut self, keys: Vec<(Cow<'a, str>, usize)>) {
+            if keys.capacity() > self.spare.capacity() {
+                self.spare = keys;
+            }
+        }
         fn peek(&self) -> Option<u8> {
             self.b.get(self.i).copied()
         }
@@ -540,8 +557,11 @@ mod fast {
             }
             (self.i > start).then(|| (Cow::Borrowed(&self.s[start..self.i]), start))
         }
+        /// A dotted key. The vector is recycled (`recycle`): one allocation serves the whole file.
         fn keys(&mut self) -> Option<Vec<(Cow<'a, str>, usize)>> {
-            let mut keys = vec![self.key()?];
+            let mut keys = std::mem::take(&mut self.spare);
+            keys.clear();
+            keys.push(self.key()?);
             loop {
                 let save = self.i;
                 self.skip_ws();
@@ -560,7 +580,16 @@ mod fast {
                 return None; // multi-line
             }
             let start = self.i;
+            let backslash = if quote == b'"' { b'\\' } else { quote };
             loop {
+                // Eight bytes at a time while none of them needs a look (SWAR).
+                while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+                    let w = u64::from_le_bytes(chunk.try_into().unwrap());
+                    if special_bytes(w, quote, backslash) != 0 {
+                        break;
+                    }
+                    self.i += 8;
+                }
                 let c = self.peek()?;
                 if c == quote {
                     let text = &self.s[start..self.i];
@@ -692,6 +721,7 @@ mod fast {
                             self.skip_ws();
                             let value = self.value(depth + 1)?;
                             insert(&mut table, &keys, value).ok()?;
+                            self.recycle(keys);
                             self.skip_ws();
                             if self.eat(b',') {
                                 continue;
