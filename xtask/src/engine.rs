@@ -218,7 +218,7 @@ pub(crate) struct RunRequest<'a> {
     pub(crate) publish: (u16, u16),
     /// A read-only root file system...
     pub(crate) read_only: bool,
-    /// ...with these tmpfs mounts (`/tmp`, `/home/app:uid=10001,gid=10001,mode=0700`).
+    /// ...with these tmpfs mounts (`/tmp`, `Engine::private_tmpfs`).
     pub(crate) tmpfs: &'a [String],
     pub(crate) env: &'a [(String, String)],
 }
@@ -256,6 +256,15 @@ impl Engine {
         }
         let path = path.unwrap_or_else(|| program.clone());
         Ok(Engine { kind, program, path, dry_run })
+    }
+
+    /// A `--tmpfs` mount at `path` that only `uid` may use (the user's home in a read-only container): docker
+    /// takes the owner as mount options, podman's `U` gives it to the container's user.
+    pub(crate) fn private_tmpfs(&self, path: &str, uid: u32) -> String {
+        match self.kind {
+            Kind::Docker => format!("{path}:uid={uid},gid={uid},mode=0700"),
+            Kind::Podman => format!("{path}:U,mode=0700"),
+        }
     }
 
     /// `docker` or `podman`, for messages the user may copy.

@@ -256,11 +256,16 @@ fn inspect(
                 bail!(
                     "the base image {base_ref} is not available locally and cannot be pulled ({why}).\n\
                      Pull it where a registry is reachable (`{} pull {base_ref}`), or pass a local image with \
-                     Python {}: `--base-image <image>` or `{}=<image>` (`{} images` lists the local ones)",
+                     Python {}: `--base-image <image>` or `{}=<image>` (`{} images` lists the local ones){}",
                     engine.shown(),
                     config.python,
                     crate::config::BASE_IMAGE_ENV,
-                    engine.shown()
+                    engine.shown(),
+                    if engine.kind == engine::Kind::Podman {
+                        format!("; an image docker has: `docker save {base_ref} | podman load`")
+                    } else {
+                        String::new()
+                    }
                 );
             }
             engine.images(sh, &[base_ref])?.pop().flatten().ok_or_else(|| {

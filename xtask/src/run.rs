@@ -79,7 +79,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         ensure_port_free(port)?;
     }
     let home = dockerfile::home_dir(config);
-    let tmpfs = ["/tmp".to_string(), format!("{home}:uid={uid},gid={uid},mode=0700", uid = config.uid)];
+    let tmpfs = ["/tmp".to_string(), engine.private_tmpfs(&home, config.uid)];
     let labels = [(engine::RUN_LABEL.to_string(), config.name.clone())];
     let read_only = !args.has("writable");
     let image = if engine.dry_run { built.tag.clone() } else { built.id.clone() };

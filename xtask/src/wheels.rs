@@ -41,7 +41,7 @@ and must give a pure-Python wheel; a package with neither is an error naming it.
 poetry.lock's sha256 hashes. Nothing runs when the requirements and the target are unchanged.
 `cargo xtask image` does this as its second step.",
     positional: "",
-    options: &[APP, PYTHON_OPT, PLATFORM_OPT, BASE_IMAGE_OPT, engine::ENGINE_OPT, DRY_RUN_OPT],
+    options: &[APP, crate::image::NAME_OPT, PYTHON_OPT, PLATFORM_OPT, BASE_IMAGE_OPT, engine::ENGINE_OPT, DRY_RUN_OPT],
 };
 
 /// `--python`, for the tasks that make the image or its wheelhouse.
@@ -71,9 +71,9 @@ const ASSUMED_GLIBC: (u32, u32) = (2, 28);
 
 pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     args.no_positional(&TASK)?;
-    let config = Config::load(args)?;
+    let config = crate::image::load_config(args)?;
     let dry_run = args.has("dry-run");
-    let _lock = lock_state(&config)?;
+    let _lock = if dry_run { None } else { Some(lock_state(&config)?) };
     let selection = select(&config)?;
     let engine = Engine::from_args(args).ok();
     let base = match &engine {
@@ -231,7 +231,7 @@ impl Target {
                 platform: config.platform.clone(),
                 machine: machine.to_string(),
                 glibc: ASSUMED_GLIBC,
-                origin: format!("glibc {}.{} assumed", ASSUMED_GLIBC.0, ASSUMED_GLIBC.1),
+                origin: "assumed: the base image was not asked".to_string(),
             });
         };
         let base_minor = facts.python_full.split('.').take(2).collect::<Vec<_>>().join(".");
@@ -434,20 +434,23 @@ fn plan(package: &SelectedPackage, target: &Target, platforms: &[String]) -> Res
     if names.iter().any(|f| target.fits(f, platforms)) {
         return Ok(Source::Wheel);
     }
-    if let Some(sdist) = names.iter().find(|f| is_sdist(f)) {
+    let wheels: Vec<&str> = names.iter().filter(|f| f.ends_with(".whl")).copied().take(4).collect();
+    // A project that publishes platform wheels has compiled code: its sdist would need a compiler and the
+    // target's headers, and still make a wheel for the host. Say so now rather than after a long build.
+    let compiled = names.iter().any(|f| f.ends_with(".whl") && !f.ends_with("-any.whl"));
+    if let Some(sdist) = names.iter().find(|f| is_sdist(f)).filter(|_| !compiled) {
         return Ok(Source::Sdist(sdist.to_string()));
     }
-    let wheels: Vec<&str> = names.iter().filter(|f| f.ends_with(".whl")).copied().take(4).collect();
     bail!(
-        "{} {} publishes no wheel for {} on {} (glibc {}.{}) and no sdist to build one from{}: pick a version of {} \
-         that publishes a wheel for this target, or build the image for another Python (--python) or platform \
-         (--platform)",
+        "{} {} publishes no wheel for {} on {} (glibc {}.{}){}{}: pick a version of {} that publishes a wheel for \
+         this target, or build the image for another Python (--python) or platform (--platform)",
         package.name,
         package.version,
         format_args!("CPython {}.{}", target.python.0, target.python.1),
         target.platform,
         target.glibc.0,
         target.glibc.1,
+        if compiled { ", and its sdist has compiled code" } else { " and no sdist to build one from" },
         if wheels.is_empty() { String::new() } else { format!(" (its wheels: {}, ...)", wheels.join(", ")) },
         package.name
     )

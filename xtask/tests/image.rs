@@ -569,3 +569,63 @@ fn dry_run_prints_the_commands_and_writes_nothing() {
     let listed = docker().args(["image", "ls", "--quiet", name]).output().unwrap();
     assert_eq!(stdout(&listed), "");
 }
+
+/// The second app's wheelhouse: an sdist-only dependency (docopt) is built on the host to a pure wheel whose
+/// hash joins its requirement; the path dependency (shout) becomes a pinned, hash-checked requirement; nothing
+/// runs a second time.
+#[test]
+fn wheels_build_pure_sdists_and_path_dependencies() {
+    let base = base_311();
+    let name = "xtask-test-image-wheels";
+    clean(name);
+    let app = workspace().join("xtask/tests/fixtures/second-app/services/greeter");
+    let args = ["wheels", "--app", app.to_str().unwrap(), "--name", name, "--base-image", &base];
+    let (output, _) = run_xtask(&args);
+    assert_success("xtask wheels", &output);
+    let log = text(&output);
+    assert!(log.contains("building from source on the host (no wheel fits the target): docopt 0.6.2"), "{log}");
+    assert!(log.contains("shout 0.1.0 built from"), "{log}");
+    let wheelhouse = state_dir(name).join("wheelhouse");
+    let mut wheels: Vec<String> =
+        std::fs::read_dir(&wheelhouse).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    wheels.sort();
+    assert!(wheels.contains(&"docopt-0.6.2-py2.py3-none-any.whl".to_string()), "{wheels:?}");
+    assert!(wheels.contains(&"shout-0.1.0-py3-none-any.whl".to_string()), "{wheels:?}");
+    assert!(wheels.iter().any(|w| w.starts_with("markupsafe-") && w.contains("cp311-cp311-manylinux")), "{wheels:?}");
+    assert!(wheels.iter().any(|w| w.starts_with("humanize-")), "the configured extra is in: {wheels:?}");
+
+    // The image's requirements: every line pinned and hash-checked, the built wheels' hashes included.
+    let requirements = std::fs::read_to_string(state_dir(name).join("requirements.txt")).unwrap();
+    assert!(!requirements.contains("file://") && !requirements.contains("--index-url"), "{requirements}");
+    let sha = |file: &str| {
+        let output = Command::new("sha256sum").arg(wheelhouse.join(file)).output().unwrap();
+        stdout(&output).split_whitespace().next().unwrap().to_string()
+    };
+    let docopt = requirements.split("docopt==0.6.2").nth(1).unwrap().split("\n\n").next().unwrap();
+    assert!(docopt.contains(&format!("--hash=sha256:{}", sha("docopt-0.6.2-py2.py3-none-any.whl"))), "{requirements}");
+    assert!(
+        requirements.contains(&format!(
+            "shout==0.1.0 ; python_version >= \"3.11\" and python_version < \"4.0\" \\\n    --hash=sha256:{}",
+            sha("shout-0.1.0-py3-none-any.whl")
+        )),
+        "{requirements}"
+    );
+
+    let (again, _) = run_xtask(&args);
+    assert_success("xtask wheels, again", &again);
+    let log = text(&again);
+    assert!(log.contains("wheelhouse is up to date") && !log.contains("pip"), "{log}");
+
+    // A wheel changed behind the tool's back (same size) is noticed, and the wheelhouse made again.
+    let flask = wheels.iter().find(|w| w.starts_with("flask-")).unwrap().clone();
+    let original = sha(&flask);
+    let mut bytes = std::fs::read(wheelhouse.join(&flask)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(wheelhouse.join(&flask), &bytes).unwrap();
+    let (third, _) = run_xtask(&args);
+    assert_success("xtask wheels after tampering", &third);
+    assert!(text(&third).contains(&format!("{flask} changed since it was checked")), "{}", text(&third));
+    assert_eq!(sha(&flask), original);
+}
