@@ -343,7 +343,7 @@ impl Version {
 
 fn release_next_major(r: &[u64]) -> Vec<u64> {
     let mut out = vec![r[0] + 1];
-    out.extend(std::iter::repeat(0).take(r.len() - 1));
+    out.extend(std::iter::repeat_n(0, r.len() - 1));
     out
 }
 
@@ -352,7 +352,7 @@ fn release_next_minor(r: &[u64]) -> Vec<u64> {
         return vec![r[0], 1];
     }
     let mut out = vec![r[0], r[1] + 1];
-    out.extend(std::iter::repeat(0).take(r.len() - 2));
+    out.extend(std::iter::repeat_n(0, r.len() - 2));
     out
 }
 
@@ -362,7 +362,7 @@ fn release_next_patch(r: &[u64]) -> Vec<u64> {
         2 => vec![r[0], r[1], 1],
         _ => {
             let mut out = vec![r[0], r[1], r[2] + 1];
-            out.extend(std::iter::repeat(0).take(r.len() - 3));
+            out.extend(std::iter::repeat_n(0, r.len() - 3));
             out
         }
     }
@@ -1153,8 +1153,7 @@ fn union_difference(ours: &[Constraint], other: &Constraint) -> Constraint {
         }
     }
 
-    loop {
-        let Some(their) = their_range.clone() else { break };
+    while let Some(their) = their_range.clone() {
         let cur = current.clone().expect("current range");
         if their.is_strictly_lower(&cur) {
             their_range = their_iter.next();

@@ -1132,7 +1132,7 @@ impl Project {
                         }
                         continue;
                     }
-                    let dep = dependency_from_spec(dep_name, &s, dir)
+                    let dep = dependency_from_spec(dep_name, s, dir)
                         .map_err(|e| file.error_at(spec, format!("{what}.{dep_name}: {e}")))?;
                     groups[group].poetry_dependencies.push(dep);
                 }

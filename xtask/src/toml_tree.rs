@@ -145,9 +145,7 @@ impl<'a> Document<'a> {
         toml_parser::parser::parse_document(&tokens, &mut builder, &mut errors);
         if !errors.is_empty() || builder.error.is_some() {
             // Let the formatting-preserving parser phrase the error like everywhere else.
-            if let Err(e) = TomlFile::parse(std::path::Path::new(display), display, text.to_string()) {
-                return Err(e);
-            }
+            TomlFile::parse(std::path::Path::new(display), display, text.to_string())?;
             let (at, message) = builder
                 .error
                 .or_else(|| {
