@@ -63,7 +63,8 @@ pub(crate) const BASE_IMAGE_OPT: Opt = Opt::value(
     "the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)",
 );
 /// `--dry-run`.
-pub(crate) const DRY_RUN_OPT: Opt = Opt::switch("dry-run", "print the commands that would run; run and write nothing");
+pub(crate) const DRY_RUN_OPT: Opt =
+    Opt::switch("dry-run", "print the pip and engine commands instead of running them; write nothing");
 
 /// The glibc assumed when the base image cannot be asked (no engine, or the image is not there yet): the
 /// manylinux_2_28 baseline, which Debian 10+, Ubuntu 18.10+ and RHEL 8+ meet.
