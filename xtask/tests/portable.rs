@@ -7,10 +7,24 @@
 //! Needs: a container engine, `git`, the host's Python with pip, and the base image named by
 //! `XTASK_TEST_BASE_IMAGE` (CI sets it to `xtask-local/python:3.11-slim`, made by `.ci/base-image`).
 
+mod local;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use expect_test::expect;
+
+/// The image and container name of this test (so that it touches nothing of anyone else's).
+const NAME: &str = "xtask-portable-greeter";
+
+/// Removes the test's container, however the test ends.
+struct Container;
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "--force", NAME]).output();
+    }
+}
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -89,13 +103,19 @@ impl Repo {
 
     /// `cargo xtask <args>` in the repository; its stdout.
     fn xtask(&self, args: &[&str]) -> String {
+        self.xtask_with(args, &[])
+    }
+
+    /// `cargo xtask <args>` with environment variables `env`; its stdout.
+    fn xtask_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut command = Command::new(cargo);
         command
             .args(["--locked", "--quiet", "xtask"])
             .args(args)
             .current_dir(&self.root)
-            .env("CARGO_TARGET_DIR", &self.target);
+            .env("CARGO_TARGET_DIR", &self.target)
+            .envs(env.iter().copied());
         run(command, "cargo")
     }
 
@@ -188,6 +208,73 @@ fn second_app_in_a_copied_repository() {
         exported.contains(&shout) && exported.contains("\nhumanize==") && exported.contains("\ndocopt=="),
         "{exported}"
     );
+
+    // The image: from the base image the test names, under a name of the test's own.
+    let _container = Container;
+    let env = [("XTASK_BASE_IMAGE", base_image.as_str())];
+    let printed = repo.xtask_with(&["image", "--name", NAME], &env);
+    assert!(printed.contains(&format!("image: {NAME}:0.3.0, {NAME}:")), "{printed}");
+    let size_line = printed.lines().find(|l| l.starts_with("image: size")).unwrap_or_else(|| panic!("{printed}"));
+    eprintln!("{size_line}");
+    // What the image build generated, to be committed: the Dockerfile.
+    expect![[r#"
+        ?? docker/
+    "#]]
+    .assert_eq(&repo.git(&["status", "--short"]));
+    let inspect = |format: &str| {
+        let mut command = Command::new("docker");
+        command.args(["image", "inspect", "--format", format, &format!("{NAME}:0.3.0")]);
+        run(command, "docker").trim().to_string()
+    };
+    expect![[r#"20001:20001 /srv/greeter greeters [gunicorn --bind 0.0.0.0:5050 greeter_web.wsgi:application]"#]]
+        .assert_eq(&inspect(
+            "{{.Config.User}} {{.Config.WorkingDir}} {{index .Config.Labels \"org.example.team\"}} {{.Config.Cmd}}",
+        ));
+    // No host path in the image: the path dependency is a wheel installed like the others (pip writes
+    // direct_url.json, with a file:// URL, only for what it installs from a URL or a directory).
+    let mut command = Command::new("docker");
+    command.args(["run", "--rm", "--entrypoint", "python", &format!("{NAME}:0.3.0"), "-c"]).arg(
+        "import importlib.metadata as m, pathlib, sys\n\
+         names = sorted(d.metadata['Name'].lower() for d in m.distributions())\n\
+         urls = [str(p) for p in pathlib.Path(sys.prefix).rglob('direct_url.json')]\n\
+         print(' '.join(names)); print(urls)",
+    );
+    expect![[r#"
+        blinker click docopt flask gunicorn humanize itsdangerous jinja2 markupsafe shout werkzeug
+        []
+    "#]]
+    .assert_eq(&run(command, "docker"));
+    let context = repo.target.join("xtask").join(NAME).join("context/requirements.txt");
+    let requirements = std::fs::read_to_string(&context).unwrap_or_else(|e| panic!("{}: {e}", context.display()));
+    assert!(
+        !requirements.contains("file:") && requirements.lines().any(|l| l.starts_with("shout==0.1.0 ;")),
+        "{requirements}"
+    );
+
+    // Run it on a free port, and ask the app: the health path, the path dependency and the baked-in env, the
+    // extra, the sdist-only dependency.
+    let port = local::free_port().to_string();
+    let printed = repo.xtask_with(&["run", "--name", NAME, "--detach", "--port", &port], &env);
+    assert!(printed.contains(&format!("http://127.0.0.1:{port} answers (GET /healthz → 200)")), "{printed}");
+    let port: u16 = port.parse().unwrap();
+    let get = |path: &str| {
+        let (status, body) = local::http(port, "GET", path, None).unwrap();
+        format!("{status} {}\n", body.trim())
+    };
+    expect![[r#"
+        200 {"status":"ok"}
+        200 {"greeting":"HELLO WORLD!!","uid":20001}
+        200 {"size":"3.0 MB"}
+        200 {"--times":"3","<name>":"alice"}
+        400 {"error":"usage","usage":"Usage: greet <name> [--times=<n>]"}
+    "#]]
+    .assert_eq(
+        &["/healthz", "/greet/world", "/size/3000000", "/parse?argv=alice+--times=3", "/parse?argv="].map(get).concat(),
+    );
+    let mut stop = Command::new("docker");
+    stop.args(["rm", "--force", NAME]);
+    run(stop, "docker");
+    assert!(!local::listening(port), "the container still answers on {port}");
 
     repo.assert_xtask_is_ours();
 }
