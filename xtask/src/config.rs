@@ -1066,11 +1066,14 @@ fn allows(clause: &str, v: [u64; 3]) -> bool {
 }
 
 /// The lines around the table in README.md, so that a test can find it.
+#[cfg(test)]
 const README_TABLE_START: &str =
     "<!-- rendered from xtask/src/config.rs KEYS; UPDATE_EXPECT=1 cargo test rewrites it -->";
+#[cfg(test)]
 const README_TABLE_END: &str = "<!-- end of the rendered table -->";
 
 /// The README's "Configuration reference" table, rendered from `KEYS`.
+#[cfg(test)]
 pub(crate) fn reference_table() -> String {
     let mut out = String::from("| key | type | default | what it does |\n|---|---|---|---|\n");
     for (key, kind, default, meaning) in KEYS {
@@ -1100,7 +1103,7 @@ mod tests {
     }
 
     fn load_in(dir: &Path, pyproject: &str) -> Result<Config> {
-        let file = TomlFile::parse(&dir.join("pyproject.toml"), "app/pyproject.toml", pyproject.to_string())?;
+        let file = TomlFile::parse("app/pyproject.toml", pyproject.to_string())?;
         Config::from_pyproject(dir, &file)
     }
 

@@ -123,8 +123,6 @@ pub(crate) struct SelectedPackage {
     /// Normalized name.
     pub(crate) name: String,
     pub(crate) version: String,
-    /// Extras requested for it (empty in constraints.txt and with lock 2.1).
-    pub(crate) features: Vec<String>,
     /// The environment marker of its requirement line, if any (`python_version >= "3.9"`).
     pub(crate) marker: Option<String>,
     /// `None` for an index package; `git`, `url`, `file` or `directory` for a direct reference; `legacy`
@@ -132,23 +130,17 @@ pub(crate) struct SelectedPackage {
     pub(crate) source_kind: Option<String>,
     /// The index URL (private index), the repository/archive URL, or the absolute path.
     pub(crate) source_url: Option<String>,
-    /// Git: the locked commit.
-    pub(crate) source_resolved_reference: Option<String>,
-    /// Locked in develop (editable) mode.
-    pub(crate) develop: bool,
     /// Distribution files and their `algorithm:hex` hashes, as locked.
     pub(crate) files: Vec<PackageFile>,
     /// The line(s) this package contributes to the output.
     pub(crate) line: String,
 }
 
-/// The result of an export: the text, the selected packages and the project's declared sources.
+/// The result of an export: the text and the selected packages.
 #[derive(Debug, Clone)]
 pub(crate) struct Selection {
     pub(crate) requirements: String,
     pub(crate) packages: Vec<SelectedPackage>,
-    /// `[[tool.poetry.source]]`, in declaration order (priority `primary`, `supplemental` or `explicit`).
-    pub(crate) sources: Vec<Source>,
     /// Warnings Poetry prints on stderr (editable packages skipped in constraints.txt).
     pub(crate) warnings: Vec<String>,
 }
@@ -158,8 +150,7 @@ pub(crate) fn export(app_dir: &Path, request: &ExportRequest) -> Result<String> 
     Ok(load_and_select(app_dir, request, false)?.requirements)
 }
 
-/// Like `export`, with the selected packages (names, versions, files and hashes) and declared sources, for
-/// the wheel stage.
+/// Like `export`, with the selected packages (names, versions, files and hashes), for the wheel stage.
 pub(crate) fn select(app_dir: &Path, request: &ExportRequest) -> Result<Selection> {
     load_and_select(app_dir, request, true)
 }
@@ -397,12 +388,9 @@ pub(crate) fn select_from(
             packages.push(SelectedPackage {
                 name: package.name.clone(),
                 version: package.version.to_string(),
-                features: features.clone(),
                 marker,
                 source_kind: package.source.kind.clone(),
                 source_url: package.source.url.clone(),
-                source_resolved_reference: package.source.resolved_reference.clone(),
-                develop: package.develop,
                 files: package.files()?.to_vec(),
                 line: line.clone(),
             });
@@ -417,7 +405,7 @@ pub(crate) fn select_from(
         content =
             format!("{}\n{content}", index_header(&project.sources, &indexes, request.with_credentials, credentials));
     }
-    Ok(Selection { requirements: content, packages, sources: project.sources.clone(), warnings })
+    Ok(Selection { requirements: content, packages, warnings })
 }
 
 /// `--index-url` / `--extra-index-url` / `--trusted-host` lines for the private indexes the packages use,
@@ -1037,8 +1025,6 @@ content-hash = "202b3cafe3ba9a89f64f31d7694fddfa28e66a7a465d4d4ae232c62290abcca7
             })
             .collect();
         lines.sort();
-        let sources: Vec<String> =
-            selection.sources.iter().map(|s| format!("{} {} {}", s.name, s.url, s.priority)).collect();
         expect![[r#"
             alpha 1.0 None None [alpha-1.0.tar.gz md5:0123, alpha-1.0-py3-none-any.whl sha256:ffff, alpha-1.0-cp39-none-any.whl aaaa, alpha-1.0-cp310-none-any.whl sha512:bbbb]
             beta 2.1 None None []
@@ -1046,7 +1032,6 @@ content-hash = "202b3cafe3ba9a89f64f31d7694fddfa28e66a7a465d4d4ae232c62290abcca7
             local 0.1 Some("directory") Some("/app/libs/local") []
             torch 2.0.1 Some("legacy") Some("http://example.com:8080/simple") [torch-2.0.1-cp39-none-any.whl sha256:1111]
             urldep 1.0 Some("url") Some("https://example.com/urldep-1.0.tar.gz") [urldep-1.0.tar.gz sha256:2222]
-            sources: private http://example.com:8080/simple/ supplemental
-        "#]].assert_eq(&format!("{}\nsources: {}\n", lines.join("\n"), sources.join("; ")));
+        "#]].assert_eq(&format!("{}\n", lines.join("\n")));
     }
 }

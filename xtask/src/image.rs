@@ -164,7 +164,16 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
         println!("context: would assemble {} (requirements.txt, wheels/, app/)", paths::display(&context_dir));
         None
     } else {
-        Some(assemble(&config, &wheelhouse, &context_dir)?)
+        let context = assemble(&config, &wheelhouse, &context_dir)?;
+        println!(
+            "context: {} holds {} files, {:.1} MB ({} copied, {} removed)",
+            paths::display(&context.dir),
+            context.manifest.len(),
+            context.bytes as f64 / 1e6,
+            context.copied,
+            context.removed
+        );
+        Some(context)
     };
     steps.done("context", "");
 

@@ -657,8 +657,7 @@ build-backend = "poetry.core.masonry.api"
             .map(|l| format!("{l}\n"))
             .collect();
         let dir = root.join("services/greeter");
-        let file =
-            crate::toml_file::TomlFile::parse(&dir.join("pyproject.toml"), "pyproject.toml", uncommented).unwrap();
+        let file = crate::toml_file::TomlFile::parse("pyproject.toml", uncommented).unwrap();
         let a = Config::from_pyproject(&dir, &file).unwrap();
         let b = Config::read(&dir).unwrap();
         for (key, ..) in KEYS {

@@ -1,9 +1,6 @@
 //! `cargo xtask`: replaces a Python app's Makefile. Flags → task dispatch, with one `Shell` rooted at the
 //! workspace. See `cargo xtask --help` and the README's architecture section.
 
-// Stubs are being filled in; remove this once every task is implemented.
-#![allow(dead_code)]
-
 mod bench;
 mod config;
 mod dockerfile;

@@ -226,69 +226,6 @@ impl Generic {
         }
     }
 
-    fn allows_all(&self, other: &Generic) -> bool {
-        match self {
-            Generic::Any => true,
-            Generic::Empty => other.is_empty(),
-            Generic::Single(s) => s.allows_all(other),
-            Generic::Multi(cs, _) => match other {
-                Generic::Multi(os, _) => cs.iter().all(|c| os.contains(c)),
-                _ => cs.iter().all(|c| c.allows_all(other)),
-            },
-            Generic::Union(cs) => match other {
-                Generic::Union(os) => os.iter().all(|o| cs.iter().any(|c| c.allows_all(o))),
-                _ => cs.iter().any(|c| c.allows_all(other)),
-            },
-        }
-    }
-
-    fn allows_any(&self, other: &Generic) -> bool {
-        match self {
-            Generic::Any => true,
-            Generic::Empty => false,
-            Generic::Single(s) => s.allows_any(other),
-            Generic::Multi(cs, _) => match other {
-                Generic::Single(o) => {
-                    if o.op == Op::Eq {
-                        self.allows(o)
-                    } else {
-                        o.op == Op::Ne
-                    }
-                }
-                Generic::Union(os) => os.iter().any(|o| cs.iter().all(|c| Generic::Single(c.clone()).allows_any(o))),
-                other => matches!(other, Generic::Multi(..)) || other.is_any(),
-            },
-            Generic::Union(cs) => match other {
-                Generic::Union(os) => cs.iter().any(|c| os.iter().any(|o| c.allows_any(o))),
-                _ => cs.iter().any(|c| c.allows_any(other)),
-            },
-        }
-    }
-
-    fn invert(&self) -> Generic {
-        match self {
-            Generic::Any => Generic::Empty,
-            Generic::Empty => Generic::Any,
-            Generic::Single(s) => Generic::Single(s.invert()),
-            Generic::Multi(cs, _) => Generic::Union(cs.iter().map(|c| Generic::Single(c.invert())).collect()),
-            Generic::Union(cs) => {
-                let mut out = Vec::new();
-                let mut extra = false;
-                for c in cs {
-                    match c.invert() {
-                        Generic::Single(s) => {
-                            extra |= s.extra;
-                            out.push(s);
-                        }
-                        // poetry-core raises NotImplementedError here; nothing we parse gets here.
-                        other => return other,
-                    }
-                }
-                Generic::Multi(out, extra)
-            }
-        }
-    }
-
     pub(crate) fn intersect(&self, other: &Generic) -> Generic {
         match self {
             Generic::Any => other.clone(),

@@ -144,9 +144,6 @@ impl Version {
     pub(crate) fn precision(&self) -> usize {
         self.release.len()
     }
-    pub(crate) fn release(&self) -> &[u64] {
-        &self.release
-    }
     pub(crate) fn is_prerelease(&self) -> bool {
         self.pre.is_some()
     }
@@ -636,14 +633,6 @@ impl Constraint {
             Constraint::Range(r) => r.include_max,
             _ => unreachable!(),
         }
-    }
-    fn is_range_like(&self) -> bool {
-        matches!(self, Constraint::Version(_) | Constraint::Range(_))
-    }
-
-    /// The bounds of a range-like constraint: (min, max, include_min, include_max).
-    pub(crate) fn bounds(&self) -> (Option<&Version>, Option<&Version>, bool, bool) {
-        (self.min(), self.max(), self.include_min(), self.include_max())
     }
 
     fn allows_lower(&self, other: &Constraint) -> bool {

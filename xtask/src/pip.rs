@@ -33,7 +33,7 @@ pub(crate) fn pip<'a>(sh: &'a Shell, python: &Path, subcommand: &str) -> Cmd<'a>
 pub(crate) fn ca_bundle() -> Option<PathBuf> {
     ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]
         .iter()
-        .filter_map(|var| std::env::var_os(var))
+        .filter_map(std::env::var_os)
         .map(PathBuf::from)
         .find(|path| path.is_file())
 }

@@ -917,8 +917,6 @@ pub(crate) struct Source {
 #[derive(Debug, Clone)]
 pub(crate) struct DependencyGroup {
     pub(crate) name: String,
-    pub(crate) pretty_name: String,
-    pub(crate) optional: bool,
     mixed_dynamic: bool,
     dependencies: Vec<Dependency>,
     poetry_dependencies: Vec<Dependency>,
@@ -926,11 +924,9 @@ pub(crate) struct DependencyGroup {
 }
 
 impl DependencyGroup {
-    fn new(name: &str, optional: bool) -> DependencyGroup {
+    fn new(name: &str) -> DependencyGroup {
         DependencyGroup {
             name: canonicalize_name(name),
-            pretty_name: name.to_string(),
-            optional,
             mixed_dynamic: false,
             dependencies: Vec::new(),
             poetry_dependencies: Vec::new(),
@@ -951,9 +947,7 @@ impl DependencyGroup {
 /// lock's content-hash covers.
 #[derive(Debug)]
 pub(crate) struct Project {
-    pub(crate) dir: PathBuf,
     pub(crate) name: String,
-    pub(crate) python_versions: String,
     pub(crate) python_constraint: VersionConstraint,
     pub(crate) groups: Vec<DependencyGroup>,
     /// Extra names (normalized), in declaration order.
@@ -1062,12 +1056,12 @@ impl Project {
         let mut python_versions = requires_python.clone();
 
         let mut groups: Vec<DependencyGroup> = Vec::new();
-        fn group_index(groups: &mut Vec<DependencyGroup>, name: &str, optional: bool) -> usize {
+        fn group_index(groups: &mut Vec<DependencyGroup>, name: &str) -> usize {
             let canonical = canonicalize_name(name);
             match groups.iter().position(|g| g.name == canonical) {
                 Some(i) => i,
                 None => {
-                    groups.push(DependencyGroup::new(name, optional));
+                    groups.push(DependencyGroup::new(name));
                     groups.len() - 1
                 }
             }
@@ -1085,7 +1079,7 @@ impl Project {
                 Some(item) => string_list(file, item, "project.dynamic")?,
                 None => Vec::new(),
             };
-            let i = group_index(&mut groups, MAIN_GROUP, false);
+            let i = group_index(&mut groups, MAIN_GROUP);
             groups[i].mixed_dynamic = dynamic.iter().any(|d| d == "dependencies" || d == "optional-dependencies");
             if let Some(item) = dependencies {
                 let deps = string_list(file, item, "project.dependencies")?;
@@ -1140,7 +1134,7 @@ impl Project {
             Ok(())
         };
         if let Some(deps) = poetry_get("dependencies") {
-            let i = group_index(&mut groups, MAIN_GROUP, false);
+            let i = group_index(&mut groups, MAIN_GROUP);
             poetry_group_deps(&mut groups, &mut python_versions, i, deps, "tool.poetry.dependencies")?;
         }
 
@@ -1163,8 +1157,9 @@ impl Project {
         let mut includes: Vec<(String, Vec<String>)> = Vec::new();
         if let Some(dg) = dependency_groups {
             for (group_name, entries) in dg.iter() {
-                let optional = group_optional(group_name)?;
-                groups.push(DependencyGroup::new(group_name, optional));
+                // `optional` only decides what `poetry install` installs; export checks its type.
+                group_optional(group_name)?;
+                groups.push(DependencyGroup::new(group_name));
                 let i = groups.len() - 1;
                 let array = entries
                     .as_array()
@@ -1190,13 +1185,10 @@ impl Project {
                 let i = match groups.iter().position(|g| g.name == canonicalize_name(group_name)) {
                     Some(i) => i,
                     None => {
-                        let optional = match config.get("optional") {
-                            Some(item) => {
-                                item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?
-                            }
-                            None => false,
-                        };
-                        groups.push(DependencyGroup::new(group_name, optional));
+                        if let Some(item) = config.get("optional") {
+                            item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?;
+                        }
+                        groups.push(DependencyGroup::new(group_name));
                         groups.len() - 1
                     }
                 };
@@ -1232,7 +1224,7 @@ impl Project {
             }
         }
         if let Some(deps) = poetry_get("dev-dependencies") {
-            let i = group_index(&mut groups, "dev", false);
+            let i = group_index(&mut groups, "dev");
             poetry_group_deps(&mut groups, &mut python_versions, i, deps, "tool.poetry.dev-dependencies")?;
         }
 
@@ -1310,9 +1302,7 @@ impl Project {
 
         let (content_hash, content_hash_without_groups) = content_hashes(project, tool_poetry, dependency_groups);
         Ok(Project {
-            dir: dir.to_path_buf(),
             name,
-            python_versions,
             python_constraint,
             groups,
             extras: extras.into_iter().map(|(e, _)| e).collect(),
@@ -1567,26 +1557,8 @@ struct RawPackage<'a> {
 }
 
 impl<'a> Package<'a> {
-    pub(crate) fn complete_name(&self) -> String {
-        complete(&self.name, &self.features)
-    }
-
     pub(crate) fn is_direct_origin(&self) -> bool {
         self.source.is_direct_origin()
-    }
-
-    /// poetry-core's `Package.__eq__`: same name, extras, source and version.
-    pub(crate) fn same_as(&self, other: &Package<'_>) -> bool {
-        self.name == other.name
-            && self.features == other.features
-            && self.source.is_same_source_as(&other.source)
-            && self.version == other.version
-    }
-
-    pub(crate) fn with_features(&self, features: &[String]) -> Package<'a> {
-        let mut p = self.clone();
-        p.features = normalize_features(features);
-        p
     }
 
     /// Distribution files and their hashes (`files`, or `[metadata.files]`/`[metadata.hashes]` in old locks).
@@ -1620,11 +1592,6 @@ impl<'a> Package<'a> {
             }
         }
         Ok(self.extras.get_or_init(|| extras))
-    }
-
-    /// poetry-core's `Package.to_dependency`.
-    pub(crate) fn to_dependency(&self) -> Result<Dependency> {
-        self.to_dependency_with(&self.features, &self.marker)
     }
 
     /// `to_dependency` of this package with other extras and marker (without cloning the package).

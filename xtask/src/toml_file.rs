@@ -1,7 +1,7 @@
 //! A TOML file read with its spans kept, so that a bad value becomes `path:line:col: what is wrong`.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{format_err, Context, Result};
 use toml_edit::{Document, Item};
@@ -10,7 +10,6 @@ use toml_edit::{Document, Item};
 pub(crate) struct TomlFile {
     /// The path as shown in messages (relative to the workspace when possible).
     pub(crate) display: String,
-    pub(crate) path: PathBuf,
     pub(crate) doc: Document<String>,
 }
 
@@ -18,12 +17,12 @@ impl TomlFile {
     /// Reads and parses `path`. `display` is how the file is named in messages.
     pub(crate) fn read(path: &Path, display: &str) -> Result<TomlFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {display}"))?;
-        TomlFile::parse(path, display, text)
+        TomlFile::parse(display, text)
     }
 
-    pub(crate) fn parse(path: &Path, display: &str, text: String) -> Result<TomlFile> {
+    pub(crate) fn parse(display: &str, text: String) -> Result<TomlFile> {
         match Document::parse(text.clone()) {
-            Ok(doc) => Ok(TomlFile { display: display.to_string(), path: path.to_path_buf(), doc }),
+            Ok(doc) => Ok(TomlFile { display: display.to_string(), doc }),
             Err(e) => {
                 let at = e.span().map(|s| s.start).unwrap_or(0);
                 let (line, col) = line_col(&text, at);
@@ -50,20 +49,6 @@ impl TomlFile {
     /// An error pointing at `item`: `path:line:col: message`.
     pub(crate) fn error_at(&self, item: &Item, message: impl std::fmt::Display) -> anyhow::Error {
         format_err!("{}: {message}", self.location_of(item))
-    }
-
-    /// An error pointing at a key of `table` (falls back to the table itself).
-    pub(crate) fn error_at_key(
-        &self,
-        table: &toml_edit::Table,
-        key: &str,
-        message: impl std::fmt::Display,
-    ) -> anyhow::Error {
-        let at = table.key(key).and_then(|k| k.span()).or_else(|| table.span());
-        match at {
-            Some(span) => format_err!("{}: {message}", self.location(span.start)),
-            None => format_err!("{}: {message}", self.display),
-        }
     }
 }
 
@@ -93,13 +78,13 @@ mod tests {
 
     #[test]
     fn syntax_error_names_line_and_column() {
-        let err = TomlFile::parse(Path::new("p.toml"), "app/pyproject.toml", "[a]\nb = = 1\n".into()).err().unwrap();
+        let err = TomlFile::parse("app/pyproject.toml", "[a]\nb = = 1\n".into()).err().unwrap();
         expect!["app/pyproject.toml:2:5: invalid TOML: extra `=`, expected nothing"].assert_eq(&err.to_string());
     }
 
     #[test]
     fn value_location() {
-        let file = TomlFile::parse(Path::new("p.toml"), "p.toml", "[t]\nport = 'x'\n".into()).unwrap();
+        let file = TomlFile::parse("p.toml", "[t]\nport = 'x'\n".into()).unwrap();
         let item = &file.doc["t"]["port"];
         expect!["p.toml:2:8: port must be an integer"]
             .assert_eq(&file.error_at(item, "port must be an integer").to_string());

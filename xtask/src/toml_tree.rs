@@ -103,18 +103,6 @@ impl<'a> Node<'a> {
     pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.as_table().and_then(|t| t.get(key))
     }
-    /// A short name of the value's type, for messages.
-    pub(crate) fn type_name(&self) -> &'static str {
-        match &self.value {
-            Value::String(_) => "a string",
-            Value::Integer(_) => "an integer",
-            Value::Float(_) => "a float",
-            Value::Boolean(_) => "a boolean",
-            Value::Datetime(_) => "a date-time",
-            Value::Array { .. } => "an array",
-            Value::Table(_) => "a table",
-        }
-    }
 }
 
 /// A parsed document and where it came from.
@@ -145,7 +133,7 @@ impl<'a> Document<'a> {
         toml_parser::parser::parse_document(&tokens, &mut builder, &mut errors);
         if !errors.is_empty() || builder.error.is_some() {
             // Let the formatting-preserving parser phrase the error like everywhere else.
-            TomlFile::parse(std::path::Path::new(display), display, text.to_string())?;
+            TomlFile::parse(display, text.to_string())?;
             let (at, message) = builder
                 .error
                 .or_else(|| {

@@ -972,12 +972,9 @@ mod tests {
         SelectedPackage {
             name: name.into(),
             version: "1.0".into(),
-            features: vec![],
             marker: None,
             source_kind: kind.map(str::to_string),
             source_url: kind.map(|_| "https://example.org/x".to_string()),
-            source_resolved_reference: None,
-            develop: false,
             files: files.iter().map(|f| PackageFile { file: f.to_string(), hash: "sha256:00".into() }).collect(),
             line: format!("{name}==1.0"),
         }
