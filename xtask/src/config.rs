@@ -94,7 +94,7 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("app", "string", "`<first package>.main:app`; `main:app` without packages", "the ASGI/WSGI callable, `module:attribute`"),
     ("interface", "`\"asgi\"` or `\"wsgi\"`", "`wsgi` if the project depends on Flask, Django, Bottle, Pyramid or Falcon and not on FastAPI, Starlette, Quart or Litestar; else `asgi`", "uvicorn workers under gunicorn (asgi) or gunicorn's sync workers (wsgi)"),
     ("gunicorn-config", "string", "`gunicorn.conf.py` or `gunicorn_config.py`, if the app has one", "gunicorn's config file, relative to the app"),
-    ("command", "array of strings", "`gunicorn [--config <gunicorn-config>] --bind 0.0.0.0:<port> [--worker-class uvicorn.workers.UvicornWorker] <app>` (bind and worker class only without a config file)", "the container's command (exec form)"),
+    ("command", "array of strings", "`gunicorn [--config <gunicorn-config>] --bind 0.0.0.0:<port> [--worker-class <uvicorn worker>] <app>` (bind and worker class only without a config file; `uvicorn_worker.UvicornWorker` when the project depends on uvicorn-worker, else `uvicorn.workers.UvicornWorker`; none for wsgi)", "the container's command (exec form)"),
     ("include", "array of paths or `{ include, from }` tables", "Poetry's packages (`from = \"src\"` copies `src/<pkg>` to `<pkg>`); with `package-mode = false`, the module of `app`; plus the gunicorn config", "files and folders of the app copied into the image's workdir"),
     ("groups", "array of strings", "`[]`", "Poetry dependency groups installed besides main (each must exist)"),
     ("extras", "array of strings", "`[]`", "extras of the project installed (each must exist)"),
@@ -251,13 +251,13 @@ impl Config {
                 None => "main:app".to_string(),
             },
         };
+        let deps = meta.dependency_names()?;
+        let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|d| d == n));
         let interface = match x.string("interface")?.as_deref() {
             Some("asgi") => Interface::Asgi,
             Some("wsgi") => Interface::Wsgi,
             Some(_) => return Err(x.error("interface", "tool.xtask.interface must be \"asgi\" or \"wsgi\"")),
             None => {
-                let deps = meta.dependency_names()?;
-                let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|d| d == n));
                 if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) {
                     Interface::Wsgi
                 } else {
@@ -282,7 +282,15 @@ impl Config {
                 return Err(x.error("command", "tool.xtask.command must not be empty"))
             }
             Some(c) => c,
-            None => default_command(&app, interface, gunicorn_config.as_deref(), port),
+            None => {
+                // uvicorn's own `uvicorn.workers` is deprecated in favour of the uvicorn-worker package.
+                let worker = match interface {
+                    Interface::Wsgi => None,
+                    Interface::Asgi if has(&["uvicorn-worker"]) => Some("uvicorn_worker.UvicornWorker"),
+                    Interface::Asgi => Some("uvicorn.workers.UvicornWorker"),
+                };
+                default_command(&app, worker, gunicorn_config.as_deref(), port)
+            }
         };
         let include = match x.includes(app_dir)? {
             Some(include) => include,
@@ -904,14 +912,14 @@ fn app_module(app_dir: &Path, app: &str) -> Vec<Include> {
     Vec::new()
 }
 
-fn default_command(app: &str, interface: Interface, gunicorn_config: Option<&str>, port: u16) -> Vec<String> {
+fn default_command(app: &str, worker: Option<&str>, gunicorn_config: Option<&str>, port: u16) -> Vec<String> {
     let mut command = vec!["gunicorn".to_string()];
     match gunicorn_config {
         Some(config) => command.extend(["--config".to_string(), config.to_string()]),
         None => {
             command.extend(["--bind".to_string(), format!("0.0.0.0:{port}")]);
-            if interface == Interface::Asgi {
-                command.extend(["--worker-class".to_string(), "uvicorn.workers.UvicornWorker".to_string()]);
+            if let Some(worker) = worker {
+                command.extend(["--worker-class".to_string(), worker.to_string()]);
             }
         }
     }
