@@ -506,10 +506,8 @@ pub(crate) fn ensure(
     let stale = match std::fs::read_to_string(&stamp_path) {
         Err(_) => Some("no complete wheelhouse recorded".to_string()),
         Ok(text) => match parse_stamp(&text) {
-            Some((stamped_key, _)) if stamped_key != key => {
-                Some("the locked requirements or the target changed".to_string())
-            }
-            Some((_, files)) if requirements.is_file() => match verify(&dir, &files)? {
+            Some(stamp) if stamp.key != key => Some("the locked requirements or the target changed".to_string()),
+            Some(Stamp { files, .. }) if requirements.is_file() => match verify(&dir, &files)? {
                 None => {
                     let count = files.len();
                     println!("wheels: {shown} is up to date ({count} wheels for {})", target.describe());
@@ -543,13 +541,23 @@ fn inputs_key(selection: &Selection, target: &Target) -> Result<String> {
     Ok(hasher.hex())
 }
 
-fn parse_stamp(text: &str) -> Option<(String, Vec<StampedFile>)> {
+/// What the stamp records: the inputs' key, the target (`Target::key`) and each file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    key: String,
+    target: Option<String>,
+    files: Vec<StampedFile>,
+}
+
+fn parse_stamp(text: &str) -> Option<Stamp> {
     let mut key = None;
+    let mut target = None;
     let mut files = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let words: Vec<&str> = line.split(' ').collect();
         match words.as_slice() {
             ["key", k] => key = Some(k.to_string()),
+            ["target", rest @ ..] => target = Some(rest.join(" ")),
             ["file", name, size, mtime, sha256] => files.push(StampedFile {
                 name: name.to_string(),
                 size: size.parse().ok()?,
@@ -559,14 +567,15 @@ fn parse_stamp(text: &str) -> Option<(String, Vec<StampedFile>)> {
             _ => return None,
         }
     }
-    Some((key?, files))
+    Some(Stamp { key: key?, target, files })
 }
 
 fn render_stamp(key: &str, target: &Target, files: &[StampedFile]) -> String {
     let mut text = format!(
         "# Written by cargo xtask after a complete, verified wheelhouse; rebuilt when the key changes.\n\
-         # target: {}\nkey {key}\n",
-        target.describe()
+         # target: {}\nkey {key}\ntarget {}\n",
+        target.describe(),
+        target.key()
     );
     for f in files {
         text.push_str(&format!("file {} {} {} {}\n", f.name, f.size, f.mtime_ns, f.sha256));
@@ -738,23 +747,16 @@ fn build(
     }
     let cache = paths::pip_cache();
     if !wheels.is_empty() {
-        let list = state.join("wheels-download.txt");
-        let text: String = wheels.iter().map(|p| pinned(p)).collect();
-        println!("wheels: downloading {} wheels for {}", wheels.len(), target.describe());
-        let mut command = pip::pip(sh, &python, "download")
-            .args(["--only-binary=:all:", "--no-deps", "--require-hashes", "--progress-bar", "off"])
-            .args(["--python-version", &format!("{}.{}", target.python.0, target.python.1)])
-            .args(["--implementation", "cp", "--abi", &target.cp()]);
-        for platform in &platforms {
-            command = command.args(["--platform", platform]);
+        // The wheels the previous wheelhouse holds for the same target are kept, not downloaded again.
+        let kept = if dry_run { Vec::new() } else { keep_previous(&state, target, &wheels, &tmp)? };
+        if !kept.is_empty() {
+            println!("wheels: {} wheels kept from the previous wheelhouse (same files, same target)", kept.len());
         }
-        command = command.args(&index_args).arg("--cache-dir").arg(&cache).arg("--dest").arg(&tmp);
-        command = command.arg("--requirement").arg(&list);
-        if dry_run {
-            println!("$ {command}");
-        } else {
-            gen::write_atomic(&list, text.as_bytes())?;
-            command.run().context("pip could not download the wheels for the image (see its output above)")?;
+        let missing: Vec<&SelectedPackage> = wheels.iter().filter(|p| !kept.contains(&p.name)).copied().collect();
+        if !missing.is_empty() {
+            let request =
+                Download { python: &python, target, platforms: &platforms, index_args: &index_args, cache: &cache };
+            download(sh, &request, &state, &missing, &tmp, dry_run)?;
         }
     }
 
@@ -888,6 +890,221 @@ fn build(
     Ok(Wheelhouse { dir, requirements, files, refreshed: true })
 }
 
+/// What every `pip download` of the wheelhouse shares.
+struct Download<'a> {
+    python: &'a Path,
+    target: &'a Target,
+    platforms: &'a [String],
+    /// `--index-url ...` and the other index options of the exported requirements.
+    index_args: &'a [String],
+    cache: &'a Path,
+}
+
+/// Hard-links into `tmp` the wheels of `packages` that the previous wheelhouse holds, when it was made for the
+/// same target and the file is one of the package's locked files, unchanged since it was checked. Returns the
+/// names of the packages covered.
+fn keep_previous(state: &Path, target: &Target, packages: &[&SelectedPackage], tmp: &Path) -> Result<Vec<String>> {
+    let Some(stamp) = std::fs::read_to_string(paths::wheelhouse_stamp(state)).ok().and_then(|t| parse_stamp(&t)) else {
+        return Ok(Vec::new());
+    };
+    if stamp.target.as_deref() != Some(target.key().as_str()) {
+        return Ok(Vec::new());
+    }
+    let dir = paths::wheelhouse(state);
+    let mut kept = Vec::new();
+    for package in packages {
+        let locked = |f: &&StampedFile| {
+            package.files.iter().any(|l| l.file == f.name && l.hash.trim_start_matches("sha256:") == f.sha256)
+        };
+        let Some(file) = stamp.files.iter().find(locked) else { continue };
+        let path = dir.join(&file.name);
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.len() != file.size || (mtime_ns(&meta) != file.mtime_ns && sha256_file(&path)? != file.sha256) {
+            continue;
+        }
+        let dest = tmp.join(&file.name);
+        if std::fs::hard_link(&path, &dest).is_err() {
+            std::fs::copy(&path, &dest).with_context(|| format!("cannot copy {}", paths::display(&path)))?;
+        }
+        kept.push(package.name.clone());
+    }
+    Ok(kept)
+}
+
+/// Downloads the wheel of each of `packages` into `tmp`. pip picks each one among the package's locked files
+/// and checks its hash. The locked files' URLs are first looked up on the packages' indexes (their simple pages,
+/// fetched in parallel) and given to pip as a page of links (`--no-index --find-links`), because pip's own walk
+/// of an index page is slow for projects with thousands of files (pydantic-core: 15 000, 2 seconds); when that
+/// lookup or that download fails, pip searches the indexes as usual.
+fn download(
+    sh: &Shell,
+    request: &Download<'_>,
+    state: &Path,
+    packages: &[&SelectedPackage],
+    tmp: &Path,
+    dry_run: bool,
+) -> Result<()> {
+    let target = request.target;
+    let list = state.join("wheels-download.txt");
+    let links = state.join("wheels-links.html");
+    let text: String = packages.iter().map(|p| pinned(p)).collect();
+    println!("wheels: downloading {} wheels for {}", packages.len(), target.describe());
+    let pip_download = |sources: &[String]| {
+        let mut command = pip::pip(sh, request.python, "download")
+            .args(["--only-binary=:all:", "--no-deps", "--require-hashes", "--progress-bar", "off"])
+            .args(["--python-version", &format!("{}.{}", target.python.0, target.python.1)])
+            .args(["--implementation", "cp", "--abi", &target.cp()]);
+        for platform in needed_platforms(target, packages, request.platforms) {
+            command = command.args(["--platform", &platform]);
+        }
+        command
+            .args(sources)
+            .arg("--cache-dir")
+            .arg(request.cache)
+            .arg("--dest")
+            .arg(tmp)
+            .arg("--requirement")
+            .arg(&list)
+    };
+    let from_links = pip_download(&["--no-index".to_string(), "--find-links".to_string(), links.display().to_string()]);
+    let from_index = pip_download(request.index_args);
+    if dry_run {
+        println!("wheels: would look up the URLs of the locked files on the index, write {}, and run", links.display());
+        println!("$ {from_links}");
+        println!("wheels: or, if that fails:");
+        println!("$ {from_index}");
+        return Ok(());
+    }
+    gen::write_atomic(&list, text.as_bytes())?;
+    match find_links(sh, request.python, packages) {
+        Ok(page) => {
+            gen::write_atomic(&links, page.as_bytes())?;
+            if from_links.run().is_ok() {
+                return Ok(());
+            }
+            println!("wheels: note: pip could not download from the links found; it searches the index instead");
+        }
+        Err(why) => println!("wheels: note: {why:#}; pip searches the index instead"),
+    }
+    from_index.run().context("pip could not download the wheels for the image (see its output above)")
+}
+
+/// Looks up the URL of every locked wheel of `packages` on its index's simple page (PEP 691 JSON, or HTML),
+/// fetching the pages in parallel with pip's own `requests`; returns a page of links pip can read
+/// (`--find-links`), each with the locked hash and the file's Requires-Python.
+fn find_links(sh: &Shell, python: &Path, packages: &[&SelectedPackage]) -> Result<String> {
+    const SCRIPT: &str = r##"
+import concurrent.futures, html, re, sys, urllib.parse
+from pip._vendor import requests
+session = requests.Session()
+if len(sys.argv) > 1:
+    session.verify = sys.argv[1]
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+def links(line):
+    page, *files = line.split(" ")
+    response = session.get(page, headers={"Accept": ACCEPT}, timeout=60)
+    response.raise_for_status()
+    found = {}
+    if "json" in response.headers.get("Content-Type", ""):
+        for f in response.json().get("files", []):
+            found[f["filename"]] = (f["url"], f.get("requires-python") or "")
+    else:
+        for attributes in re.findall(r"<a\s([^>]*)>", response.text):
+            href = re.search(r'href\s*=\s*"([^"]*)"', attributes)
+            if href:
+                url = html.unescape(href.group(1))
+                requires = re.search(r'data-requires-python\s*=\s*"([^"]*)"', attributes)
+                name = urllib.parse.unquote(url.split("#")[0].rsplit("/", 1)[-1])
+                found[name] = (url, html.unescape(requires.group(1)) if requires else "")
+    return [(f, urllib.parse.urljoin(response.url, found[f][0].split("#")[0]), found[f][1]) for f in files if f in found]
+lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+    for result in pool.map(links, lines):
+        for found in result:
+            print("\t".join(found))
+"##;
+    let mut input = String::new();
+    for package in packages {
+        let index = match package.source_kind.as_deref() {
+            Some("legacy") => package.source_url.clone().unwrap_or_default(),
+            _ => pip::PYPI_SIMPLE.to_string(),
+        };
+        if index.split("://").nth(1).and_then(|rest| rest.split('/').next()).is_some_and(|host| host.contains('@')) {
+            bail!("the index of {} needs credentials", package.name);
+        }
+        let wheels: Vec<&str> = package.files.iter().map(|f| f.file.as_str()).filter(|f| f.ends_with(".whl")).collect();
+        input.push_str(&format!(
+            "{}/{}/ {}
+",
+            index.trim_end_matches('/'),
+            package.name,
+            wheels.join(" ")
+        ));
+    }
+    let output = sh
+        .cmd(python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(pip::ca_bundle())
+        .stdin(input)
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("cannot run python3")?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed");
+        bail!("cannot look up the wheels' URLs on the index ({})", last.trim());
+    }
+    let found = String::from_utf8_lossy(&output.stdout);
+    let mut page = String::from("<!DOCTYPE html>\n<html><body>\n");
+    let mut covered = std::collections::BTreeSet::new();
+    for line in found.lines() {
+        let mut fields = line.split('\t');
+        let (Some(file), Some(url), requires) = (fields.next(), fields.next(), fields.next().unwrap_or_default())
+        else {
+            continue;
+        };
+        let Some(package) = packages.iter().find(|p| p.files.iter().any(|f| f.file == file)) else { continue };
+        let hash = package.files.iter().find(|f| f.file == file).map(|f| f.hash.clone()).unwrap_or_default();
+        let hash = if hash.contains(':') { hash.replacen(':', "=", 1) } else { format!("sha256={hash}") };
+        let requires =
+            if requires.is_empty() { String::new() } else { format!(" data-requires-python=\"{}\"", escape(requires)) };
+        page.push_str(&format!("<a href=\"{}#{hash}\"{requires}>{}</a>\n", escape(url), escape(file)));
+        covered.insert(package.name.as_str());
+    }
+    page.push_str("</body></html>\n");
+    if let Some(package) = packages.iter().find(|p| !covered.contains(p.name.as_str())) {
+        bail!("the index lists none of the locked wheels of {} {}", package.name, package.version);
+    }
+    Ok(page)
+}
+
+/// `&`, `<`, `>` and `"` as HTML entities.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The platform tags to give `pip download`: those of `platforms` (in their order) that a locked wheel of
+/// `packages` fitting the target carries, or the first one when all are pure. pip tests every link of a
+/// project's index page against every tag it is given: with the whole list (36 tags for x86_64 and glibc 2.36)
+/// that costs seconds on a project with thousands of files (pydantic-core). pip picks the same wheel, since
+/// only locked files can be picked and the tags keep their order of preference.
+fn needed_platforms(target: &Target, packages: &[&SelectedPackage], platforms: &[String]) -> Vec<String> {
+    let mut carried = std::collections::BTreeSet::new();
+    for file in packages.iter().flat_map(|p| &p.files) {
+        if let Some(stem) = file.file.strip_suffix(".whl").filter(|_| target.fits(&file.file, platforms)) {
+            carried.extend(stem.rsplit('-').next().unwrap_or_default().split('.'));
+        }
+    }
+    let needed: Vec<String> = platforms.iter().filter(|p| carried.contains(p.as_str())).cloned().collect();
+    if needed.is_empty() {
+        platforms.iter().take(1).cloned().collect()
+    } else {
+        needed
+    }
+}
+
 /// `name==version --hash=... --hash=...` (no marker: it was evaluated for the target already).
 fn pinned(package: &SelectedPackage) -> String {
     let mut line = format!("{}=={}", package.name, package.version);
@@ -999,6 +1216,25 @@ mod tests {
     }
 
     #[test]
+    fn pip_is_given_only_the_platforms_of_locked_wheels() {
+        let t = target((3, 11), (2, 36));
+        let p = t.platform_tags();
+        let core = package(
+            "pydantic-core",
+            &[
+                "pydantic_core-2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                "pydantic_core-2-cp311-cp311-musllinux_1_1_x86_64.whl",
+                "pydantic_core-2-cp312-cp312-manylinux_2_5_x86_64.manylinux1_x86_64.whl",
+                "pydantic_core-2.tar.gz",
+            ],
+            None,
+        );
+        let pure = package("a", &["a-1.0-py3-none-any.whl"], None);
+        assert_eq!(needed_platforms(&t, &[&core, &pure], &p), ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]);
+        assert_eq!(needed_platforms(&t, &[&pure], &p), ["manylinux_2_36_x86_64"]);
+    }
+
+    #[test]
     fn index_options_are_split_off() {
         let (options, rest) = split_index_options("a==1 \\\n    --hash=sha256:00\n");
         assert_eq!(options, [("--index-url".to_string(), pip::PYPI_SIMPLE.to_string())]);
@@ -1021,7 +1257,8 @@ mod tests {
         let files =
             vec![StampedFile { name: "a-1-py3-none-any.whl".into(), size: 3, mtime_ns: 7, sha256: "ab".into() }];
         let text = render_stamp("k", &t, &files);
-        assert_eq!(parse_stamp(&text), Some(("k".to_string(), files)));
+        let stamp = Stamp { key: "k".to_string(), target: Some("cp311 3.11.2 x86_64 glibc 2.36".to_string()), files };
+        assert_eq!(parse_stamp(&text), Some(stamp));
         let facts = parse_facts("img", "sha256:1 3.11.2 x86_64 glibc 2.36\n").unwrap();
         assert_eq!((facts.python_full.as_str(), facts.glibc), ("3.11.2", Some((2, 36))));
         assert_eq!(parse_facts("img", "sha256:1 3.12.1 x86_64\n").unwrap().glibc, None);
