@@ -9,16 +9,22 @@ use anyhow::{bail, format_err, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::flags::{Args, Opt, Task, APP};
-use crate::paths;
+use crate::{engine, paths};
 
 pub(crate) const TASK: Task = Task {
     name: "bench",
     summary: "benchmarks: `bench export` (vs poetry export), `bench image` (vs the Makefile recipe)",
-    about: "BENCHMARKS:\n    export    time `cargo xtask export` against `poetry export` on the same lock files\n    image     build the example app with this tool and with the recipe's two Dockerfiles",
+    about: "BENCHMARKS:\n    export    time `cargo xtask export` against `poetry export` on the same lock files\n    image     build the app with this tool and with the recipe's two Dockerfiles (xtask/bench/), on the same
+              base image (--base-image) and builder, in --runs interleaved runs; report image sizes (ours
+              against the floor), cold builds (ours with the wheelhouse and pip cache cold, then warm), no-op
+              rebuilds, rebuilds after an app change and a dependency change (xtask/bench/deps-changed), and
+              `docker run` to the first 200 on the health path: medians and ratios ours/theirs, then the goals.
+              BuildKit unless --builder legacy: pass --engine with a client that offers it (/usr/bin/docker
+              here). Images are named xtask-bench-*; everything the benchmark built is removed at the end.",
     positional: "<export|image>",
     options: &[
         APP,
-        Opt::value("runs", "N", "repetitions per measurement (default: 5)"),
+        Opt::value("runs", "N", "repetitions per measurement (default: 5 for export, 3 for image)"),
         Opt::value(
             "project",
             "DIR",
@@ -26,13 +32,25 @@ pub(crate) const TASK: Task = Task {
         ),
         Opt::switch("release", "export: build and measure the release binary instead of the one running"),
         Opt::value("poetry", "PATH", "export: the poetry to compare with (default: $XTASK_TEST_POETRY, else poetry on PATH)"),
+        Opt::value("base-image", "IMAGE", "image: the base image of every build (default: $XTASK_BASE_IMAGE; required)"),
+        engine::ENGINE_OPT,
+        Opt::value(
+            "builder",
+            "BUILDER",
+            "image: buildkit (default; the engine must offer it) or legacy, for all three builds (env XTASK_BUILDER)",
+        ),
+        Opt::value(
+            "deps-changed",
+            "DIR",
+            "image: the app's pyproject.toml and poetry.lock with a dependency added (default: xtask/bench/deps-changed)",
+        ),
     ],
 };
 
 pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
     match args.positional.first().map(String::as_str) {
         Some("export") => bench_export(_sh, args),
-        Some("image") => bail!("`cargo xtask bench image` is not implemented yet"),
+        Some("image") => crate::bench_image::run(_sh, args),
         Some(other) => bail!("unknown benchmark '{other}': expected `export` or `image`"),
         None => bail!("which benchmark? `cargo xtask bench export` or `cargo xtask bench image`"),
     }

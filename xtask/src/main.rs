@@ -2,6 +2,7 @@
 //! workspace. See `cargo xtask --help` and the README's architecture section.
 
 mod bench;
+mod bench_image;
 mod config;
 mod dockerfile;
 mod doctor;

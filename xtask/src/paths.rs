@@ -79,6 +79,11 @@ pub(crate) fn pip_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("pip-cache")
 }
 
+/// The benchmarks' fixtures (the recipe's Dockerfiles, the app with a dependency added), committed.
+pub(crate) fn bench_fixtures() -> PathBuf {
+    workspace_root().join("xtask").join("bench")
+}
+
 /// Scratch space of `cargo xtask bench <name>`.
 pub(crate) fn bench_dir(name: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join("bench").join(name)

@@ -1,0 +1,1133 @@
+//! `cargo xtask bench image`: the app's image built three ways on the same base image with the same builder (by
+//! this tool, and by the recipe's single- and multi-stage Dockerfiles kept in `xtask/bench/`), measured side by
+//! side in interleaved runs: sizes (ours against the floor), cold builds, no-op rebuilds, rebuilds after an app
+//! change and after a dependency change, and `docker run` to the first 200 on the health path. Prints medians
+//! and the ratios ours/theirs, then the goals.
+//!
+//! Isolation. The recipes build from a clean copy of the app's tracked files (`git ls-files`) plus the recipe's
+//! `.dockerignore`, as from a checkout; ours builds the same copy with `cargo xtask image --name
+//! xtask-bench-ours`, as the built binary a user runs, with a `CARGO_TARGET_DIR` of its own so that its
+//! wheelhouse and pip cache are the benchmark's. Every run builds on a base of its own: the given base plus a
+//! label (`xtask-bench-base:<pid>-<run>`, same layers, same size, another id), so no build of one run can take a
+//! layer another run cached, and every image the benchmark makes inherits the label `xtask.bench.image`, by which
+//! it finds and removes exactly its own images (never the base image or anyone else's). With BuildKit, the build
+//! cache records of the recipes' steps made during the benchmark are pruned at the end, one by one by id; the
+//! records of our Dockerfile's steps look like those of anyone else building it, so they are left to
+//! BuildKit's own garbage collection (no other run can use them: their base is gone).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, format_err, Context, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use xshell::Shell;
+
+use crate::config::{Config, BASE_IMAGE_ENV};
+use crate::dockerfile::VENV;
+use crate::engine::{BuildRequest, Builder, Engine, Kind};
+use crate::flags::Args;
+use crate::{gen, paths};
+
+/// The label every image of the benchmark carries (inherited from its per-run base image).
+const LABEL: &str = "xtask.bench.image";
+/// The name of the per-run base images.
+const BASE_NAME: &str = "xtask-bench-base";
+/// The file each run's base image adds: `/etc/xtask-bench-run`.
+const RUN_FILE_NAME: &str = "xtask-bench-run";
+/// How long an image gets to answer its health path.
+const FIRST_200_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The three ways to build the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Ours,
+    Single,
+    Multi,
+}
+
+impl Tool {
+    const ALL: [Tool; 3] = [Tool::Ours, Tool::Single, Tool::Multi];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Tool::Ours => "ours",
+            Tool::Single => "single-stage",
+            Tool::Multi => "multi-stage",
+        }
+    }
+
+    /// The image name (repository) the benchmark builds it under.
+    fn image(self) -> &'static str {
+        match self {
+            Tool::Ours => "xtask-bench-ours",
+            Tool::Single => "xtask-bench-recipe-single",
+            Tool::Multi => "xtask-bench-recipe-multi",
+        }
+    }
+
+    /// The recipe's Dockerfile, a fixture.
+    fn dockerfile(self) -> Option<PathBuf> {
+        let name = match self {
+            Tool::Ours => return None,
+            Tool::Single => "recipe-single.Dockerfile",
+            Tool::Multi => "recipe-multi.Dockerfile",
+        };
+        Some(paths::bench_fixtures().join(name))
+    }
+}
+
+/// What is measured; one row of the table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Metric {
+    Size,
+    /// No layer cache; ours also without its wheelhouse and pip cache.
+    Cold,
+    /// No layer cache; ours with its wheelhouse (the recipes have none: their cold build again).
+    ColdWarm,
+    Noop,
+    AppChange,
+    DepsChange,
+    First200,
+}
+
+/// The measurements so far: for each metric, each tool's samples (seconds or bytes).
+#[derive(Debug, Default)]
+struct Samples(BTreeMap<Metric, [Vec<f64>; 3]>);
+
+impl Samples {
+    fn push(&mut self, metric: Metric, tool: Tool, value: f64) {
+        self.0.entry(metric).or_default()[tool.index()].push(value);
+    }
+    fn get(&self, metric: Metric) -> [Vec<f64>; 3] {
+        self.0.get(&metric).cloned().unwrap_or_default()
+    }
+    fn median(&self, metric: Metric, tool: Tool) -> Option<f64> {
+        self.0.get(&metric).and_then(|s| median(&s[tool.index()]))
+    }
+}
+
+/// What the floor is made of, measured in our image: apparent sizes of regular files, as the engine counts
+/// them for a layer's size.
+#[derive(Debug, Clone, Copy, Default)]
+struct Floor {
+    base: u64,
+    venv: u64,
+    app: u64,
+    stdlib_bytecode: u64,
+}
+
+impl Floor {
+    fn total(&self) -> u64 {
+        self.base + self.venv + self.app + self.stdlib_bytecode
+    }
+}
+
+pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
+    let runs = args.parse::<usize>("runs")?.unwrap_or(3).max(1);
+    let config = Config::load(args)?;
+    if config.base_image_is_default {
+        bail!(
+            "which base image? pass --base-image IMAGE (or set {BASE_IMAGE_ENV}): every build of the benchmark \
+             starts from it (e.g. --base-image xtask-local/python:{} on a machine without a registry)",
+            config.python
+        );
+    }
+    let engine = Engine::from_args(args)?;
+    let (builder, why) = engine.builder(args)?;
+    let asked =
+        args.value("builder").is_some() || std::env::var(crate::engine::BUILDER_ENV).is_ok_and(|v| !v.is_empty());
+    if builder == Builder::Legacy && !asked {
+        bail!(
+            "the benchmark builds with BuildKit unless told otherwise, and {} offers none ({why}): pass --engine \
+             with a docker client that has it (a client before 23.0 sets DOCKER_BUILDKIT=1, e.g. /usr/bin/docker \
+             from Debian's docker.io; a newer one needs the buildx plugin), or --builder legacy",
+            engine.shown()
+        );
+    }
+    let deps_changed = match args.value("deps-changed") {
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => paths::bench_fixtures().join("deps-changed"),
+    };
+    check_deps_changed(&config.app_dir, &deps_changed)?;
+
+    let dir = paths::bench_dir("image");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", paths::display(&dir)))?;
+    let lock = File::create(dir.join("bench.lock"))?;
+    if lock.try_lock().is_err() {
+        bail!("another `cargo xtask bench image` is running in this workspace; wait for it to finish");
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted)).context("cannot install signal handlers")?;
+    }
+    let mut bench = Bench {
+        sh,
+        exe: std::env::current_exe().context("cannot locate the running binary")?,
+        base: config.base_image.clone(),
+        app: dir.join("app"),
+        logs: dir.join("logs"),
+        ours_target: dir.join("target"),
+        dir,
+        deps_changed,
+        engine,
+        builder,
+        builder_why: why,
+        config,
+        interrupted,
+        containers: RefCell::new(Vec::new()),
+        roots: RefCell::new(BTreeSet::new()),
+        records_before: None,
+        run_base: String::new(),
+        samples: Samples::default(),
+        floor: None,
+        base_size: 0,
+        ours_steps: BTreeMap::new(),
+    };
+    let result = bench.measure(runs);
+    let result = if bench.interrupted() { Err(format_err!("interrupted")) } else { result };
+    let cleaned = bench.cleanup();
+    match (&result, cleaned) {
+        (Ok(()), Err(e)) => return Err(e),
+        (Err(_), Err(e)) => println!("bench: cleaning up failed too: {e:#}"),
+        _ => {}
+    }
+    result?;
+    bench.report(runs);
+    Ok(())
+}
+
+struct Bench<'a> {
+    sh: &'a Shell,
+    /// This binary: ours runs as `<exe> image ...`, like `cargo xtask image` once compiled.
+    exe: PathBuf,
+    config: Config,
+    engine: Engine,
+    builder: Builder,
+    builder_why: String,
+    /// The base image given.
+    base: String,
+    /// `target/xtask/bench/image`
+    dir: PathBuf,
+    /// The copy of the app every build starts from.
+    app: PathBuf,
+    logs: PathBuf,
+    /// `CARGO_TARGET_DIR` of ours: its state (wheelhouse) and pip cache.
+    ours_target: PathBuf,
+    /// The app's pyproject.toml and poetry.lock with a dependency added.
+    deps_changed: PathBuf,
+    interrupted: Arc<AtomicBool>,
+    /// Containers started and not yet removed.
+    containers: RefCell<Vec<String>>,
+    /// BuildKit's cache records of the runs' base images' own layers: every record the benchmark's builds make
+    /// descends from one of them.
+    roots: RefCell<BTreeSet<String>>,
+    /// BuildKit's cache records when the benchmark started (with BuildKit only).
+    records_before: Option<BTreeSet<String>>,
+    /// This run's base image.
+    run_base: String,
+    samples: Samples,
+    floor: Option<Floor>,
+    /// The given base image's size.
+    base_size: u64,
+    /// The step times ours printed, by measurement, from the last run.
+    ours_steps: BTreeMap<Metric, String>,
+}
+
+impl Bench<'_> {
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.interrupted() {
+            bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    fn measure(&mut self, runs: usize) -> Result<()> {
+        let engine = &self.engine;
+        let builder = match self.builder {
+            Builder::BuildKit => format!("BuildKit ({})", self.builder_why),
+            other => other.name().to_string(),
+        };
+        println!("bench image: {} built three ways, {runs} interleaved runs", paths::display(&self.config.app_dir));
+        println!("  base image: {} (each run builds on a copy with a file and a label of its own)", self.base);
+        let path = if engine.path == engine.program { String::new() } else { format!(" ({})", engine.path.display()) };
+        println!("  engine: {}{path}, builder: {builder}, the same for all three", engine.shown());
+        println!(
+            "  ours: {} image --name {} (wheelhouse and pip cache under {})",
+            self.exe.display(),
+            Tool::Ours.image(),
+            paths::display(&self.ours_target)
+        );
+        for tool in [Tool::Single, Tool::Multi] {
+            println!(
+                "  {}: {} build --file {}",
+                tool.title(),
+                engine.shown(),
+                paths::display(&tool.dockerfile().unwrap())
+            );
+        }
+        println!(
+            "  the app's tracked files are copied to {}; logs in {}",
+            paths::display(&self.app),
+            paths::display(&self.logs)
+        );
+        std::fs::create_dir_all(&self.logs)?;
+
+        if self.engine.kind == Kind::Docker && self.builder == Builder::BuildKit {
+            self.records_before = Some(self.build_records()?.into_iter().map(|r| r.id).collect());
+        }
+        self.remove_bench_images()?;
+
+        for run in 1..=runs {
+            self.check()?;
+            let mut order = Tool::ALL;
+            order.rotate_left((run - 1) % Tool::ALL.len());
+            println!("\nrun {run}/{runs} (order: {})", order.map(Tool::title).join(", "));
+            self.remove_bench_images()?;
+            self.new_base(run)?;
+            self.copy_app()?;
+
+            for tool in order {
+                if tool == Tool::Ours {
+                    let state = self.ours_target.join("xtask");
+                    if state.exists() {
+                        std::fs::remove_dir_all(&state)
+                            .with_context(|| format!("cannot remove {}", paths::display(&state)))?;
+                    }
+                    self.build(run, Metric::Cold, tool, "cold build, wheelhouse and pip cache cold", true)?;
+                    self.build(run, Metric::ColdWarm, tool, "cold build, wheelhouse warm", true)?;
+                } else {
+                    self.build(run, Metric::Cold, tool, "cold build", true)?;
+                }
+            }
+            self.sizes()?;
+            for tool in order {
+                self.build(run, Metric::Noop, tool, "no-op rebuild", false)?;
+            }
+            for tool in order {
+                self.first_200(run, tool)?;
+            }
+            let changed = self.change_app(run)?;
+            for tool in order {
+                self.build(run, Metric::AppChange, tool, &format!("rebuild after a change of {changed}"), false)?;
+            }
+            self.change_deps()?;
+            for tool in order {
+                self.build(run, Metric::DepsChange, tool, "rebuild after a dependency change", false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints `label ...` now and the time when done; stores the sample.
+    fn build(&mut self, run: usize, metric: Metric, tool: Tool, what: &str, no_cache: bool) -> Result<()> {
+        self.check()?;
+        print!("  {:<13} {what} ... ", tool.title());
+        let _ = std::io::stdout().flush();
+        let log = self.logs.join(format!("run{run}-{metric:?}-{}.log", tool.image()).to_lowercase());
+        let took = match tool {
+            Tool::Ours => {
+                let mut args: Vec<String> = ["image", "--app"].map(String::from).to_vec();
+                args.push(self.app.display().to_string());
+                args.extend(["--name", Tool::Ours.image(), "--base-image", &self.run_base].map(String::from));
+                args.extend(["--engine".to_string(), self.engine.program.display().to_string()]);
+                match self.builder {
+                    Builder::BuildKit => args.extend(["--builder", "buildkit"].map(String::from)),
+                    Builder::Legacy => args.extend(["--builder", "legacy"].map(String::from)),
+                    Builder::Buildah => {}
+                }
+                if no_cache {
+                    args.push("--no-cache".to_string());
+                }
+                let expression = duct::cmd(&self.exe, &args).env("CARGO_TARGET_DIR", &self.ours_target);
+                self.exec(expression, &log)?
+            }
+            _ => {
+                let dockerfile = tool.dockerfile().unwrap();
+                let tags = [format!("{}:latest", tool.image())];
+                let build_args = [("BASE_IMAGE".to_string(), self.run_base.clone())];
+                let iidfile = self.dir.join("image.id");
+                let request = BuildRequest {
+                    context: &self.app,
+                    dockerfile: &dockerfile,
+                    tags: &tags,
+                    build_args: &build_args,
+                    labels: &[],
+                    no_cache,
+                    iidfile: &iidfile,
+                };
+                let (args, env) = self.engine.build_command(self.builder, &request);
+                let mut expression = duct::cmd(&self.engine.path, &args);
+                for (key, value) in env {
+                    expression = expression.env(key, value);
+                }
+                self.exec(expression, &log)?
+            }
+        };
+        let mut note = String::new();
+        if tool == Tool::Ours {
+            // `image: steps: export 0.00 s, ..., total 1.23 s`: where ours spent its time.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(steps) = text.lines().rev().find_map(|l| l.strip_prefix("image: steps: ")) {
+                let busy: Vec<&str> = steps.split(", ").filter(|s| busy_step(s)).collect();
+                if !busy.is_empty() {
+                    note = format!("   ({})", busy.join(", "));
+                }
+                self.ours_steps.insert(metric, steps.to_string());
+            }
+        }
+        println!("{}{note}", seconds(took.as_secs_f64()));
+        self.samples.push(metric, tool, took.as_secs_f64());
+        Ok(())
+    }
+
+    /// Runs a long command in a process group of its own with its output in `log`; on a signal, passes SIGINT to
+    /// the group (SIGKILL after 10 seconds) and fails. Returns how long it took.
+    fn exec(&self, expression: duct::Expression, log: &Path) -> Result<Duration> {
+        let file = File::create(log).with_context(|| format!("cannot create {}", paths::display(log)))?;
+        let started = Instant::now();
+        let handle = expression
+            .stdin_null()
+            // The outer redirection applies first: stdout to the log, then stderr to that stdout.
+            .stderr_to_stdout()
+            .stdout_file(file)
+            .unchecked()
+            .before_spawn(|command| {
+                use std::os::unix::process::CommandExt;
+                command.process_group(0);
+                Ok(())
+            })
+            .start()
+            .context("cannot start the command")?;
+        loop {
+            if let Some(output) = handle.try_wait()? {
+                let took = started.elapsed();
+                if !output.status.success() {
+                    self.check()?;
+                    bail!(
+                        "failed ({}); the end of {}:\n{}",
+                        output.status,
+                        paths::display(log),
+                        tail(&std::fs::read_to_string(log).unwrap_or_default(), 25)
+                    );
+                }
+                return Ok(took);
+            }
+            if self.interrupted() {
+                // The child leads its own process group (never 0, which would be ours).
+                let group = handle.pids().first().map(|&pid| pid as libc::pid_t).filter(|&pid| pid > 0);
+                if let Some(group) = group {
+                    // SAFETY: killpg(2) on the group of a child we started.
+                    unsafe { libc::killpg(group, SIGINT) };
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while handle.try_wait()?.is_none() {
+                    if Instant::now() > deadline {
+                        match group {
+                            // SAFETY: as above.
+                            Some(group) => unsafe { libc::killpg(group, libc::SIGKILL) },
+                            None => handle.kill().map(|_| 0)?,
+                        };
+                        let _ = handle.wait();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                bail!("interrupted");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// This run's base image: the given one plus a file naming the run (a few bytes, so that no layer any other
+    /// build cached can match: BuildKit's cache goes by layers, not image ids) and the label, under a name of its
+    /// own. With BuildKit, the cache record of that layer is noted: everything the run builds descends from it.
+    fn new_base(&mut self, run: usize) -> Result<()> {
+        let dir = self.dir.join("base");
+        std::fs::create_dir_all(&dir)?;
+        let tag = format!("{BASE_NAME}:{}-{run}", std::process::id());
+        let nonce = format!("{tag} {:?}\n", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
+        gen::write_atomic(&dir.join(RUN_FILE_NAME), nonce.as_bytes())?;
+        let dockerfile = dir.join("Dockerfile");
+        let text = format!("FROM {}\nCOPY {RUN_FILE_NAME} /etc/{RUN_FILE_NAME}\n", self.base);
+        gen::write_atomic(&dockerfile, text.as_bytes())?;
+        let request = BuildRequest {
+            context: &dir,
+            dockerfile: &dockerfile,
+            tags: std::slice::from_ref(&tag),
+            build_args: &[],
+            labels: &[(LABEL.to_string(), tag.clone())],
+            no_cache: false,
+            iidfile: &dir.join("image.id"),
+        };
+        let (args, env) = self.engine.build_command(self.builder, &request);
+        let mut expression = duct::cmd(&self.engine.path, &args);
+        for (key, value) in env {
+            expression = expression.env(key, value);
+        }
+        let buildkit = self.engine.kind == Kind::Docker && self.builder == Builder::BuildKit;
+        let before: BTreeSet<String> =
+            if buildkit { self.build_records()?.into_iter().map(|r| r.id).collect() } else { BTreeSet::new() };
+        self.exec(expression, &self.logs.join(format!("run{run}-base.log")))
+            .with_context(|| format!("cannot make this run's base image {tag} from {}", self.base))?;
+        if buildkit {
+            // The new layer's record: made during that build, a layer (not a build context), on a record that
+            // was there before (the base image's).
+            let roots: Vec<String> = self
+                .build_records()?
+                .into_iter()
+                .filter(|r| !before.contains(&r.id) && r.kind == "regular" && before.contains(&r.parent))
+                .map(|r| r.id)
+                .collect();
+            self.roots.borrow_mut().extend(roots);
+        }
+        self.run_base = tag;
+        Ok(())
+    }
+
+    /// A clean copy of the app's tracked files, as a checkout has them, plus the recipe's .dockerignore.
+    fn copy_app(&self) -> Result<()> {
+        let source = &self.config.app_dir;
+        let listed =
+            self.sh.cmd("git").arg("-C").arg(source).args(["ls-files", "-z", "--", "."]).quiet().read().with_context(
+                || format!("{} must be in a git repository: the recipes build a checkout", paths::display(source)),
+            )?;
+        let files: Vec<&str> = listed.split('\0').filter(|f| !f.is_empty()).collect();
+        if files.is_empty() {
+            bail!("git tracks no files in {}", paths::display(source));
+        }
+        if self.app.exists() {
+            std::fs::remove_dir_all(&self.app)?;
+        }
+        for file in files {
+            let from = source.join(file);
+            let to = self.app.join(file);
+            std::fs::create_dir_all(to.parent().unwrap())?;
+            std::fs::copy(&from, &to).with_context(|| {
+                format!("cannot copy {} (tracked by git, but missing? commit or restore it)", paths::display(&from))
+            })?;
+        }
+        std::fs::copy(paths::bench_fixtures().join("recipe.dockerignore"), self.app.join(".dockerignore"))?;
+        Ok(())
+    }
+
+    /// Appends a line to the module of `tool.xtask.app` in the copy; returns its path in the app.
+    fn change_app(&self, run: usize) -> Result<String> {
+        let module = self.config.app.split(':').next().unwrap_or_default().replace('.', "/");
+        let candidates = [format!("{module}.py"), format!("{module}/__init__.py")];
+        let found = ["", "src/"]
+            .iter()
+            .flat_map(|prefix| candidates.iter().map(move |c| format!("{prefix}{c}")))
+            .find(|rel| self.app.join(rel).is_file())
+            .ok_or_else(|| {
+                format_err!("cannot find the module of tool.xtask.app ({}) in the app to change it", self.config.app)
+            })?;
+        let path = self.app.join(&found);
+        let mut text = std::fs::read_to_string(&path)?;
+        text.push_str(&format!("\n# An app change by `cargo xtask bench image` (run {run}).\n"));
+        std::fs::write(&path, text)?;
+        Ok(found)
+    }
+
+    /// Switches the copy to the pyproject.toml and poetry.lock with a dependency added.
+    fn change_deps(&self) -> Result<()> {
+        for file in ["pyproject.toml", "poetry.lock"] {
+            std::fs::copy(self.deps_changed.join(file), self.app.join(file))
+                .with_context(|| format!("cannot copy {}", paths::display(&self.deps_changed.join(file))))?;
+        }
+        Ok(())
+    }
+
+    /// The sizes of the three images and the base, and the floor (measured in ours).
+    fn sizes(&mut self) -> Result<()> {
+        self.check()?;
+        // This run's base is the given one plus a file of a few bytes: the floor counts it, the report shows
+        // the given one.
+        let tags: Vec<String> =
+            Tool::ALL.iter().map(|t| self.tag(*t)).chain([self.run_base.clone(), self.base.clone()]).collect();
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let found = self.engine.images(self.sh, &refs)?;
+        let mut sizes = Vec::new();
+        for (tag, info) in tags.iter().zip(found) {
+            sizes.push(info.ok_or_else(|| format_err!("the image {tag} is missing"))?.size);
+        }
+        for tool in Tool::ALL {
+            self.samples.push(Metric::Size, tool, sizes[tool.index()] as f64);
+        }
+        let script = format!(
+            "import os, sysconfig\n\
+             def size(root, keep=lambda p: True):\n\
+             \x20   seen, total = set(), 0\n\
+             \x20   for d, _, files in os.walk(root):\n\
+             \x20       for f in files:\n\
+             \x20           p = os.path.join(d, f); s = os.lstat(p)\n\
+             \x20           if s.st_ino not in seen and keep(p):\n\
+             \x20               seen.add(s.st_ino); total += s.st_size\n\
+             \x20   return total\n\
+             print(size({VENV:?}), size({:?}), size(sysconfig.get_path('stdlib'), lambda p: p.endswith('.pyc')))\n",
+            self.config.workdir
+        );
+        let answer = self.engine.python_in(self.sh, &self.tag(Tool::Ours), &script)?;
+        let numbers: Vec<u64> = answer.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let [venv, app, stdlib_bytecode] = numbers[..] else {
+            bail!("unexpected answer measuring the floor in {}: {answer:?}", self.tag(Tool::Ours));
+        };
+        self.floor = Some(Floor { base: sizes[3], venv, app, stdlib_bytecode });
+        self.base_size = sizes[4];
+        println!(
+            "  sizes: ours {}, single-stage {}, multi-stage {}; base {}",
+            megabytes(sizes[0] as f64),
+            megabytes(sizes[1] as f64),
+            megabytes(sizes[2] as f64),
+            megabytes(sizes[4] as f64)
+        );
+        Ok(())
+    }
+
+    /// `<image>:<tag>` of a tool's image.
+    fn tag(&self, tool: Tool) -> String {
+        match tool {
+            Tool::Ours => format!("{}:{}", tool.image(), self.config.version),
+            _ => format!("{}:latest", tool.image()),
+        }
+    }
+
+    /// `docker run` of the image to the first 200 on the health path, polled every 10 ms; then the container
+    /// is removed.
+    fn first_200(&mut self, run: usize, tool: Tool) -> Result<()> {
+        self.check()?;
+        print!("  {:<13} docker run to the first 200 on {} ... ", tool.title(), self.config.health_path);
+        let _ = std::io::stdout().flush();
+        let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+        let name = format!("{}-{}-{run}", tool.image(), std::process::id());
+        self.containers.borrow_mut().push(name.clone());
+        let mut command = self
+            .sh
+            .cmd(&self.engine.program)
+            .args(["run", "--detach", "--name", &name, "--label", &format!("{LABEL}={}", self.run_base)])
+            .arg("--publish")
+            .arg(format!("127.0.0.1:{port}:{}", self.config.port))
+            .arg(self.tag(tool))
+            .quiet()
+            .ignore_stdout();
+        if tool != Tool::Ours {
+            // The recipes' `make server` (no Makefile here): the app's own server command, as `make server` ran it.
+            command = command.args(&self.config.command);
+        }
+        let started = Instant::now();
+        command.run().with_context(|| format!("cannot start a container of {}", self.tag(tool)))?;
+        let mut last_check = Instant::now();
+        let took = loop {
+            self.check()?;
+            if crate::run::http_status(port, &self.config.health_path) == Some(200) {
+                break started.elapsed();
+            }
+            if last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                let info = self.engine.container(self.sh, &name)?;
+                let running = info.as_ref().is_some_and(|c| c.status == "running" || c.status == "created");
+                if !running || started.elapsed() > FIRST_200_TIMEOUT {
+                    let logs = self.engine.logs(self.sh, &name);
+                    bail!(
+                        "{} did not answer 200 on {} ({}); its logs:\n{}",
+                        self.tag(tool),
+                        self.config.health_path,
+                        if running { "timed out" } else { "the container stopped" },
+                        tail(&logs, 25)
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.engine.remove(self.sh, &name)?;
+        self.containers.borrow_mut().retain(|c| *c != name);
+        println!("{}", seconds(took.as_secs_f64()));
+        self.samples.push(Metric::First200, tool, took.as_secs_f64());
+        Ok(())
+    }
+
+    /// Removes every image carrying the benchmark's label: tags first, then what is left by id (intermediate
+    /// images of the legacy builder, replaced images), children before parents.
+    fn remove_bench_images(&self) -> Result<()> {
+        let filter = format!("label={LABEL}");
+        let list = || -> Result<Vec<(String, String)>> {
+            let text = self
+                .sh
+                .cmd(&self.engine.program)
+                .args(["images", "--all", "--no-trunc", "--filter", &filter])
+                .args(["--format", "{{.ID}}\t{{.Repository}}:{{.Tag}}"])
+                .quiet()
+                .read()?;
+            Ok(text
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(id, tag)| (id.to_string(), tag.to_string()))
+                .collect())
+        };
+        let mut previous = Vec::new();
+        loop {
+            let images = list()?;
+            if images.is_empty() {
+                return Ok(());
+            }
+            if images == previous {
+                let shown: Vec<String> = images.iter().map(|(id, tag)| format!("{tag} ({id})")).collect();
+                bail!("cannot remove the benchmark's images: {}", shown.join(", "));
+            }
+            let tags: Vec<&str> =
+                images.iter().map(|(_, tag)| tag.as_str()).filter(|t| !t.contains("<none>")).collect();
+            let mut refs: Vec<&str> =
+                if tags.is_empty() { images.iter().map(|(id, _)| id.as_str()).collect() } else { tags };
+            refs.sort();
+            refs.dedup();
+            let _ = self
+                .sh
+                .cmd(&self.engine.program)
+                .arg("rmi")
+                .args(&refs)
+                .quiet()
+                .ignore_status()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+            previous = images;
+        }
+    }
+
+    /// BuildKit's cache records: `docker system df -v`.
+    fn build_records(&self) -> Result<Vec<Record>> {
+        let text = self
+            .sh
+            .cmd(&self.engine.program)
+            .args(["system", "df", "--verbose", "--format"])
+            .arg("{{range .BuildCache}}{{.ID}}\t{{.Parent}}\t{{.CacheType}}\t{{.Description}}\n{{end}}")
+            .quiet()
+            .read()
+            .context("cannot list the build cache")?;
+        Ok(parse_records(&text))
+    }
+
+    /// Prunes BuildKit's cache records of the runs' base images and everything above them, one by one by id,
+    /// children first: what the benchmark's builds made.
+    fn prune_records(&self) -> Result<()> {
+        let Some(before) = &self.records_before else { return Ok(()) };
+        let records = self.build_records()?;
+        let mut roots = self.roots.borrow().clone();
+        roots.extend(run_base_records(&records, before));
+        let doomed = records_to_prune(&records, &roots);
+        let mut pruned = 0;
+        for id in &doomed {
+            let ok = self
+                .sh
+                .cmd(&self.engine.program)
+                .args(["builder", "prune", "--force", "--filter"])
+                .arg(format!("id={id}"))
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok();
+            pruned += ok as usize;
+        }
+        println!("bench: pruned {pruned} of the {} build cache records the benchmark's builds made", doomed.len());
+        self.roots.borrow_mut().clear();
+        Ok(())
+    }
+
+    /// Removes the containers still running, the benchmark's images and its build cache records.
+    fn cleanup(&self) -> Result<()> {
+        for name in self.containers.borrow_mut().drain(..) {
+            println!("bench: removing the container {name}");
+            let _ = self.engine.remove(self.sh, &name);
+        }
+        println!("\nbench: removing the benchmark's images (label {LABEL})");
+        self.remove_bench_images()?;
+        self.prune_records()
+    }
+
+    fn report(&self, runs: usize) {
+        let mut rows = Vec::new();
+        let mut add = |label: String, unit: Unit, samples: [Vec<f64>; 3]| rows.push(Row { label, unit, samples });
+        add("image size".into(), Unit::Megabytes, self.samples.get(Metric::Size));
+        add("cold build, wheelhouse cold".into(), Unit::Seconds, self.samples.get(Metric::Cold));
+        let mut warm = self.samples.get(Metric::Cold);
+        warm[0] = self.samples.get(Metric::ColdWarm)[0].clone();
+        add("cold build, wheelhouse warm *".into(), Unit::Seconds, warm);
+        add("no-op rebuild".into(), Unit::Seconds, self.samples.get(Metric::Noop));
+        add("rebuild after an app change".into(), Unit::Seconds, self.samples.get(Metric::AppChange));
+        add("rebuild after a dependency change".into(), Unit::Seconds, self.samples.get(Metric::DepsChange));
+        add(
+            format!("docker run to first 200 on {}", self.config.health_path),
+            Unit::Seconds,
+            self.samples.get(Metric::First200),
+        );
+
+        let builder = match self.builder {
+            Builder::BuildKit => "BuildKit",
+            other => other.name(),
+        };
+        println!(
+            "\nmedians of {runs} runs; {builder} via {}; base {} ({})",
+            self.engine.shown(),
+            self.base,
+            megabytes(self.base_size as f64)
+        );
+        print!("{}", table(&rows));
+        println!("* the recipes have no wheelhouse: both cold rows compare with their one cold build");
+        if let Some(floor) = self.floor {
+            let ours = self.samples.median(Metric::Size, Tool::Ours).unwrap_or(0.0);
+            let without = floor.total() - floor.stdlib_bytecode;
+            println!(
+                "\nfloor: base {} + virtualenv {} + app files {} + the standard library's bytecode {} = {} \
+                 ({} without that bytecode; sizes of the files, as the engine counts a layer)",
+                bytes(floor.base as f64),
+                bytes(floor.venv as f64),
+                bytes(floor.app as f64),
+                bytes(floor.stdlib_bytecode as f64),
+                bytes(floor.total() as f64),
+                bytes(without as f64),
+            );
+            println!(
+                "ours: {} = base + {} payload; {} above the floor",
+                bytes(ours),
+                bytes(ours - floor.base as f64),
+                bytes(ours - floor.total() as f64)
+            );
+        }
+        println!("\ngoals:");
+        for line in self.goals() {
+            println!("  {line}");
+        }
+        if let Some(steps) = self.ours_steps.get(&Metric::Cold) {
+            println!("\nours, last cold build: {steps}");
+        }
+        if let Some(steps) = self.ours_steps.get(&Metric::Noop) {
+            println!("ours, last no-op: {steps}");
+        }
+    }
+
+    fn goals(&self) -> Vec<String> {
+        let m = |metric, tool| self.samples.median(metric, tool).unwrap_or(f64::NAN);
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let mut lines = Vec::new();
+        let ours_size = m(Metric::Size, Tool::Ours);
+        if let Some(floor) = self.floor {
+            let over = ours_size - floor.total() as f64;
+            lines.push(format!("image at most 1 MB above the floor: {} above: {}", bytes(over), verdict(over <= 1e6)));
+        }
+        let ratio = ours_size / m(Metric::Size, Tool::Multi);
+        lines.push(format!("at most 0.35x the multi-stage image: {ratio:.2}x: {}", verdict(ratio <= 0.35)));
+        let cold = m(Metric::Cold, Tool::Ours);
+        let (single, multi) = (cold / m(Metric::Cold, Tool::Single), cold / m(Metric::Cold, Tool::Multi));
+        lines.push(format!(
+            "cold build at most 0.3x the recipe's (wheelhouse cold): {single:.2}x single-stage, {multi:.2}x \
+             multi-stage: {}",
+            verdict(single <= 0.3 && multi <= 0.3)
+        ));
+        let noop = m(Metric::Noop, Tool::Ours);
+        lines.push(format!("no-op `cargo xtask image` under 1 s: {}: {}", seconds(noop), verdict(noop < 1.0)));
+        let first = m(Metric::First200, Tool::Ours);
+        let theirs = m(Metric::First200, Tool::Single).min(m(Metric::First200, Tool::Multi));
+        lines.push(format!(
+            "first 200 no slower than the recipes' images: {} vs {} (the faster of theirs): {}",
+            seconds(first),
+            seconds(theirs),
+            verdict(first <= theirs)
+        ));
+        lines
+    }
+}
+
+/// The fixture with a dependency added must be the app's pyproject.toml plus lines (the same project otherwise),
+/// with a poetry.lock.
+fn check_deps_changed(app: &Path, variant: &Path) -> Result<()> {
+    let read = |path: &Path| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()));
+    let original = read(&app.join("pyproject.toml"))?;
+    let changed = read(&variant.join("pyproject.toml"))?;
+    if !variant.join("poetry.lock").is_file() {
+        bail!("{} has no poetry.lock", variant.display());
+    }
+    if changed == original || !is_subsequence(original.lines(), changed.lines()) {
+        bail!(
+            "{} must be the app's pyproject.toml with dependencies added (and its poetry.lock made by Poetry): \
+             it differs otherwise; remake it as its header says, or pass --deps-changed DIR",
+            paths::display(&variant.join("pyproject.toml"))
+        );
+    }
+    Ok(())
+}
+
+/// Whether every item of `small` appears in `big`, in order.
+fn is_subsequence<'a>(small: impl Iterator<Item = &'a str>, big: impl Iterator<Item = &'a str>) -> bool {
+    let mut big = big;
+    small.into_iter().all(|line| big.any(|other| other == line))
+}
+
+/// One record of BuildKit's cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    id: String,
+    parent: String,
+    /// `regular`, `source.local`, ...
+    kind: String,
+    description: String,
+}
+
+fn parse_records(text: &str) -> Vec<Record> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(4, '\t');
+            let id = fields.next()?.trim().to_string();
+            let parent = fields.next()?.trim().to_string();
+            let kind = fields.next()?.trim().to_string();
+            let description = fields.next().unwrap_or_default().to_string();
+            (!id.is_empty()).then_some(Record { id, parent, kind, description })
+        })
+        .collect()
+}
+
+/// The records BuildKit made for the runs' base images when a build started from them: `from local` records
+/// made during the benchmark on the `from local` record of an image that was there before (the given base
+/// image, one record with no parent). Builds from the given base image itself start on its old record; only an
+/// image made on top of a base and then built from makes such a record.
+fn run_base_records(records: &[Record], before: &BTreeSet<String>) -> Vec<String> {
+    let from_local = |r: &Record| r.description.trim() == "from local";
+    let bases: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| before.contains(&r.id) && from_local(r) && r.parent.is_empty())
+        .map(|r| r.id.as_str())
+        .collect();
+    records
+        .iter()
+        .filter(|r| !before.contains(&r.id) && from_local(r) && bases.contains(r.parent.as_str()))
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// The records to prune: `roots` and the records that descend from one of them, children before parents.
+fn records_to_prune(records: &[Record], roots: &BTreeSet<String>) -> Vec<String> {
+    let by_id: BTreeMap<&str, &Record> = records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let descends = |id: &str| {
+        let mut id = id;
+        for _ in 0..=by_id.len() {
+            if roots.contains(id) {
+                return true;
+            }
+            match by_id.get(id) {
+                Some(r) => id = r.parent.as_str(),
+                None => return false,
+            }
+        }
+        false
+    };
+    let mut ordered: Vec<(usize, &str)> =
+        records.iter().filter(|r| descends(&r.id)).map(|r| (depth(&by_id, &r.id), r.id.as_str())).collect();
+    ordered.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    ordered.into_iter().map(|(_, id)| id.to_string()).collect()
+}
+
+/// How many of `id`'s ancestors (itself included) are in `records`.
+fn depth(records: &BTreeMap<&str, &Record>, id: &str) -> usize {
+    let mut depth = 0;
+    let mut id = id;
+    while let Some(r) = records.get(id) {
+        depth += 1;
+        id = r.parent.as_str();
+        if depth > records.len() {
+            break;
+        }
+    }
+    depth
+}
+
+/// Whether a step of ours' `image: steps:` line (`wheels 5.12 s`, `build 0.20 s (up to date)`) took a tenth of a
+/// second or more; the total is not a step.
+fn busy_step(step: &str) -> bool {
+    let mut words = step.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let took = words.next().and_then(|w| w.parse::<f64>().ok()).unwrap_or(0.0);
+    name != "total" && took >= 0.1
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The table (pure)
+// ---------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Megabytes,
+    Seconds,
+}
+
+/// One row: ours, single-stage and multi-stage samples.
+#[derive(Debug, Clone)]
+struct Row {
+    label: String,
+    unit: Unit,
+    samples: [Vec<f64>; 3],
+}
+
+/// The median; the mean of the two middle values for an even count; `None` without samples.
+fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    Some((sorted[n / 2] + sorted[(n - 1) / 2]) / 2.0)
+}
+
+fn megabytes(bytes: f64) -> String {
+    format!("{:.1} MB", bytes / 1e6)
+}
+
+/// `153.5 MB`, or `20.0 kB` under a megabyte; exact to the byte under 10 kB.
+fn bytes(n: f64) -> String {
+    if n.abs() >= 1e6 {
+        megabytes(n)
+    } else if n.abs() >= 1e4 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n:.0} bytes")
+    }
+}
+
+/// Two decimals under 10 s, one above.
+fn seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// The medians of each row side by side, with the ratios ours/single-stage and ours/multi-stage.
+fn table(rows: &[Row]) -> String {
+    let header = ["", "ours", "single-stage", "multi-stage", "ours/single", "ours/multi"];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for row in rows {
+        let medians = row.samples.clone().map(|s| median(&s));
+        let value = |m: Option<f64>| match (m, row.unit) {
+            (None, _) => "-".to_string(),
+            (Some(v), Unit::Megabytes) => megabytes(v),
+            (Some(v), Unit::Seconds) => seconds(v),
+        };
+        let ratio = |theirs: Option<f64>| match (medians[0], theirs) {
+            (Some(ours), Some(theirs)) if theirs > 0.0 => format!("{:.2}x", ours / theirs),
+            _ => "-".to_string(),
+        };
+        cells.push(vec![
+            row.label.clone(),
+            value(medians[0]),
+            value(medians[1]),
+            value(medians[2]),
+            ratio(medians[1]),
+            ratio(medians[2]),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..header.len()).map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &cells {
+        let mut line = format!("{:<width$}", row[0], width = widths[0]);
+        for (cell, width) in row.iter().zip(&widths).skip(1) {
+            line.push_str(&format!("  {cell:>width$}"));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn renders_the_table() {
+        let rows = [
+            Row {
+                label: "image size".into(),
+                unit: Unit::Megabytes,
+                samples: [vec![153.5e6], vec![684e6], vec![587.3e6]],
+            },
+            Row {
+                label: "no-op rebuild".into(),
+                unit: Unit::Seconds,
+                samples: [vec![0.2, 0.25, 0.3], vec![1.0, 1.2, 30.0], vec![]],
+            },
+        ];
+        expect![[r#"
+                               ours  single-stage  multi-stage  ours/single  ours/multi
+            image size     153.5 MB      684.0 MB     587.3 MB        0.22x       0.26x
+            no-op rebuild    0.25 s        1.20 s            -        0.21x           -
+        "#]]
+        .assert_eq(&table(&rows));
+    }
+
+    #[test]
+    fn prunes_what_descends_from_the_runs_layers_children_first() {
+        let record = |id: &str, parent: &str| Record {
+            id: id.into(),
+            parent: parent.into(),
+            kind: "regular".into(),
+            description: String::new(),
+        };
+        let records = [
+            record("base", ""),
+            record("run-layer", "base"),
+            record("copy", "run-layer"),
+            record("run", "copy"),
+            record("child", "run"),
+            record("other", "base"),
+            record("others-child", "other"),
+        ];
+        let roots: BTreeSet<String> = ["run-layer".to_string()].into();
+        assert_eq!(records_to_prune(&records, &roots), ["child", "run", "copy", "run-layer"]);
+
+        let mut records = records.to_vec();
+        records[0].description = "from local".into();
+        records[1].description = "from local".into();
+        let before: BTreeSet<String> = ["base".to_string(), "other".to_string()].into();
+        assert_eq!(run_base_records(&records, &before), ["run-layer"]);
+    }
+
+    #[test]
+    fn subsequences() {
+        assert!(is_subsequence("a\nc".lines(), "a\nb\nc".lines()));
+        assert!(!is_subsequence("a\nc".lines(), "c\na".lines()));
+        let records = parse_records("id1\t\tsource.local\tlocal source\nid2\tid1\tregular\tmount / from exec a\tb\n");
+        assert_eq!((records[1].kind.as_str(), records[1].description.as_str()), ("regular", "mount / from exec a\tb"));
+    }
+}
