@@ -7,13 +7,13 @@
 //! Isolation. The recipes build from a clean copy of the app's tracked files (`git ls-files`) plus the recipe's
 //! `.dockerignore`, as from a checkout; ours builds the same copy with `cargo xtask image --name
 //! xtask-bench-ours`, as the built binary a user runs, with a `CARGO_TARGET_DIR` of its own so that its
-//! wheelhouse and pip cache are the benchmark's. Every run builds on a base of its own: the given base plus a
-//! label (`xtask-bench-base:<pid>-<run>`, same layers, same size, another id), so no build of one run can take a
-//! layer another run cached, and every image the benchmark makes inherits the label `xtask.bench.image`, by which
-//! it finds and removes exactly its own images (never the base image or anyone else's). With BuildKit, the build
-//! cache records of the recipes' steps made during the benchmark are pruned at the end, one by one by id; the
-//! records of our Dockerfile's steps look like those of anyone else building it, so they are left to
-//! BuildKit's own garbage collection (no other run can use them: their base is gone).
+//! wheelhouse and pip cache are the benchmark's. Every run builds on a base of its own
+//! (`xtask-bench-base:<pid>-<run>`): the given base plus a file of a few bytes, since BuildKit's cache goes by
+//! layers and a new image id alone would not keep one run from taking a layer another run cached; and plus the
+//! label `xtask.bench.image`, which every image the benchmark makes inherits: by it the benchmark finds and
+//! removes exactly its own images (never the base image or anyone else's). With BuildKit, the cache records
+//! above those bases (the records BuildKit makes for them and everything built on them) are pruned at the end,
+//! one by one by id. The legacy builder keeps its cache in the images themselves.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
