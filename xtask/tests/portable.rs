@@ -49,8 +49,8 @@ impl Drop for Repo {
 }
 
 impl Repo {
-    /// The fixture, plus what a team copies from this repository: `xtask/`, `.cargo/`, `Cargo.lock`, and our
-    /// `Cargo.toml` without the `[workspace.metadata.xtask]` table that names our example app.
+    /// The fixture, plus what a team copies from this repository (`xtask/`, `.cargo/`, `Cargo.lock`) and the
+    /// workspace `Cargo.toml` the README tells them to write.
     fn create() -> Repo {
         let ours = workspace_root();
         let root = std::env::temp_dir().join(format!("xtask-portable-{}", std::process::id()));
@@ -59,17 +59,8 @@ impl Repo {
         copy_dir(&ours.join("xtask"), &root.join("xtask"));
         copy_dir(&ours.join(".cargo"), &root.join(".cargo"));
         std::fs::copy(ours.join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
-        let manifest = std::fs::read_to_string(ours.join("Cargo.toml")).unwrap();
-        let mut doc: toml_edit::DocumentMut = manifest.parse().unwrap();
-        let workspace = doc["workspace"].as_table_mut().unwrap();
-        if let Some(metadata) = workspace.get_mut("metadata").and_then(|m| m.as_table_mut()) {
-            metadata.remove("xtask");
-            if metadata.is_empty() {
-                workspace.remove("metadata");
-            }
-        }
-        let manifest = doc.to_string();
-        assert!(!manifest.contains("[workspace.metadata.xtask]"), "{manifest}");
+        // The workspace manifest the README's "Use it in your repository" tells a team to write.
+        let manifest = "[workspace]\nmembers = [\"xtask\"]\nresolver = \"2\"\n";
         std::fs::write(root.join("Cargo.toml"), manifest).unwrap();
         let target = target_dir().join("xtask-portable-test");
         let repo = Repo { root, target };
@@ -162,10 +153,10 @@ fn second_app_in_a_copied_repository() {
         diff --git a/Cargo.toml b/Cargo.toml
         --- a/Cargo.toml
         +++ b/Cargo.toml
-        @@ -5,3 +5,7 @@ resolver = "2"
-         [profile.dev]
-         # `cargo xtask` is a dev tool: keep the first compile fast, skip debug info for dependencies.
-         debug = 0
+        @@ -1,3 +1,7 @@
+         [workspace]
+         members = ["xtask"]
+         resolver = "2"
         +
         +# Where the Python app lives, relative to this file. `cargo xtask <task> --app DIR` overrides it.
         +[workspace.metadata.xtask]
@@ -175,7 +166,7 @@ fn second_app_in_a_copied_repository() {
         +++ b/services/greeter/pyproject.toml
         @@ -23,6 +23,15 @@ sizes = ["humanize"]
          pytest = "^8"
- 
+
          [tool.xtask]
         +# Defaults `cargo xtask init` derived from this project; uncomment a line to change it.
         +# name = "greeter"  # image name: tags <name>:<version> and <name>:<git sha>
