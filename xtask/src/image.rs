@@ -164,16 +164,7 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
         println!("context: would assemble {} (requirements.txt, wheels/, app/)", paths::display(&context_dir));
         None
     } else {
-        let context = assemble(&config, &wheelhouse, &context_dir)?;
-        println!(
-            "context: {} holds {} files, {:.1} MB ({} copied, {} removed)",
-            paths::display(&context.dir),
-            context.manifest.len(),
-            context.bytes as f64 / 1e6,
-            context.copied,
-            context.removed
-        );
-        Some(context)
+        Some(assemble(&config, &wheelhouse, &context_dir)?)
     };
     steps.done("context", "");
 
@@ -389,12 +380,8 @@ fn build_args(config: &Config, git: Option<&Git>) -> Vec<(String, String)> {
 
 /// The assembled build context.
 pub(crate) struct BuildContext {
-    pub(crate) dir: PathBuf,
     /// Each file: path in the context, mode, sha256.
     manifest: Vec<(String, u32, String)>,
-    pub(crate) bytes: u64,
-    pub(crate) copied: usize,
-    pub(crate) removed: usize,
 }
 
 /// One file the context must hold.
@@ -481,7 +468,7 @@ pub(crate) fn assemble(config: &Config, wheelhouse: &Wheelhouse, dir: &Path) -> 
         wheelhouse.files.len(),
         manifest.len() - 1 - wheelhouse.files.len(),
     );
-    Ok(BuildContext { dir: dir.to_path_buf(), manifest, bytes, copied, removed })
+    Ok(BuildContext { manifest })
 }
 
 /// Names never copied from an included folder: hidden files and folders (`.env`, `.git`, `.venv`, ...) and
