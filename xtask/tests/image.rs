@@ -98,28 +98,13 @@ fn layers(image: &str) -> Vec<String> {
 /// to `name` in its pyproject.toml.
 fn app_copy(test: &str, name: &str) -> PathBuf {
     let dir = scratch(test).join("app");
-    copy_tree(&example_app(), &dir);
+    copy_source_tree(&example_app(), &dir);
     let pyproject = dir.join("pyproject.toml");
     let text = std::fs::read_to_string(&pyproject).unwrap();
     assert!(text.contains("\n[tool.xtask]\n"), "the example app has a [tool.xtask] table");
     std::fs::write(&pyproject, text.replace("\n[tool.xtask]\n", &format!("\n[tool.xtask]\nname = \"{name}\"\n")))
         .unwrap();
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let name = entry.file_name().into_string().unwrap();
-        if name.starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
 }
 
 /// A container of `image` in the background, as production would run it: read-only, tmpfs for /tmp and the
@@ -177,24 +162,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = docker().args(["rm", "--force", &self.name]).output();
     }
-}
-
-fn post(port: u16, path: &str, text: &str) -> String {
-    let body = format!(r#"{{"text": "{text}"}}"#);
-    let (status, answer) = http(port, "POST", path, Some(&body)).unwrap();
-    assert_eq!(status, 200, "{path}: {answer}");
-    answer
-}
-
-fn check_string_endpoints(port: u16) {
-    assert_eq!(post(port, "/strings/reverse", "hello"), r#"{"result":"olleh"}"#);
-    assert_eq!(post(port, "/strings/upper", "Hello"), r#"{"result":"HELLO"}"#);
-    assert_eq!(post(port, "/strings/lower", "Hello"), r#"{"result":"hello"}"#);
-    assert_eq!(post(port, "/strings/count", "the quick fox"), r#"{"words":3,"characters":13}"#);
-    assert_eq!(post(port, "/strings/palindrome", "Never odd or even!"), r#"{"palindrome":true}"#);
-    assert_eq!(post(port, "/strings/palindrome", "hello"), r#"{"palindrome":false}"#);
-    let (status, answer) = http(port, "POST", "/strings/reverse", Some("{}")).unwrap();
-    assert_eq!(status, 422, "{answer}");
 }
 
 fn git(args: &[&str]) -> String {

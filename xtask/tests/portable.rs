@@ -26,10 +26,6 @@ impl Drop for Container {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 /// The temporary repository; removed when the test passes, kept (and named) when it fails.
 struct Repo {
     root: PathBuf,
@@ -52,12 +48,12 @@ impl Repo {
     /// The fixture, plus what a team copies from this repository (`xtask/`, `.cargo/`, `Cargo.lock`) and the
     /// workspace `Cargo.toml` the README tells them to write.
     fn create() -> Repo {
-        let ours = workspace_root();
+        let ours = local::workspace();
         let root = std::env::temp_dir().join(format!("xtask-portable-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        copy_dir(&ours.join("xtask/tests/fixtures/second-app"), &root);
-        copy_dir(&ours.join("xtask"), &root.join("xtask"));
-        copy_dir(&ours.join(".cargo"), &root.join(".cargo"));
+        local::copy_dir(&ours.join("xtask/tests/fixtures/second-app"), &root);
+        local::copy_dir(&ours.join("xtask"), &root.join("xtask"));
+        local::copy_dir(&ours.join(".cargo"), &root.join(".cargo"));
         std::fs::copy(ours.join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
         // The workspace manifest the README's "Use it in your repository" tells a team to write.
         let manifest = "[workspace]\nmembers = [\"xtask\"]\nresolver = \"2\"\n";
@@ -112,7 +108,7 @@ impl Repo {
 
     /// Fails when any file of the copied `xtask/` differs from ours, or the copy gained or lost a file.
     fn assert_xtask_is_ours(&self) {
-        let ours = files(&workspace_root().join("xtask"));
+        let ours = files(&local::workspace().join("xtask"));
         let theirs = files(&self.root.join("xtask"));
         assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "the copied xtask/ changed");
         for (path, contents) in &ours {
@@ -283,21 +279,8 @@ fn run(mut command: Command, tool: &str) -> String {
 /// cargo's target directory for this workspace (`CARGO_TARGET_DIR` or `target/`).
 fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let (source, dest) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&source, &dest);
-        } else {
-            std::fs::copy(&source, &dest).unwrap();
-        }
+        Some(dir) => local::workspace().join(dir),
+        None => local::workspace().join("target"),
     }
 }
 

@@ -114,26 +114,6 @@ impl Server {
     }
 }
 
-fn post(port: u16, path: &str, text: &str) -> String {
-    let body = format!(r#"{{"text": "{text}"}}"#);
-    let (status, answer) = http(port, "POST", path, Some(&body)).unwrap();
-    assert_eq!(status, 200, "{path}: {answer}");
-    answer
-}
-
-fn check_string_endpoints(port: u16) {
-    assert_eq!(post(port, "/strings/reverse", "hello"), r#"{"result":"olleh"}"#);
-    assert_eq!(post(port, "/strings/upper", "Hello"), r#"{"result":"HELLO"}"#);
-    assert_eq!(post(port, "/strings/lower", "Hello"), r#"{"result":"hello"}"#);
-    assert_eq!(post(port, "/strings/count", "the quick fox"), r#"{"words":3,"characters":13}"#);
-    assert_eq!(post(port, "/strings/palindrome", "Never odd or even!"), r#"{"palindrome":true}"#);
-    let (status, answer) = http(port, "POST", "/strings/reverse", Some("{}")).unwrap();
-    assert_eq!(status, 422, "{answer}");
-    let (status, answer) = http(port, "GET", "/openapi.json", None).unwrap();
-    assert_eq!(status, 200);
-    assert!(answer.contains("/strings/palindrome"), "{answer}");
-}
-
 #[test]
 fn gunicorn_serves_and_stops_on_sigint() {
     let server = Server::start("server-sigint", &[]);

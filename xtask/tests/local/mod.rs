@@ -1,5 +1,5 @@
-//! Helpers for the tests of the local tasks (`server`, `test`, `doctor`): the xtask binary, free ports, a
-//! minimal HTTP client, a look at /proc, and copies of the example app that share its virtualenv.
+//! Helpers shared by the end-to-end tests: the xtask binary, free ports, a minimal HTTP client and the example
+//! app's endpoint checks, a look at /proc, copies of trees and of the example app (sharing its virtualenv).
 
 #![allow(dead_code)]
 
@@ -105,12 +105,13 @@ pub fn ensure_example_venv() {
 pub fn example_app_copy(name: &str) -> PathBuf {
     ensure_example_venv();
     let dir = scratch(name).join("app");
-    copy_dir(&example_app(), &dir);
+    copy_source_tree(&example_app(), &dir);
     std::os::unix::fs::symlink(example_app().join(".venv"), dir.join(".venv")).unwrap();
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies an app's tree without hidden files and folders (`.venv`, `.env`, ...) and bytecode caches.
+pub fn copy_source_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let name = entry.file_name();
@@ -120,7 +121,7 @@ fn copy_dir(from: &Path, to: &Path) {
         }
         let path = entry.path();
         if path.is_dir() {
-            copy_dir(&path, &to.join(name));
+            copy_source_tree(&path, &to.join(name));
         } else {
             std::fs::copy(&path, to.join(name)).unwrap();
         }
@@ -138,4 +139,42 @@ pub fn text(output: &Output) -> String {
 
 pub fn assert_success(what: &str, output: &Output) {
     assert!(output.status.success(), "{what} failed\n{}", text(output));
+}
+
+/// POSTs `{"text": ...}` and returns the 200 answer's body.
+pub fn post(port: u16, path: &str, text: &str) -> String {
+    let body = format!(r#"{{"text": "{text}"}}"#);
+    let (status, answer) = http(port, "POST", path, Some(&body)).unwrap();
+    assert_eq!(status, 200, "{path}: {answer}");
+    answer
+}
+
+/// Every string endpoint of the example app answers correctly on 127.0.0.1:`port`, a bad body is a 422, and
+/// the OpenAPI document lists the routes.
+pub fn check_string_endpoints(port: u16) {
+    assert_eq!(post(port, "/strings/reverse", "hello"), r#"{"result":"olleh"}"#);
+    assert_eq!(post(port, "/strings/upper", "Hello"), r#"{"result":"HELLO"}"#);
+    assert_eq!(post(port, "/strings/lower", "Hello"), r#"{"result":"hello"}"#);
+    assert_eq!(post(port, "/strings/count", "the quick fox"), r#"{"words":3,"characters":13}"#);
+    assert_eq!(post(port, "/strings/palindrome", "Never odd or even!"), r#"{"palindrome":true}"#);
+    assert_eq!(post(port, "/strings/palindrome", "hello"), r#"{"palindrome":false}"#);
+    let (status, answer) = http(port, "POST", "/strings/reverse", Some("{}")).unwrap();
+    assert_eq!(status, 422, "{answer}");
+    let (status, answer) = http(port, "GET", "/openapi.json", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(answer.contains("/strings/palindrome"), "{answer}");
+}
+
+/// Copies the tree `from` to `to`, every file.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&source, &dest);
+        } else {
+            std::fs::copy(&source, &dest).unwrap();
+        }
+    }
 }
