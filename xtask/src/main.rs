@@ -22,6 +22,7 @@ mod pytest;
 mod run;
 mod server;
 mod sha256;
+mod signals;
 mod toml_file;
 mod toml_tree;
 mod venv;

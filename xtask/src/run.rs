@@ -7,7 +7,6 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use xshell::Shell;
 
@@ -67,7 +66,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         }
     }
     // Catch the signals before anything starts, so that none is lost in between.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
+    let mut signals = crate::signals::catch_stop_signals()?;
 
     let built = image::build(sh, args)?;
     let config = &built.config;
@@ -162,7 +161,7 @@ fn wait_healthy(
     let mut last_check = Instant::now();
     loop {
         if let Some(signal) = signals.pending().next() {
-            println!("run: {} received while waiting: removing {name}", signal_name(signal));
+            println!("run: {} received while waiting: removing {name}", crate::signals::name(signal));
             bail!("interrupted before {name} answered");
         }
         if http_status(port, &config.health_path) == Some(200) {
@@ -216,10 +215,13 @@ fn follow(sh: &Shell, engine: &Engine, name: &str, signals: &mut Signals) -> Res
         }
         if let Some(signal) = signals.pending().next() {
             if stopping {
-                println!("run: {} received again: killing {name}", signal_name(signal));
+                println!("run: {} received again: killing {name}", crate::signals::name(signal));
                 engine.remove(sh, name)?;
             } else {
-                println!("run: {} received: stopping {name} (up to {STOP_TIMEOUT} seconds)", signal_name(signal));
+                println!(
+                    "run: {} received: stopping {name} (up to {STOP_TIMEOUT} seconds)",
+                    crate::signals::name(signal)
+                );
                 stopping = true;
                 // The logs end when the container has stopped, showing its last lines.
                 let (sh_engine, container) = (engine.clone(), name.to_string());
@@ -246,15 +248,6 @@ fn follow(sh: &Shell, engine: &Engine, name: &str, signals: &mut Signals) -> Res
         }
         Some(info) => bail!("the container {name} exited with code {} (logs above); removed it", info.exit_code),
         None => bail!("the container {name} disappeared (removed by someone else?)"),
-    }
-}
-
-fn signal_name(signal: libc::c_int) -> &'static str {
-    match signal {
-        SIGINT => "SIGINT",
-        SIGTERM => "SIGTERM",
-        SIGHUP => "SIGHUP",
-        _ => "a signal",
     }
 }
 

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use xshell::Shell;
 
@@ -97,7 +96,7 @@ fn command(config: &Config, venv: &venv::Venv, port: u16, reload: bool) -> Resul
 
 fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
     // Catch the signals before the server exists, so that none is lost in between.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
+    let mut signals = crate::signals::catch_stop_signals()?;
     println!("server: http://127.0.0.1:{port} (Ctrl-C stops it)");
     println!(
         "$ cd {} && {} {}",
@@ -131,7 +130,7 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
             bail!("the server exited with {status} (see its output above)");
         }
         if let Some(signal) = signals.pending().next() {
-            println!("server: {} received: stopping the server (pid {pid})", signal_name(signal));
+            println!("server: {} received: stopping the server (pid {pid})", crate::signals::name(signal));
             stop(&handle, pid, &mut signals)?;
             println!("server: stopped");
             return Ok(());
@@ -224,15 +223,6 @@ fn group_members(pgid: libc::pid_t) -> Vec<String> {
         }
     }
     out
-}
-
-fn signal_name(signal: libc::c_int) -> &'static str {
-    match signal {
-        SIGINT => "SIGINT",
-        SIGTERM => "SIGTERM",
-        SIGHUP => "SIGHUP",
-        _ => "a signal",
-    }
 }
 
 /// Fails with a clear message when something already listens on 127.0.0.1:`port`.
