@@ -681,16 +681,16 @@ pub(crate) fn dependency_from_pep_508(text: &str, relative_to: &Path) -> Result<
 }
 
 /// A dependency's constraints: one spec, or several (`[[...dependencies.name]]` or an inline list).
-fn spec_items<'n, 'a>(spec: &'n Node<'a>) -> Vec<&'n Node<'a>> {
+fn spec_items(spec: Node<'_>) -> Vec<Node<'_>> {
     match spec.as_array() {
-        Some(items) => items.iter().collect(),
+        Some(items) => items.collect(),
         None => vec![spec],
     }
 }
 
 /// poetry-core's `Factory.create_dependency`: a dependency as `[tool.poetry.dependencies]` or a lock's
 /// `[package.dependencies]` writes it (a version string or a table).
-pub(crate) fn dependency_from_spec(name: &str, spec: &Node<'_>, root_dir: &Path) -> Result<Dependency, String> {
+pub(crate) fn dependency_from_spec(name: &str, spec: Node<'_>, root_dir: &Path) -> Result<Dependency, String> {
     if let Some(s) = spec.as_str() {
         let c = pep440::parse_constraint(s).ok_or_else(|| format!("invalid version constraint \"{s}\""))?;
         return Ok(Dependency::index(name, c));
@@ -715,7 +715,6 @@ pub(crate) fn dependency_from_spec(name: &str, spec: &Node<'_>, root_dir: &Path)
         Some(item) => item
             .as_array()
             .ok_or("`extras` must be a list of strings")?
-            .iter()
             .map(|v| v.as_str().map(str::to_string).ok_or("`extras` must be a list of strings".to_string()))
             .collect::<Result<_, _>>()?,
     };
@@ -798,18 +797,18 @@ pub(crate) enum Json {
 }
 
 impl Json {
-    fn from_node(node: &Node<'_>) -> Json {
-        match &node.value {
+    fn from_node(node: Node<'_>) -> Json {
+        match node.value() {
             Value::String(s) => Json::Str(s.to_string()),
-            Value::Integer(i) => Json::Int(*i),
-            Value::Float(f) => Json::Float(*f),
-            Value::Boolean(b) => Json::Bool(*b),
+            Value::Integer(i) => Json::Int(i),
+            Value::Float(f) => Json::Float(f),
+            Value::Boolean(b) => Json::Bool(b),
             Value::Datetime(d) => Json::Str(d.to_string()),
-            Value::Array { items, .. } => Json::Array(items.iter().map(Json::from_node).collect()),
+            Value::Array(items) => Json::Array(items.map(Json::from_node).collect()),
             Value::Table(t) => Json::from_table(t),
         }
     }
-    fn from_table(t: &Table<'_>) -> Json {
+    fn from_table(t: Table<'_>) -> Json {
         Json::Object(t.iter().map(|(k, v)| (k.to_string(), Json::from_node(v))).collect())
     }
 
@@ -959,18 +958,17 @@ pub(crate) struct Project {
     content_hash_without_groups: String,
 }
 
-fn item_str<'n>(file: &Document<'_>, item: &'n Node<'_>, what: &str) -> Result<&'n str> {
+fn item_str<'d>(file: &Document<'_>, item: Node<'d>, what: &str) -> Result<&'d str> {
     item.as_str().ok_or_else(|| file.error_at(item, format!("{what} must be a string")))
 }
 
-fn table_like<'n, 'a>(file: &Document<'_>, item: &'n Node<'a>, what: &str) -> Result<&'n Table<'a>> {
+fn table_like<'d>(file: &Document<'_>, item: Node<'d>, what: &str) -> Result<Table<'d>> {
     item.as_table().ok_or_else(|| file.error_at(item, format!("{what} must be a table")))
 }
 
-fn string_list(file: &Document<'_>, item: &Node<'_>, what: &str) -> Result<Vec<String>> {
+fn string_list(file: &Document<'_>, item: Node<'_>, what: &str) -> Result<Vec<String>> {
     let array = item.as_array().ok_or_else(|| file.error_at(item, format!("{what} must be a list of strings")))?;
     array
-        .iter()
         .map(|v| {
             v.as_str()
                 .map(str::to_string)
@@ -989,7 +987,7 @@ impl Project {
     }
 
     pub(crate) fn from_file(dir: &Path, file: &Document<'_>) -> Result<Project> {
-        let root = &file.root;
+        let root = file.root();
         let project = match root.get("project") {
             Some(item) => Some(table_like(file, item, "[project]")?),
             None => None,
@@ -1111,7 +1109,7 @@ impl Project {
         let poetry_group_deps = |groups: &mut Vec<DependencyGroup>,
                                  python_versions: &mut String,
                                  group: usize,
-                                 deps: &Node<'_>,
+                                 deps: Node<'_>,
                                  what: &str|
          -> Result<()> {
             let table = table_like(file, deps, what)?;
@@ -1165,7 +1163,7 @@ impl Project {
                     .as_array()
                     .ok_or_else(|| file.error_at(entries, format!("dependency-groups.{group_name} must be a list")))?;
                 let mut included = Vec::new();
-                for v in array.iter() {
+                for v in array {
                     if let Some(s) = v.as_str() {
                         let mut dep = dependency_from_pep_508(s, dir).map_err(|e| file.error_at(entries, e))?;
                         dep.optional = false;
@@ -1275,9 +1273,9 @@ impl Project {
         // Sources
         let mut sources = Vec::new();
         if let Some(item) = poetry_get("source") {
-            let array: Vec<&Table<'_>> = item
+            let array: Vec<Table<'_>> = item
                 .as_array()
-                .map(|a| a.iter().filter_map(Node::as_table).collect())
+                .map(|a| a.filter_map(Node::as_table).collect())
                 .ok_or_else(|| file.error_at(item, "tool.poetry.source must be a list of tables"))?;
             for t in array {
                 let name =
@@ -1466,9 +1464,9 @@ fn enrich_dependency(project_dep: &Dependency, poetry_dep: &Dependency, marker: 
 
 /// Poetry's `Locker._get_content_hash`, with and without `[dependency-groups]`.
 fn content_hashes(
-    project: Option<&Table<'_>>,
-    tool_poetry: Option<&Table<'_>>,
-    dependency_groups: Option<&Table<'_>>,
+    project: Option<Table<'_>>,
+    tool_poetry: Option<Table<'_>>,
+    dependency_groups: Option<Table<'_>>,
 ) -> (String, String) {
     let compute = |with_groups: bool| -> String {
         let mut relevant_project: Vec<(String, Json)> = Vec::new();
@@ -1550,10 +1548,10 @@ pub(crate) struct Package<'a> {
 #[derive(Clone, Copy)]
 struct RawPackage<'a> {
     doc: &'a Document<'a>,
-    table: &'a Table<'a>,
+    table: Table<'a>,
     lock_dir: &'a Path,
-    metadata_files: Option<&'a Table<'a>>,
-    metadata_hashes: Option<&'a Table<'a>>,
+    metadata_files: Option<Table<'a>>,
+    metadata_hashes: Option<Table<'a>>,
 }
 
 impl<'a> Package<'a> {
@@ -1661,7 +1659,7 @@ impl<'a> Lock<'a> {
 
     pub(crate) fn from_file(path: &'a Path, file: &'a Document<'a>) -> Result<Lock<'a>> {
         let lock_dir = path.parent().unwrap_or(Path::new("."));
-        let root = &file.root;
+        let root = file.root();
         let first_line = file.text.lines().next().unwrap_or("");
         let generated_by = first_line
             .find("Poetry ")
@@ -1692,9 +1690,9 @@ impl<'a> Lock<'a> {
 
         let mut packages = Vec::new();
         if let Some(item) = root.get("package") {
-            let tables: Vec<&Table<'a>> = item
+            let tables: Vec<Table<'a>> = item
                 .as_array()
-                .map(|a| a.iter().filter_map(Node::as_table).collect())
+                .map(|a| a.filter_map(Node::as_table).collect())
                 .ok_or_else(|| file.error_at(item, "package must be an array of tables"))?;
             for t in tables {
                 let raw = RawPackage { doc: file, table: t, lock_dir, metadata_files, metadata_hashes };
@@ -1714,11 +1712,11 @@ impl<'a> Lock<'a> {
 
 fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
     let (file, t, lock_dir) = (raw.doc, raw.table, raw.lock_dir);
-    let at = |key: &str| -> Result<&Node<'_>> {
+    let at = |key: &str| -> Result<Node<'_>> {
         t.get(key).ok_or_else(|| format_err!("{}: a [[package]] has no `{key}`", file.display))
     };
     let str_at = |key: &str| -> Result<String> { Ok(item_str(file, at(key)?, key)?.to_string()) };
-    let opt_str = |table: &Table<'_>, key: &str| -> Result<Option<String>> {
+    let opt_str = |table: Table<'_>, key: &str| -> Result<Option<String>> {
         match table.get(key) {
             None => Ok(None),
             Some(item) => Ok(Some(item_str(file, item, key)?.to_string())),
@@ -1768,7 +1766,7 @@ fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
     };
     let mut group_markers = Vec::new();
     if !groups.is_empty() {
-        let parse = |text: &str, item: &Node<'_>| -> Result<Marker> {
+        let parse = |text: &str, item: Node<'_>| -> Result<Marker> {
             markers::parse_marker(text).map_err(|e| file.error_at(item, e))
         };
         match t.get("markers") {
@@ -1818,10 +1816,9 @@ fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
 fn read_files(raw: &RawPackage<'_>, name: &str, kind: Option<&str>, url: Option<&str>) -> Result<Vec<PackageFile>> {
     let file = raw.doc;
     let pretty_name = raw.table.get("name").and_then(Node::as_str).unwrap_or(name);
-    let read = |item: &Node<'_>| -> Result<Vec<PackageFile>> {
+    let read = |item: Node<'_>| -> Result<Vec<PackageFile>> {
         let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
         array
-            .iter()
             .map(|v| {
                 let t = v.as_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
                 let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
@@ -1835,11 +1832,9 @@ fn read_files(raw: &RawPackage<'_>, name: &str, kind: Option<&str>, url: Option<
     }
     if let Some(hashes) = raw.metadata_hashes {
         return match hashes.get(pretty_name).and_then(Node::as_array) {
-            Some(a) => Ok(a
-                .iter()
-                .filter_map(|v| v.as_str())
-                .map(|h| PackageFile { file: h.into(), hash: h.into() })
-                .collect()),
+            Some(a) => {
+                Ok(a.filter_map(|v| v.as_str()).map(|h| PackageFile { file: h.into(), hash: h.into() }).collect())
+            }
             None => bail!("{}: metadata.hashes has no entry for {pretty_name}", file.display),
         };
     }

@@ -1,12 +1,14 @@
-//! A fast, read-only TOML tree for large generated files (`poetry.lock` is often megabytes): strings are
-//! borrowed from the text unless they contain escapes, and every value keeps its offset so that errors
-//! still say `path:line:col`. Built on `toml_parser` (the lexer `toml_edit` uses) without `toml_edit`'s
-//! formatting-preserving model, which is several times slower. Syntax errors are reported through
-//! `TomlFile`, so they read exactly like everywhere else in the tool.
+//! A fast, read-only TOML tree for large generated files (`poetry.lock` is often megabytes): every table,
+//! array and value of a document lives in one vector (no allocation per table or array), strings are
+//! borrowed from the text unless they contain escapes, and every value keeps its offset so that errors still
+//! say `path:line:col`. Lock files take a direct parser (`fast`); anything it does not read goes through
+//! `toml_parser` (the lexer `toml_edit` uses) without `toml_edit`'s formatting-preserving model, which is
+//! several times slower. Syntax errors are reported through `TomlFile`, so they read exactly like everywhere
+//! else in the tool.
 
 use std::borrow::Cow;
 
-use anyhow::{format_err, Result};
+use anyhow::{bail, format_err, Result};
 use toml_parser::decoder::Encoding;
 use toml_parser::decoder::ScalarKind;
 use toml_parser::parser::EventReceiver;
@@ -14,27 +16,23 @@ use toml_parser::{ErrorSink, ParseError, Raw, Source, Span};
 
 use crate::toml_file::{line_col, TomlFile};
 
-/// A TOML value and where it starts in the text.
-#[derive(Debug, Clone)]
-pub(crate) struct Node<'a> {
-    pub(crate) value: Value<'a>,
-    pub(crate) at: usize,
+/// The end of a list.
+const NONE: u32 = u32::MAX;
+
+/// A dotted key: its parts and where each starts.
+type Keys<'a> = Vec<(Cow<'a, str>, usize)>;
+
+/// The root table's slot.
+const ROOT: u32 = 0;
+
+/// The entries of a table or the items of an array: slots linked through `Slot::next`.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    first: u32,
+    last: u32,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum Value<'a> {
-    String(Cow<'a, str>),
-    Integer(i64),
-    Float(f64),
-    Boolean(bool),
-    Datetime(&'a str),
-    /// `tables` is true for an array of tables (`[[name]]`).
-    Array {
-        items: Vec<Node<'a>>,
-        tables: bool,
-    },
-    Table(Table<'a>),
-}
+const EMPTY: List = List { first: NONE, last: NONE };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TableKind {
@@ -46,84 +44,346 @@ enum TableKind {
     Inline,
 }
 
-/// A table: entries in document order.
-#[derive(Debug, Clone)]
-pub(crate) struct Table<'a> {
-    entries: Vec<(Cow<'a, str>, Node<'a>)>,
-    kind: TableKind,
+#[derive(Debug)]
+enum Stored<'a> {
+    String(Cow<'a, str>),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Datetime(&'a str),
+    /// The bool is true for an array of tables (`[[name]]`).
+    Array(List, bool),
+    Table(List, TableKind),
 }
 
-impl<'a> Table<'a> {
-    fn new(kind: TableKind) -> Table<'a> {
-        Table { entries: Vec::new(), kind }
+/// One value of the document.
+#[derive(Debug)]
+struct Slot<'a> {
+    /// Its key in its table (empty for array items and the root).
+    key: Cow<'a, str>,
+    value: Stored<'a>,
+    /// Where it starts in the text.
+    at: u32,
+    /// The next entry of its table, or item of its array.
+    next: u32,
+}
+
+/// The document's values, as the parsers build them.
+struct Slots<'a>(Vec<Slot<'a>>);
+
+impl<'a> Slots<'a> {
+    fn new(text: &str) -> Slots<'a> {
+        // About one value per 24 bytes of a lock file.
+        let mut slots = Vec::with_capacity(text.len() / 24 + 1);
+        slots.push(Slot {
+            key: Cow::Borrowed(""),
+            value: Stored::Table(EMPTY, TableKind::Implicit),
+            at: 0,
+            next: NONE,
+        });
+        Slots(slots)
     }
-    pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+
+    fn push(&mut self, value: Stored<'a>, at: usize) -> u32 {
+        let id = self.0.len() as u32;
+        self.0.push(Slot { key: Cow::Borrowed(""), value, at: at as u32, next: NONE });
+        id
     }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Node<'a>)> {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+
+    fn list(&self, owner: u32) -> List {
+        match self.0[owner as usize].value {
+            Stored::Array(list, _) | Stored::Table(list, _) => list,
+            _ => EMPTY,
+        }
     }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+
+    /// Adds `id` at the end of the table or array `owner`.
+    fn append(&mut self, owner: u32, id: u32) {
+        let mut list = self.list(owner);
+        if list.last == NONE {
+            list.first = id;
+        } else {
+            self.0[list.last as usize].next = id;
+        }
+        list.last = id;
+        if let Stored::Array(l, _) | Stored::Table(l, _) = &mut self.0[owner as usize].value {
+            *l = list;
+        }
     }
-    fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
-        self.entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+
+    /// The entry `key` of the table `table`.
+    fn find(&self, table: u32, key: &str) -> Option<u32> {
+        let mut id = self.list(table).first;
+        while id != NONE {
+            let slot = &self.0[id as usize];
+            if same_key(&slot.key, key) {
+                return Some(id);
+            }
+            id = slot.next;
+        }
+        None
+    }
+
+    /// Adds a new table `key` to `parent`.
+    fn add_table(&mut self, parent: u32, key: Cow<'a, str>, kind: TableKind, at: usize) -> u32 {
+        let id = self.push(Stored::Table(EMPTY, kind), at);
+        self.0[id as usize].key = key;
+        self.append(parent, id);
+        id
+    }
+
+    fn table_kind(&self, id: u32) -> Option<TableKind> {
+        match self.0[id as usize].value {
+            Stored::Table(_, kind) => Some(kind),
+            _ => None,
+        }
     }
 }
 
-impl<'a> Node<'a> {
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match &self.value {
-            Value::String(s) => Some(s),
-            _ => None,
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes() == b.as_bytes()
+}
+
+/// `[keys]` or `[[keys]]`: defines the table (or appends one to the array of tables) and returns it.
+fn define_header<'a>(
+    slots: &mut Slots<'a>,
+    keys: &[(Cow<'a, str>, usize)],
+    array: bool,
+    start: usize,
+) -> Result<u32, (usize, String)> {
+    let Some(((last, _), parents)) = keys.split_last() else { return Err((start, "empty table name".into())) };
+    let parent = navigate(slots, parents, start)?;
+    match slots.find(parent, last) {
+        None => {
+            if array {
+                let id = slots.push(Stored::Array(EMPTY, true), start);
+                slots.0[id as usize].key = last.clone();
+                slots.append(parent, id);
+                let table = slots.push(Stored::Table(EMPTY, TableKind::Header), start);
+                slots.append(id, table);
+                Ok(table)
+            } else {
+                Ok(slots.add_table(parent, last.clone(), TableKind::Header, start))
+            }
         }
-    }
-    pub(crate) fn is_str(&self) -> bool {
-        matches!(self.value, Value::String(_))
-    }
-    pub(crate) fn as_bool(&self) -> Option<bool> {
-        match self.value {
-            Value::Boolean(b) => Some(b),
-            _ => None,
-        }
-    }
-    pub(crate) fn as_table(&self) -> Option<&Table<'a>> {
-        match &self.value {
-            Value::Table(t) => Some(t),
-            _ => None,
-        }
-    }
-    /// The items of an array or of an array of tables.
-    pub(crate) fn as_array(&self) -> Option<&[Node<'a>]> {
-        match &self.value {
-            Value::Array { items, .. } => Some(items),
-            _ => None,
-        }
-    }
-    pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
-        self.as_table().and_then(|t| t.get(key))
+        Some(existing) => match (&mut slots.0[existing as usize].value, array) {
+            (Stored::Array(_, true), true) => {
+                let table = slots.push(Stored::Table(EMPTY, TableKind::Header), start);
+                slots.append(existing, table);
+                Ok(table)
+            }
+            (Stored::Table(_, kind), false) if *kind == TableKind::Implicit => {
+                *kind = TableKind::Header;
+                Ok(existing)
+            }
+            _ => Err((start, format!("duplicate key `{last}`"))),
+        },
     }
 }
+
+/// The table at `path` under the root, creating implicit tables; arrays of tables lead to their last table.
+fn navigate<'a>(slots: &mut Slots<'a>, path: &[(Cow<'a, str>, usize)], at: usize) -> Result<u32, (usize, String)> {
+    let mut current = ROOT;
+    for (key, _) in path {
+        let Some(id) = slots.find(current, key) else {
+            current = slots.add_table(current, key.clone(), TableKind::Implicit, at);
+            continue;
+        };
+        current = match slots.0[id as usize].value {
+            Stored::Table(_, kind) if kind != TableKind::Inline => id,
+            Stored::Array(list, true) if slots.table_kind(list.last).is_some() => list.last,
+            Stored::Array(_, true) => return Err((at, format!("`{key}` is not a table"))),
+            _ => return Err((at, format!("`{key}` is already defined as a value"))),
+        };
+    }
+    Ok(current)
+}
+
+/// Adds the value `value` under the (dotted) `keys` to `table`, creating dotted tables.
+fn insert<'a>(
+    slots: &mut Slots<'a>,
+    table: u32,
+    keys: &[(Cow<'a, str>, usize)],
+    value: u32,
+) -> Result<(), (usize, String)> {
+    let Some(((last, at), parents)) = keys.split_last() else {
+        return Err((slots.0[value as usize].at as usize, "a value without a key".to_string()));
+    };
+    let mut current = table;
+    for (key, key_at) in parents {
+        current = match slots.find(current, key) {
+            None => slots.add_table(current, key.clone(), TableKind::Dotted, *key_at),
+            Some(id) if matches!(slots.table_kind(id), Some(TableKind::Dotted | TableKind::Implicit)) => id,
+            Some(_) => return Err((*key_at, format!("duplicate key `{key}`"))),
+        };
+    }
+    if slots.find(current, last).is_some() {
+        return Err((*at, format!("duplicate key `{last}`")));
+    }
+    slots.0[value as usize].key = last.clone();
+    slots.append(current, value);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading the tree
+// ---------------------------------------------------------------------------------------------------------
 
 /// A parsed document and where it came from.
 pub(crate) struct Document<'a> {
     pub(crate) text: &'a str,
     pub(crate) display: String,
-    pub(crate) root: Table<'a>,
+    slots: Vec<Slot<'a>>,
+}
+
+/// A value of a document (a cheap handle: copy it freely).
+#[derive(Clone, Copy)]
+pub(crate) struct Node<'d> {
+    slots: &'d [Slot<'d>],
+    id: u32,
+}
+
+/// A table of a document.
+#[derive(Clone, Copy)]
+pub(crate) struct Table<'d> {
+    slots: &'d [Slot<'d>],
+    id: u32,
+}
+
+/// A value, as `Node::value` shows it.
+pub(crate) enum Value<'d> {
+    String(&'d str),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Datetime(&'d str),
+    Array(Items<'d>),
+    Table(Table<'d>),
+}
+
+/// The items of an array, in order.
+#[derive(Clone)]
+pub(crate) struct Items<'d> {
+    slots: &'d [Slot<'d>],
+    next: u32,
+}
+
+impl<'d> Iterator for Items<'d> {
+    type Item = Node<'d>;
+    fn next(&mut self) -> Option<Node<'d>> {
+        if self.next == NONE {
+            return None;
+        }
+        let node = Node { slots: self.slots, id: self.next };
+        self.next = self.slots[self.next as usize].next;
+        Some(node)
+    }
+}
+
+/// The entries of a table, in document order.
+pub(crate) struct Entries<'d> {
+    slots: &'d [Slot<'d>],
+    next: u32,
+}
+
+impl<'d> Iterator for Entries<'d> {
+    type Item = (&'d str, Node<'d>);
+    fn next(&mut self) -> Option<(&'d str, Node<'d>)> {
+        if self.next == NONE {
+            return None;
+        }
+        let slot = &self.slots[self.next as usize];
+        let entry = (slot.key.as_ref(), Node { slots: self.slots, id: self.next });
+        self.next = slot.next;
+        Some(entry)
+    }
+}
+
+impl<'d> Table<'d> {
+    fn list(self) -> List {
+        match self.slots[self.id as usize].value {
+            Stored::Table(list, _) => list,
+            _ => EMPTY,
+        }
+    }
+    pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
+        self.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v)
+    }
+    pub(crate) fn iter(self) -> Entries<'d> {
+        Entries { slots: self.slots, next: self.list().first }
+    }
+    pub(crate) fn is_empty(self) -> bool {
+        self.list().first == NONE
+    }
+}
+
+impl<'d> Node<'d> {
+    fn slot(self) -> &'d Slot<'d> {
+        &self.slots[self.id as usize]
+    }
+    /// Where the value starts in the text.
+    pub(crate) fn at(self) -> usize {
+        self.slot().at as usize
+    }
+    pub(crate) fn value(self) -> Value<'d> {
+        match &self.slot().value {
+            Stored::String(s) => Value::String(s),
+            Stored::Integer(i) => Value::Integer(*i),
+            Stored::Float(f) => Value::Float(*f),
+            Stored::Boolean(b) => Value::Boolean(*b),
+            Stored::Datetime(d) => Value::Datetime(d),
+            Stored::Array(list, _) => Value::Array(Items { slots: self.slots, next: list.first }),
+            Stored::Table(..) => Value::Table(Table { slots: self.slots, id: self.id }),
+        }
+    }
+    pub(crate) fn as_str(self) -> Option<&'d str> {
+        match &self.slot().value {
+            Stored::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub(crate) fn is_str(self) -> bool {
+        matches!(self.slot().value, Stored::String(_))
+    }
+    pub(crate) fn as_bool(self) -> Option<bool> {
+        match self.slot().value {
+            Stored::Boolean(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub(crate) fn as_table(self) -> Option<Table<'d>> {
+        match self.slot().value {
+            Stored::Table(..) => Some(Table { slots: self.slots, id: self.id }),
+            _ => None,
+        }
+    }
+    /// The items of an array or of an array of tables.
+    pub(crate) fn as_array(self) -> Option<Items<'d>> {
+        match self.slot().value {
+            Stored::Array(list, _) => Some(Items { slots: self.slots, next: list.first }),
+            _ => None,
+        }
+    }
+    pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
+        self.as_table().and_then(|t| t.get(key))
+    }
 }
 
 impl<'a> Document<'a> {
     /// Parses `text`; `display` names the file in messages.
     pub(crate) fn parse(text: &'a str, display: &str) -> Result<Document<'a>> {
-        if let Some(root) = fast::parse(text) {
-            return Ok(Document { text, display: display.to_string(), root });
+        if u32::try_from(text.len()).is_err() {
+            bail!("{display} is too large (4 GiB or more)");
+        }
+        if let Some(slots) = fast::parse(text) {
+            return Ok(Document { text, display: display.to_string(), slots: slots.0 });
         }
         let source = Source::new(text);
         let tokens = source.lex().into_vec();
         let mut builder = Builder {
             source,
-            root: Table::new(TableKind::Implicit),
-            table_path: Vec::new(),
+            slots: Slots::new(text),
+            current: ROOT,
             header: None,
             pending: Vec::new(),
             frames: Vec::new(),
@@ -145,35 +405,46 @@ impl<'a> Document<'a> {
             let (line, col) = line_col(text, at);
             return Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"));
         }
-        Ok(Document { text, display: display.to_string(), root: builder.root })
+        Ok(Document { text, display: display.to_string(), slots: builder.slots.0 })
+    }
+
+    /// The top-level table.
+    pub(crate) fn root(&self) -> Table<'_> {
+        Table { slots: &self.slots, id: ROOT }
     }
 
     /// `path:line:col` of a value.
-    pub(crate) fn location(&self, node: &Node<'_>) -> String {
-        let (line, col) = line_col(self.text, node.at);
+    pub(crate) fn location(&self, node: Node<'_>) -> String {
+        let (line, col) = line_col(self.text, node.at());
         format!("{}:{line}:{col}", self.display)
     }
 
     /// An error pointing at `node`: `path:line:col: message`.
-    pub(crate) fn error_at(&self, node: &Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
+    pub(crate) fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
         format_err!("{}: {message}", self.location(node))
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The general parser: `toml_parser`'s events
+// ---------------------------------------------------------------------------------------------------------
+
 enum Frame<'a> {
-    Array(Vec<Node<'a>>, usize),
-    Inline(Table<'a>, usize, Vec<(Cow<'a, str>, usize)>),
+    /// An array being read.
+    Array(u32),
+    /// An inline table being read, and the keys of its value being read.
+    Inline(u32, Keys<'a>),
 }
 
 struct Builder<'a> {
     source: Source<'a>,
-    root: Table<'a>,
-    /// The current `[table]`: keys from the root.
-    table_path: Vec<Cow<'a, str>>,
+    slots: Slots<'a>,
+    /// The current `[table]`.
+    current: u32,
     /// Keys of the header being read: (is an array of tables, keys, start).
-    header: Option<(bool, Vec<Cow<'a, str>>, usize)>,
+    header: Option<(bool, Keys<'a>, usize)>,
     /// Keys of the key/value being read at the top level.
-    pending: Vec<(Cow<'a, str>, usize)>,
+    pending: Keys<'a>,
     frames: Vec<Frame<'a>>,
     error: Option<(usize, String)>,
 }
@@ -190,66 +461,32 @@ impl<'a> Builder<'a> {
         Raw::new_unchecked(text, encoding, span)
     }
 
-    fn deliver(&mut self, node: Node<'a>) {
-        match self.frames.last_mut() {
-            Some(Frame::Array(items, _)) => items.push(node),
-            Some(Frame::Inline(table, _, keys)) => {
-                let keys = std::mem::take(keys);
-                if let Err((at, m)) = insert(table, &keys, node) {
-                    self.fail(at, m);
-                }
+    fn deliver(&mut self, value: u32) {
+        let result = match self.frames.last_mut() {
+            Some(Frame::Array(array)) => {
+                self.slots.append(*array, value);
+                Ok(())
+            }
+            Some(Frame::Inline(table, keys)) => {
+                let (table, keys) = (*table, std::mem::take(keys));
+                insert(&mut self.slots, table, &keys, value)
             }
             None => {
                 let keys = std::mem::take(&mut self.pending);
-                let path = self.table_path.clone();
-                let result = navigate(&mut self.root, &path, 0).and_then(|t| insert(t, &keys, node));
-                if let Err((at, m)) = result {
-                    self.fail(at, m);
-                }
+                insert(&mut self.slots, self.current, &keys, value)
             }
+        };
+        if let Err((at, m)) = result {
+            self.fail(at, m);
         }
     }
 
     fn open_header(&mut self, start: usize) {
         let Some((array, keys, _)) = self.header.take() else { return };
-        match define_header(&mut self.root, &keys, array, start) {
-            Ok(()) => self.table_path = keys,
+        match define_header(&mut self.slots, &keys, array, start) {
+            Ok(table) => self.current = table,
             Err((at, m)) => self.fail(at, m),
         }
-    }
-}
-
-/// `[keys]` or `[[keys]]`: defines the table (or appends one to the array of tables).
-fn define_header<'a>(
-    root: &mut Table<'a>,
-    keys: &[Cow<'a, str>],
-    array: bool,
-    start: usize,
-) -> Result<(), (usize, String)> {
-    let Some((last, parents)) = keys.split_last() else { return Err((start, "empty table name".into())) };
-    let parent = navigate(root, parents, start)?;
-    match parent.get_mut(last) {
-        None => {
-            let table = Node { value: Value::Table(Table::new(TableKind::Header)), at: start };
-            let node = if array {
-                Node { value: Value::Array { items: vec![table], tables: true }, at: start }
-            } else {
-                table
-            };
-            parent.entries.push((last.clone(), node));
-            Ok(())
-        }
-        Some(existing) => match (&mut existing.value, array) {
-            (Value::Array { items, tables: true }, true) => {
-                items.push(Node { value: Value::Table(Table::new(TableKind::Header)), at: start });
-                Ok(())
-            }
-            (Value::Table(t), false) if t.kind == TableKind::Implicit => {
-                t.kind = TableKind::Header;
-                Ok(())
-            }
-            _ => Err((start, format!("duplicate key `{last}`"))),
-        },
     }
 }
 
@@ -272,53 +509,6 @@ fn plain_string(raw: &str, kind: Option<Encoding>) -> Option<&str> {
     inner.bytes().all(|b| (b >= 0x20 && b != 0x7f && (escape_allowed || b != b'\\')) || b == b'\t').then_some(inner)
 }
 
-/// The table at `path` under `table`, creating implicit tables; arrays of tables lead to their last table.
-fn navigate<'t, 'a>(
-    table: &'t mut Table<'a>,
-    path: &[Cow<'a, str>],
-    at: usize,
-) -> Result<&'t mut Table<'a>, (usize, String)> {
-    let mut current = table;
-    for key in path {
-        if current.get(key).is_none() {
-            current.entries.push((key.clone(), Node { value: Value::Table(Table::new(TableKind::Implicit)), at }));
-        }
-        let node = current.get_mut(key).unwrap();
-        current = match &mut node.value {
-            Value::Table(t) if t.kind != TableKind::Inline => t,
-            Value::Array { items, tables: true } => match items.last_mut().map(|n| &mut n.value) {
-                Some(Value::Table(t)) => t,
-                _ => return Err((at, format!("`{key}` is not a table"))),
-            },
-            _ => return Err((at, format!("`{key}` is already defined as a value"))),
-        };
-    }
-    Ok(current)
-}
-
-fn insert<'a>(table: &mut Table<'a>, keys: &[(Cow<'a, str>, usize)], node: Node<'a>) -> Result<(), (usize, String)> {
-    let Some(((last, at), parents)) = keys.split_last() else {
-        return Err((node.at, "a value without a key".to_string()));
-    };
-    let mut current = table;
-    for (key, key_at) in parents {
-        if current.get(key).is_none() {
-            current
-                .entries
-                .push((key.clone(), Node { value: Value::Table(Table::new(TableKind::Dotted)), at: *key_at }));
-        }
-        current = match &mut current.get_mut(key).unwrap().value {
-            Value::Table(t) if matches!(t.kind, TableKind::Dotted | TableKind::Implicit) => t,
-            _ => return Err((*key_at, format!("duplicate key `{key}`"))),
-        };
-    }
-    if current.get(last).is_some() {
-        return Err((*at, format!("duplicate key `{last}`")));
-    }
-    current.entries.push((last.clone(), node));
-    Ok(())
-}
-
 impl<'a> EventReceiver for Builder<'a> {
     fn std_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) {
         self.header = Some((false, Vec::new(), span.start()));
@@ -335,21 +525,23 @@ impl<'a> EventReceiver for Builder<'a> {
         self.open_header(start);
     }
     fn inline_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) -> bool {
-        self.frames.push(Frame::Inline(Table::new(TableKind::Inline), span.start(), Vec::new()));
+        let table = self.slots.push(Stored::Table(EMPTY, TableKind::Inline), span.start());
+        self.frames.push(Frame::Inline(table, Vec::new()));
         true
     }
     fn inline_table_close(&mut self, _span: Span, _error: &mut dyn ErrorSink) {
-        if let Some(Frame::Inline(table, at, _)) = self.frames.pop() {
-            self.deliver(Node { value: Value::Table(table), at });
+        if let Some(Frame::Inline(table, _)) = self.frames.pop() {
+            self.deliver(table);
         }
     }
     fn array_open(&mut self, span: Span, _error: &mut dyn ErrorSink) -> bool {
-        self.frames.push(Frame::Array(Vec::new(), span.start()));
+        let array = self.slots.push(Stored::Array(EMPTY, false), span.start());
+        self.frames.push(Frame::Array(array));
         true
     }
     fn array_close(&mut self, _span: Span, _error: &mut dyn ErrorSink) {
-        if let Some(Frame::Array(items, at)) = self.frames.pop() {
-            self.deliver(Node { value: Value::Array { items, tables: false }, at });
+        if let Some(Frame::Array(array)) = self.frames.pop() {
+            self.deliver(array);
         }
     }
     fn simple_key(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
@@ -363,89 +555,100 @@ impl<'a> EventReceiver for Builder<'a> {
             }
         };
         if let Some((_, keys, _)) = &mut self.header {
-            keys.push(key);
+            keys.push((key, span.start()));
             return;
         }
         match self.frames.last_mut() {
-            Some(Frame::Inline(_, _, keys)) => keys.push((key, span.start())),
+            Some(Frame::Inline(_, keys)) => keys.push((key, span.start())),
             Some(Frame::Array(..)) => self.fail(span.start(), "a key inside an array".to_string()),
             None => self.pending.push((key, span.start())),
         }
     }
     fn scalar(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
-        if let Some(s) = plain_string(raw.as_str(), kind).filter(|_| kind.is_some()) {
-            self.deliver(Node { value: Value::String(Cow::Borrowed(s)), at: span.start() });
-            return;
-        }
-        let mut out: Cow<'a, str> = Cow::Borrowed("");
-        let scalar = raw.decode_scalar(&mut out, error);
-        let value = match scalar {
-            ScalarKind::String => Value::String(out),
-            ScalarKind::Boolean(b) => Value::Boolean(b),
-            ScalarKind::DateTime => Value::Datetime(raw.as_str()),
-            ScalarKind::Float => match out.parse::<f64>() {
-                Ok(f) => Value::Float(f),
-                Err(_) => match out.as_ref() {
-                    "inf" | "+inf" => Value::Float(f64::INFINITY),
-                    "-inf" => Value::Float(f64::NEG_INFINITY),
-                    _ => Value::Float(f64::NAN),
-                },
-            },
-            ScalarKind::Integer(radix) => match i64::from_str_radix(&out, radix.value()) {
-                Ok(i) => Value::Integer(i),
-                Err(_) => {
-                    self.fail(span.start(), format!("invalid integer `{}`", raw.as_str()));
-                    return;
+        let value = match plain_string(raw.as_str(), kind).filter(|_| kind.is_some()) {
+            Some(s) => Stored::String(Cow::Borrowed(s)),
+            None => {
+                let mut out: Cow<'a, str> = Cow::Borrowed("");
+                match raw.decode_scalar(&mut out, error) {
+                    ScalarKind::String => Stored::String(out),
+                    ScalarKind::Boolean(b) => Stored::Boolean(b),
+                    ScalarKind::DateTime => Stored::Datetime(raw.as_str()),
+                    ScalarKind::Float => match out.parse::<f64>() {
+                        Ok(f) => Stored::Float(f),
+                        Err(_) => match out.as_ref() {
+                            "inf" | "+inf" => Stored::Float(f64::INFINITY),
+                            "-inf" => Stored::Float(f64::NEG_INFINITY),
+                            _ => Stored::Float(f64::NAN),
+                        },
+                    },
+                    ScalarKind::Integer(radix) => match i64::from_str_radix(&out, radix.value()) {
+                        Ok(i) => Stored::Integer(i),
+                        Err(_) => {
+                            self.fail(span.start(), format!("invalid integer `{}`", raw.as_str()));
+                            return;
+                        }
+                    },
                 }
-            },
+            }
         };
-        self.deliver(Node { value, at: span.start() });
+        let id = self.slots.push(value, span.start());
+        self.deliver(id);
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The direct parser
+// ---------------------------------------------------------------------------------------------------------
+
 /// A direct parser for the TOML that generated lock files use: tables and arrays of tables, bare or plain
-/// quoted keys, one-line strings without escapes, decimal integers, booleans, arrays, one-line inline tables,
-/// comments. It accepts nothing that is not valid TOML; on anything else (escapes, multi-line strings,
-/// floats, dates, an error) it gives up and the `toml_parser` builder takes over.
+/// quoted keys, one-line strings, decimal integers, booleans, arrays, one-line inline tables, comments. It
+/// accepts nothing that is not valid TOML; on anything else (multi-line strings, floats, dates, an error) it
+/// gives up and the `toml_parser` builder takes over.
+///
+/// Written with indexing and plain loops: `cargo xtask` runs an unoptimized build of the dependencies, and
+/// std's generic helpers (`Option::copied`, `slice::get`...) would come from there, uninlined.
 mod fast {
     use std::borrow::Cow;
 
-    use super::{define_header, insert, navigate, Node, Table, TableKind, Value};
+    use super::{define_header, insert, Keys, Slots, Stored, TableKind, EMPTY, ROOT};
 
     struct Parser<'a> {
         s: &'a str,
         b: &'a [u8],
         i: usize,
-        spare: Vec<(Cow<'a, str>, usize)>,
+        slots: Slots<'a>,
+        /// The vector `keys` fills, reused from one key to the next.
+        spare: Keys<'a>,
     }
 
-    pub(super) fn parse(text: &str) -> Option<Table<'_>> {
-        let mut p = Parser { s: text, b: text.as_bytes(), i: 0, spare: Vec::new() };
-        let mut root = Table::new(TableKind::Implicit);
-        let mut table_path: Vec<Cow<'_, str>> = Vec::new();
+    pub(super) fn parse(text: &str) -> Option<Slots<'_>> {
+        let mut p = Parser { s: text, b: text.as_bytes(), i: 0, slots: Slots::new(text), spare: Vec::new() };
+        let mut table = ROOT;
         loop {
             p.skip_ws();
-            match p.peek() {
-                None => return Some(root),
-                Some(b'\n') => p.i += 1,
-                Some(b'\r') => p.newline()?,
-                Some(b'#') => p.line_end()?,
-                Some(b'[') => {
+            if p.i == p.b.len() {
+                return Some(p.slots);
+            }
+            match p.b[p.i] {
+                b'\n' => p.i += 1,
+                b'\r' => p.newline()?,
+                b'#' => p.line_end()?,
+                b'[' => {
                     let start = p.i;
                     p.i += 1;
                     let array = p.eat(b'[');
                     p.skip_ws();
-                    let keys: Vec<Cow<'_, str>> = p.keys()?.into_iter().map(|(k, _)| k).collect();
+                    let keys = p.keys()?;
                     p.skip_ws();
                     if !p.eat(b']') || (array && !p.eat(b']')) {
                         return None;
                     }
                     p.line_end()?;
-                    define_header(&mut root, &keys, array, start).ok()?;
-                    table_path = keys;
+                    table = define_header(&mut p.slots, &keys, array, start).ok()?;
+                    p.spare = keys;
                 }
-                Some(_) => {
+                _ => {
                     let keys = p.keys()?;
                     p.skip_ws();
                     if !p.eat(b'=') {
@@ -454,35 +657,51 @@ mod fast {
                     p.skip_ws();
                     let value = p.value(0)?;
                     p.line_end()?;
-                    let table = navigate(&mut root, &table_path, 0).ok()?;
-                    insert(table, &keys, value).ok()?;
-                    p.recycle(keys);
+                    insert(&mut p.slots, table, &keys, value).ok()?;
+                    p.spare = keys;
                 }
             }
         }
     }
 
+    /// Whether a byte may appear as is in a one-line string delimited by `quote`: not the quote, not a
+    /// backslash in a basic string, no control character but tab.
+    fn plain_byte(c: u8, quote: u8) -> bool {
+        (c >= 0x20 || c == b'\t') && c != 0x7f && c != quote && !(c == b'\\' && quote == b'"')
+    }
+
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
 
-    /// Non-zero when one of the eight bytes of `w` is `quote`, `backslash`, below 0x20 or 0x7f.
-    fn special_bytes(w: u64, quote: u8, backslash: u8) -> u64 {
+    /// Whether none of the eight bytes of `w` needs a look in a string delimited by `quote` (false
+    /// positives are fine): no quote, backslash, byte below 0x20, or 0x7f and above.
+    fn plain_word(w: u64, quote: u8) -> bool {
         let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
-        let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
-        zero(w ^ (LO * u64::from(quote))) | zero(w ^ (LO * u64::from(backslash))) | zero(w ^ (LO * 0x7f)) | below_space
+        let special = zero(w ^ (LO * u64::from(quote)))
+            | zero(w ^ (LO * u64::from(b'\\')))
+            | (w.wrapping_sub(LO * 0x20) & !w & HI)
+            | ((w | w.wrapping_add(LO)) & HI);
+        special == 0
     }
 
     impl<'a> Parser<'a> {
-        fn recycle(&mut self, keys: Vec<(Cow<'a, str>, usize)>) {
-            if keys.capacity() > self.spare.capacity() {
-                self.spare = keys;
+        /// The current byte; 0 at the end (a NUL is never valid where the parser looks).
+        fn byte(&self) -> u8 {
+            if self.i < self.b.len() {
+                self.b[self.i]
+            } else {
+                0
             }
         }
-        fn peek(&self) -> Option<u8> {
-            self.b.get(self.i).copied()
+        fn byte_at(&self, i: usize) -> u8 {
+            if i < self.b.len() {
+                self.b[i]
+            } else {
+                0
+            }
         }
         fn eat(&mut self, c: u8) -> bool {
-            if self.peek() == Some(c) {
+            if self.byte() == c && self.i < self.b.len() {
                 self.i += 1;
                 true
             } else {
@@ -490,7 +709,7 @@ mod fast {
             }
         }
         fn skip_ws(&mut self) {
-            while matches!(self.peek(), Some(b' ' | b'\t')) {
+            while self.i < self.b.len() && (self.b[self.i] == b' ' || self.b[self.i] == b'\t') {
                 self.i += 1;
             }
         }
@@ -504,7 +723,8 @@ mod fast {
         fn line_end(&mut self) -> Option<()> {
             self.skip_ws();
             if self.eat(b'#') {
-                while let Some(c) = self.peek() {
+                while self.i < self.b.len() {
+                    let c = self.b[self.i];
                     if c == b'\n' || c == b'\r' {
                         break;
                     }
@@ -514,7 +734,7 @@ mod fast {
                     self.i += 1;
                 }
             }
-            if self.peek().is_none() {
+            if self.i == self.b.len() {
                 return Some(());
             }
             self.newline()
@@ -523,28 +743,34 @@ mod fast {
         fn skip_array_space(&mut self) -> Option<()> {
             loop {
                 self.skip_ws();
-                match self.peek() {
-                    Some(b'\n' | b'\r') => self.newline()?,
-                    Some(b'#') => {
-                        self.line_end()?;
-                    }
+                match self.byte() {
+                    b'\n' | b'\r' => self.newline()?,
+                    b'#' => self.line_end()?,
                     _ => return Some(()),
                 }
             }
         }
+        /// A bare key or a plain quoted one.
         fn key(&mut self) -> Option<(Cow<'a, str>, usize)> {
             let start = self.i;
-            if self.peek() == Some(b'"') {
+            if self.byte() == b'"' {
                 let text = self.plain_string(b'"')?;
                 return Some((Cow::Borrowed(text), start));
             }
-            while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+            while self.i < self.b.len() {
+                let c = self.b[self.i];
+                if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                    break;
+                }
                 self.i += 1;
             }
-            (self.i > start).then(|| (Cow::Borrowed(&self.s[start..self.i]), start))
+            if self.i == start {
+                return None;
+            }
+            Some((Cow::Borrowed(&self.s[start..self.i]), start))
         }
-        /// A dotted key. The vector is recycled (`recycle`): one allocation serves the whole file.
-        fn keys(&mut self) -> Option<Vec<(Cow<'a, str>, usize)>> {
+        /// A dotted key, in the reused vector `spare` (give it back after use).
+        fn keys(&mut self) -> Option<Keys<'a>> {
             let mut keys = std::mem::take(&mut self.spare);
             keys.clear();
             keys.push(self.key()?);
@@ -562,31 +788,28 @@ mod fast {
         /// A one-line string with no escapes and no control characters.
         fn plain_string(&mut self, quote: u8) -> Option<&'a str> {
             self.i += 1;
-            if self.peek() == Some(quote) && self.b.get(self.i + 1) == Some(&quote) {
+            if self.byte() == quote && self.byte_at(self.i + 1) == quote {
                 return None; // multi-line
             }
             let start = self.i;
-            let backslash = if quote == b'"' { b'\\' } else { quote };
-            loop {
-                // Eight bytes at a time while none of them needs a look (SWAR).
-                while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-                    let w = u64::from_le_bytes(chunk.try_into().unwrap());
-                    if special_bytes(w, quote, backslash) != 0 {
-                        break;
-                    }
-                    self.i += 8;
+            // Eight bytes at a time while none of them needs a look.
+            while self.i + 8 <= self.b.len() {
+                // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
+                let w = u64::from_le(unsafe { self.b.as_ptr().add(self.i).cast::<u64>().read_unaligned() });
+                if !plain_word(w, quote) {
+                    break;
                 }
-                let c = self.peek()?;
-                if c == quote {
-                    let text = &self.s[start..self.i];
-                    self.i += 1;
-                    return Some(text);
-                }
-                if (c < 0x20 && c != b'\t') || c == 0x7f || (c == b'\\' && quote == b'"') {
-                    return None;
-                }
+                self.i += 8;
+            }
+            while self.i < self.b.len() && plain_byte(self.b[self.i], quote) {
                 self.i += 1;
             }
+            if self.byte() != quote || self.i == self.b.len() {
+                return None; // an escape, a control character or the end
+            }
+            let text = &self.s[start..self.i];
+            self.i += 1;
+            Some(text)
         }
         /// A one-line basic string; the common escapes are decoded.
         fn basic_string(&mut self) -> Option<Cow<'a, str>> {
@@ -595,14 +818,16 @@ mod fast {
                 return Some(Cow::Borrowed(text));
             }
             self.i = save + 1;
-            if self.peek() == Some(b'"') && self.b.get(self.i + 1) == Some(&b'"') {
+            if self.byte() == b'"' && self.byte_at(self.i + 1) == b'"' {
                 return None;
             }
             let mut out = String::new();
             let mut start = self.i;
             loop {
-                let c = self.peek()?;
-                match c {
+                if self.i == self.b.len() {
+                    return None;
+                }
+                match self.b[self.i] {
                     b'"' => {
                         out.push_str(&self.s[start..self.i]);
                         self.i += 1;
@@ -610,7 +835,7 @@ mod fast {
                     }
                     b'\\' => {
                         out.push_str(&self.s[start..self.i]);
-                        let e = *self.b.get(self.i + 1)?;
+                        let e = self.byte_at(self.i + 1);
                         self.i += 2;
                         match e {
                             b'"' => out.push('"'),
@@ -639,48 +864,53 @@ mod fast {
             }
         }
         fn delimited(&self) -> bool {
-            matches!(self.peek(), None | Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}' | b'#'))
+            self.i == self.b.len() || matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}' | b'#')
         }
-        fn value(&mut self, depth: usize) -> Option<Node<'a>> {
-            if depth > 32 {
+        fn starts_with(&self, word: &[u8]) -> bool {
+            self.i + word.len() <= self.b.len() && &self.b[self.i..self.i + word.len()] == word
+        }
+        /// A value, stored; returns its slot.
+        fn value(&mut self, depth: usize) -> Option<u32> {
+            if depth > 32 || self.i == self.b.len() {
                 return None;
             }
             let at = self.i;
-            let value = match self.peek()? {
-                b'"' => Value::String(self.basic_string()?),
-                b'\'' => Value::String(Cow::Borrowed(self.plain_string(b'\'')?)),
-                b't' if self.b[self.i..].starts_with(b"true") => {
+            let value = match self.b[self.i] {
+                b'"' => Stored::String(self.basic_string()?),
+                b'\'' => Stored::String(Cow::Borrowed(self.plain_string(b'\'')?)),
+                b't' if self.starts_with(b"true") => {
                     self.i += 4;
-                    Value::Boolean(true)
+                    Stored::Boolean(true)
                 }
-                b'f' if self.b[self.i..].starts_with(b"false") => {
+                b'f' if self.starts_with(b"false") => {
                     self.i += 5;
-                    Value::Boolean(false)
+                    Stored::Boolean(false)
                 }
                 b'0'..=b'9' | b'-' | b'+' => {
                     let start = self.i;
-                    if matches!(self.peek(), Some(b'-' | b'+')) {
+                    if self.b[self.i] == b'-' || self.b[self.i] == b'+' {
                         self.i += 1;
                     }
                     let digits = self.i;
-                    while matches!(self.peek(), Some(b'0'..=b'9')) {
+                    while self.byte().is_ascii_digit() {
                         self.i += 1;
                     }
                     let n = self.i - digits;
                     if n == 0 || (n > 1 && self.b[digits] == b'0') {
                         return None;
                     }
-                    Value::Integer(self.s[start..self.i].parse().ok()?)
+                    Stored::Integer(self.s[start..self.i].parse().ok()?)
                 }
                 b'[' => {
                     self.i += 1;
-                    let mut items = Vec::new();
+                    let array = self.slots.push(Stored::Array(EMPTY, false), at);
                     loop {
                         self.skip_array_space()?;
                         if self.eat(b']') {
                             break;
                         }
-                        items.push(self.value(depth + 1)?);
+                        let item = self.value(depth + 1)?;
+                        self.slots.append(array, item);
                         self.skip_array_space()?;
                         if self.eat(b',') {
                             continue;
@@ -690,11 +920,11 @@ mod fast {
                         }
                         return None;
                     }
-                    Value::Array { items, tables: false }
+                    return self.delimited().then_some(array);
                 }
                 b'{' => {
                     self.i += 1;
-                    let mut table = Table::new(TableKind::Inline);
+                    let table = self.slots.push(Stored::Table(EMPTY, TableKind::Inline), at);
                     self.skip_ws();
                     if !self.eat(b'}') {
                         loop {
@@ -706,8 +936,8 @@ mod fast {
                             }
                             self.skip_ws();
                             let value = self.value(depth + 1)?;
-                            insert(&mut table, &keys, value).ok()?;
-                            self.recycle(keys);
+                            insert(&mut self.slots, table, &keys, value).ok()?;
+                            self.spare = keys;
                             self.skip_ws();
                             if self.eat(b',') {
                                 continue;
@@ -718,14 +948,14 @@ mod fast {
                             return None;
                         }
                     }
-                    Value::Table(table)
+                    return self.delimited().then_some(table);
                 }
                 _ => return None,
             };
             if !self.delimited() {
                 return None;
             }
-            Some(Node { value, at })
+            Some(self.slots.push(value, at))
         }
     }
 }
@@ -735,22 +965,25 @@ mod tests {
     use super::*;
     use expect_test::expect;
 
-    fn show(node: &Node<'_>) -> String {
-        match &node.value {
+    fn show(node: Node<'_>) -> String {
+        match node.value() {
             Value::String(s) => format!("{s:?}"),
             Value::Integer(i) => i.to_string(),
             Value::Float(f) => f.to_string(),
             Value::Boolean(b) => b.to_string(),
             Value::Datetime(d) => d.to_string(),
-            Value::Array { items, tables } => {
-                let inner: Vec<String> = items.iter().map(show).collect();
-                format!("{}[{}]", if *tables { "aot" } else { "" }, inner.join(", "))
+            Value::Array(items) => {
+                let tables = matches!(node.slot().value, Stored::Array(_, true));
+                let inner: Vec<String> = items.map(show).collect();
+                format!("{}[{}]", if tables { "aot" } else { "" }, inner.join(", "))
             }
-            Value::Table(t) => {
-                let inner: Vec<String> = t.iter().map(|(k, v)| format!("{k}={}", show(v))).collect();
-                format!("{{{}}}", inner.join(", "))
-            }
+            Value::Table(t) => show_table(t),
         }
+    }
+
+    fn show_table(table: Table<'_>) -> String {
+        let inner: Vec<String> = table.iter().map(|(k, v)| format!("{k}={}", show(v))).collect();
+        format!("{{{}}}", inner.join(", "))
     }
 
     #[test]
@@ -776,10 +1009,9 @@ x.y = 1
 lock-version = "2.0"
 "#;
         let doc = Document::parse(text, "poetry.lock").unwrap();
-        let root = Node { value: Value::Table(doc.root.clone()), at: 0 };
         expect![[r#"{package=aot[{name="a", files=[{file="a.whl", hash="sha256:x"}], dependencies={b=">=1", c={version="*", markers="python_version < \"3.8\""}, d=aot[{version="<6"}]}}, {name="bé", x={y=1}, k 2=31}], metadata={lock-version="2.0"}}"#]]
-            .assert_eq(&show(&root));
-        let files = doc.root.get("package").unwrap().as_array().unwrap()[0].get("files").unwrap();
+            .assert_eq(&show_table(doc.root()));
+        let files = doc.root().get("package").unwrap().as_array().unwrap().next().unwrap().get("files").unwrap();
         expect!["poetry.lock:4:9"].assert_eq(&doc.location(files));
     }
 
@@ -790,6 +1022,7 @@ lock-version = "2.0"
             "a.b = 1\n\"c d\" = [1, [true, false], {x = -3}]\n[t]\n",
             "s = 'lit\\eral'\n",
             "m = \"python_version < \\\"3.8\\\" \\u00e9\\n\"\n",
+            "[a.b]\nx = 1\n[a]\ny = {p.q = 2, r = [[], [{}]]}\n[[c]]\n[[c]]\nz.w = 3\n[c.d]\n",
         ];
         for text in texts {
             let fast = fast::parse(text).unwrap_or_else(|| panic!("fast path gave up on {text:?}"));
@@ -798,8 +1031,8 @@ lock-version = "2.0"
                 let tokens = source.lex().into_vec();
                 let mut b = Builder {
                     source,
-                    root: Table::new(TableKind::Implicit),
-                    table_path: vec![],
+                    slots: Slots::new(text),
+                    current: ROOT,
                     header: None,
                     pending: vec![],
                     frames: vec![],
@@ -808,10 +1041,10 @@ lock-version = "2.0"
                 let mut errors: Vec<ParseError> = Vec::new();
                 toml_parser::parser::parse_document(&tokens, &mut b, &mut errors);
                 assert!(errors.is_empty() && b.error.is_none());
-                b.root
+                b.slots
             };
-            let show = |t: Table<'_>| show(&Node { value: Value::Table(t), at: 0 });
-            assert_eq!(show(fast), show(full), "{text}");
+            let show = |s: &Slots<'_>| show_table(Table { slots: &s.0, id: ROOT });
+            assert_eq!(show(&fast), show(&full), "{text}");
         }
         // Not handled by the fast path: the full parser takes these.
         for text in [
