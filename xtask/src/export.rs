@@ -6,6 +6,7 @@
 //! plugin's walker does. The marker algebra lives in `markers.rs`, versions in `pep440.rs`, the file model in
 //! `poetry.rs`; this module selects packages and prints lines.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -363,22 +364,17 @@ pub(crate) fn select_from(
             }
         }
         if request.with_hashes && !package.files()?.is_empty() {
-            let mut hashes: Vec<String> = Vec::new();
+            // `algorithm:hex`; a bare hex is a sha256.
+            let mut hashes: Vec<Cow<str>> = Vec::new();
             for f in package.files()? {
-                let (algorithm, h) = match f.hash.split_once(':') {
-                    Some((a, h)) => (a, h),
-                    None => ("sha256", f.hash.as_str()),
-                };
-                if f.hash.contains(':') && !matches!(algorithm, "sha256" | "sha384" | "sha512") {
-                    continue;
+                match f.hash.split_once(':') {
+                    Some((algorithm, _)) if !matches!(algorithm, "sha256" | "sha384" | "sha512") => continue,
+                    Some(_) => hashes.push(Cow::Borrowed(f.hash)),
+                    None => hashes.push(Cow::Owned(format!("sha256:{}", f.hash))),
                 }
-                let mut hash = String::with_capacity(algorithm.len() + 1 + h.len());
-                hash.push_str(algorithm);
-                hash.push(':');
-                hash.push_str(h);
-                hashes.push(hash);
             }
             hashes.sort();
+            line.reserve(hashes.iter().map(|h| h.len() + 16).sum());
             for h in hashes {
                 line.push_str(" \\\n    --hash=");
                 line.push_str(&h);
@@ -391,7 +387,7 @@ pub(crate) fn select_from(
                 marker,
                 source_kind: package.source.kind.clone(),
                 source_url: package.source.url.clone(),
-                files: package.files()?.to_vec(),
+                files: package.files()?.iter().map(PackageFile::from).collect(),
                 line: line.clone(),
             });
         }
@@ -514,12 +510,12 @@ fn percent_decode(s: &str) -> String {
 
 /// Lock 2.1: each package's markers for the selected groups, with extras applied and the project's Python
 /// constraint (`get_project_dependency_packages2`).
-fn packages_from_groups_and_markers<'l>(
-    lock: &'l Lock<'l>,
+fn packages_from_groups_and_markers<'r, 'l>(
+    lock: &'r Lock<'l>,
     groups: &[String],
     extras: &[String],
     python_marker: &Marker,
-) -> Result<Vec<(Dependency, &'l Package<'l>, Vec<String>)>> {
+) -> Result<Vec<(Dependency, &'r Package<'l>, Vec<String>)>> {
     let mut sorted_groups: Vec<&String> = groups.iter().collect();
     sorted_groups.sort_by_key(|g| (g.as_str() != MAIN_GROUP, g.as_str()));
     let mut out = Vec::new();
@@ -545,13 +541,13 @@ fn packages_from_groups_and_markers<'l>(
 }
 
 /// Locks before 2.1: the plugin's walker (`get_project_dependency_packages`).
-fn walk_project<'l>(
-    lock: &'l Lock<'l>,
+fn walk_project<'r, 'l>(
+    lock: &'r Lock<'l>,
     project_requires: &[Dependency],
     root_name: &str,
     python_marker: &Marker,
     extras: &[String],
-) -> Result<Vec<(Dependency, &'l Package<'l>, Vec<String>)>> {
+) -> Result<Vec<(Dependency, &'r Package<'l>, Vec<String>)>> {
     let mut requires = Vec::new();
     for require in project_requires {
         let mut r = require.clone();
@@ -573,7 +569,7 @@ fn walk_project<'l>(
 
 /// `Repository.find_packages(dependency)[0]`: the first locked package with that name and an allowed
 /// version, preferring releases over pre-releases.
-fn find_first_package<'a>(lock: &'a Lock<'a>, dependency: &Dependency) -> Option<&'a Package<'a>> {
+fn find_first_package<'r, 'l>(lock: &'r Lock<'l>, dependency: &Dependency) -> Option<&'r Package<'l>> {
     let mut prerelease = None;
     for p in lock.packages.iter().filter(|p| p.name == dependency.name && dependency.constraint.allows(&p.version)) {
         if p.version.is_unstable() && dependency.allows_prereleases != Some(true) && !p.is_direct_origin() {
@@ -638,11 +634,11 @@ fn python_version_region_markers(packages: &[&Package]) -> Result<Vec<Marker>> {
     Ok(out)
 }
 
-fn walk_dependencies<'l>(
+fn walk_dependencies<'r, 'l>(
     dependencies: Vec<Dependency>,
-    locked_packages: &'l [Package<'l>],
+    locked_packages: &'r [Package<'l>],
     root_name: &str,
-) -> Result<Vec<(Dependency, &'l Package<'l>, Vec<String>)>> {
+) -> Result<Vec<(Dependency, &'r Package<'l>, Vec<String>)>> {
     // Candidates per name (indices into the lock), highest version first (stable).
     let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in locked_packages.iter().enumerate() {
@@ -809,7 +805,7 @@ pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
     args.no_positional(&TASK)?;
     let request = ExportRequest::from_args(args)?;
     let app_dir = config::app_dir(args.value("app"))?;
-    let selection = select(&app_dir, &request)?;
+    let selection = load_and_select(&app_dir, &request, false)?;
     for w in &selection.warnings {
         eprintln!("{w}");
     }

@@ -1520,6 +1520,19 @@ pub(crate) struct PackageFile {
     pub(crate) hash: String,
 }
 
+/// A `PackageFile` as the lock's text has it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockedFile<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) hash: &'a str,
+}
+
+impl From<&LockedFile<'_>> for PackageFile {
+    fn from(f: &LockedFile<'_>) -> PackageFile {
+        PackageFile { file: f.file.to_string(), hash: f.hash.to_string() }
+    }
+}
+
 /// A locked package (poetry-core's `Package` as the `Locker` builds it). Its files, dependencies and extras
 /// are read from the lock's tree on first use: an export needs them only for the packages it visits.
 #[derive(Clone)]
@@ -1539,7 +1552,7 @@ pub(crate) struct Package<'a> {
     /// The marker export attaches to this package (2.1 path).
     pub(crate) marker: Marker,
     raw: RawPackage<'a>,
-    files: OnceCell<Vec<PackageFile>>,
+    files: OnceCell<Vec<LockedFile<'a>>>,
     requires: OnceCell<Vec<Dependency>>,
     extras: OnceCell<Vec<(String, Vec<String>)>>,
 }
@@ -1560,7 +1573,7 @@ impl<'a> Package<'a> {
     }
 
     /// Distribution files and their hashes (`files`, or `[metadata.files]`/`[metadata.hashes]` in old locks).
-    pub(crate) fn files(&self) -> Result<&[PackageFile]> {
+    pub(crate) fn files(&self) -> Result<&[LockedFile<'a>]> {
         if let Some(files) = self.files.get() {
             return Ok(files);
         }
@@ -1813,17 +1826,22 @@ fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
     })
 }
 
-fn read_files(raw: &RawPackage<'_>, name: &str, kind: Option<&str>, url: Option<&str>) -> Result<Vec<PackageFile>> {
+fn read_files<'a>(
+    raw: &RawPackage<'a>,
+    name: &str,
+    kind: Option<&str>,
+    url: Option<&str>,
+) -> Result<Vec<LockedFile<'a>>> {
     let file = raw.doc;
     let pretty_name = raw.table.get("name").and_then(Node::as_str).unwrap_or(name);
-    let read = |item: Node<'_>| -> Result<Vec<PackageFile>> {
+    let read = |item: Node<'a>| -> Result<Vec<LockedFile<'a>>> {
         let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
         array
             .map(|v| {
                 let t = v.as_table().ok_or_else(|| file.error_at(item, "files must be a list of tables"))?;
-                let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                let h = t.get("hash").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                Ok(PackageFile { file: f, hash: h })
+                let f = t.get("file").and_then(|v| v.as_str()).unwrap_or_default();
+                let h = t.get("hash").and_then(|v| v.as_str()).unwrap_or_default();
+                Ok(LockedFile { file: f, hash: h })
             })
             .collect()
     };
@@ -1832,9 +1850,7 @@ fn read_files(raw: &RawPackage<'_>, name: &str, kind: Option<&str>, url: Option<
     }
     if let Some(hashes) = raw.metadata_hashes {
         return match hashes.get(pretty_name).and_then(Node::as_array) {
-            Some(a) => {
-                Ok(a.filter_map(|v| v.as_str()).map(|h| PackageFile { file: h.into(), hash: h.into() }).collect())
-            }
+            Some(a) => Ok(a.filter_map(|v| v.as_str()).map(|h| LockedFile { file: h, hash: h }).collect()),
             None => bail!("{}: metadata.hashes has no entry for {pretty_name}", file.display),
         };
     }
@@ -1848,7 +1864,7 @@ fn read_files(raw: &RawPackage<'_>, name: &str, kind: Option<&str>, url: Option<
     let all = read(entry)?;
     if kind == Some("file") {
         let filename = Path::new(url.unwrap_or("")).file_name().map(|f| f.to_string_lossy().into_owned());
-        return Ok(all.into_iter().filter(|f| Some(&f.file) == filename.as_ref()).collect());
+        return Ok(all.into_iter().filter(|f| Some(f.file) == filename.as_deref()).collect());
     }
     Ok(all)
 }
