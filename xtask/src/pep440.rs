@@ -88,26 +88,28 @@ impl Version {
         dev: Option<u64>,
         local: Option<Vec<String>>,
     ) -> Version {
-        use std::fmt::Write;
         let mut text = String::with_capacity(16);
         if epoch != 0 {
-            let _ = write!(text, "{epoch}!");
+            push_number(&mut text, epoch);
+            text.push('!');
         }
         for (i, part) in release.iter().enumerate() {
             if i > 0 {
                 text.push('.');
             }
-            let _ = write!(text, "{part}");
+            push_number(&mut text, *part);
         }
         if let Some((phase, n)) = pre {
             text.push_str(phase.as_str());
-            let _ = write!(text, "{n}");
+            push_number(&mut text, n);
         }
         if let Some(n) = post {
-            let _ = write!(text, ".post{n}");
+            text.push_str(".post");
+            push_number(&mut text, n);
         }
         if let Some(n) = dev {
-            let _ = write!(text, ".dev{n}");
+            text.push_str(".dev");
+            push_number(&mut text, n);
         }
         if let Some(local) = &local {
             text.push('+');
@@ -186,6 +188,13 @@ impl Version {
             Some(n) => Slot::Tag(0, n),
         };
         (pre, post, dev)
+    }
+
+    fn local_cmp(&self, other: &Version) -> Ordering {
+        if self.local.is_none() && other.local.is_none() {
+            return Ordering::Equal;
+        }
+        self.local_key().cmp(&other.local_key())
     }
 
     fn local_key(&self) -> Vec<LocalPart<'_>> {
@@ -338,6 +347,23 @@ impl Version {
     }
 }
 
+/// `n` in decimal (without the formatting machinery: this runs for every version of a lock).
+fn push_number(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[start..] {
+        text.push(char::from(d));
+    }
+}
+
 fn release_next_major(r: &[u64]) -> Vec<u64> {
     let mut out = vec![r[0] + 1];
     out.extend(std::iter::repeat_n(0, r.len() - 1));
@@ -397,7 +423,7 @@ impl Ord for Version {
             .cmp(&other.epoch)
             .then_with(|| Version::release_key(&self.release).cmp(Version::release_key(&other.release)))
             .then_with(|| self.slots().cmp(&other.slots()))
-            .then_with(|| self.local_key().cmp(&other.local_key()))
+            .then_with(|| self.local_cmp(other))
     }
 }
 
@@ -484,7 +510,8 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
             ("c", Phase::Rc),
             ("rc", Phase::Rc),
         ];
-        if let Some((label, phase)) = labels.iter().find(|(l, _)| s[j..].starts_with(l)) {
+        let tail = &b[j.min(b.len())..];
+        if let Some((label, phase)) = labels.iter().find(|(l, _)| tail.starts_with(l.as_bytes())) {
             let k = sep(j + label.len());
             let m = digits(k);
             let n = if m > k { number(k, m) } else { 0 };
@@ -500,7 +527,8 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
         i = m;
     } else {
         let j = sep(i);
-        if let Some(label) = ["post", "rev", "r"].iter().find(|l| s[j..].starts_with(*l)) {
+        let tail = &b[j.min(b.len())..];
+        if let Some(label) = ["post", "rev", "r"].iter().find(|l| tail.starts_with(l.as_bytes())) {
             let k = sep(j + label.len());
             let m = digits(k);
             post = Some(if m > k { number(k, m) } else { 0 });
@@ -511,7 +539,7 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
     let mut dev = None;
     {
         let j = sep(i);
-        if s[j..].starts_with("dev") {
+        if b[j.min(b.len())..].starts_with(b"dev") {
             let k = sep(j + 3);
             let m = digits(k);
             dev = Some(if m > k { number(k, m) } else { 0 });
@@ -1631,7 +1659,8 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
     let (op, rest) =
         ops.iter().find_map(|op| constraint.strip_prefix(op).map(|rest| (*op, rest))).unwrap_or(("", constraint));
     let rest = rest.trim_start();
-    let (version_text, wildcard) = if full_version(rest).is_some() || rest.eq_ignore_ascii_case("dev") {
+    let parsed_rest = full_version(rest);
+    let (version_text, wildcard) = if parsed_rest.is_some() || rest.eq_ignore_ascii_case("dev") {
         (rest, false)
     } else if let Some(base) = rest.strip_suffix(".*") {
         (base, true)
@@ -1640,8 +1669,10 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
     };
     let parsed = if version_text.eq_ignore_ascii_case("dev") {
         Version::parse("0.0-dev")
+    } else if wildcard {
+        full_version(version_text).filter(|_| !version_text.is_empty())
     } else {
-        full_version(version_text).filter(|_| !(wildcard && version_text.is_empty()))
+        parsed_rest
     };
     if let Some(version) = parsed {
         return Some(match op {
@@ -1690,7 +1721,7 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
 impl Version {
     /// `Version.parse` on the text a constraint pattern captured (case-insensitive, no surrounding spaces).
     fn parse_exact_lower(s: &str) -> Option<Version> {
-        if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        if s.is_empty() || s.trim() != s {
             return None;
         }
         Version::parse(s)
