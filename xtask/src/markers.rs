@@ -1400,6 +1400,11 @@ thread_local! {
     static DNF_CACHE: RefCell<FastMap<Marker, Marker>> = RefCell::new(FastMap::default());
     static INTERSECTION_CALLS: RefCell<Vec<Vec<Marker>>> = const { RefCell::new(Vec::new()) };
     static UNION_CALLS: RefCell<Vec<Vec<Marker>>> = const { RefCell::new(Vec::new()) };
+    /// Results of `intersection` and `union` called from outside the algebra (see `memoized`).
+    static OUTER_INTERSECTIONS: RefCell<FastMap<Vec<Marker>, Marker>> = RefCell::new(FastMap::default());
+    static OUTER_UNIONS: RefCell<FastMap<Vec<Marker>, Marker>> = RefCell::new(FastMap::default());
+    /// How many times a `Recursion` was raised.
+    static RECURSIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// `MultiMarker.of`: an AND with the easy simplifications applied.
@@ -1615,6 +1620,7 @@ fn guarded(
 ) -> MResult {
     let seen = stack.with(|s| s.borrow().iter().any(|call| call.as_slice() == args));
     if seen {
+        RECURSIONS.set(RECURSIONS.get() + 1);
         return Err(Recursion);
     }
     stack.with(|s| s.borrow_mut().push(args.to_vec()));
@@ -1643,45 +1649,69 @@ fn least_complex(candidates: Vec<Marker>) -> Marker {
     best
 }
 
+/// `intersection` (`union` if not `and`) of `markers`, remembered when called from outside the algebra: the
+/// walker asks the same ones many times. Only there, and only when no `Recursion` was raised on the way, is the
+/// result independent of the calls in progress; inside, poetry-core's recursion limit can make it differ.
+fn memoized(and: bool, markers: &[Marker], f: impl FnOnce() -> MResult) -> MResult {
+    let outer = INTERSECTION_CALLS.with(|s| s.borrow().is_empty()) && UNION_CALLS.with(|s| s.borrow().is_empty());
+    if !outer {
+        return f();
+    }
+    let results = if and { &OUTER_INTERSECTIONS } else { &OUTER_UNIONS };
+    if let Some(hit) = results.with(|r| r.borrow().get(markers).cloned()) {
+        return Ok(hit);
+    }
+    let recursions = RECURSIONS.get();
+    let result = f()?;
+    if RECURSIONS.get() == recursions {
+        results.with(|r| r.borrow_mut().insert(markers.to_vec(), result.clone()));
+    }
+    Ok(result)
+}
+
 /// poetry-core's `intersection(*markers)`: the least complex of the DNF, the CNF and the plain AND.
 pub(crate) fn intersection(markers: &[Marker]) -> MResult {
-    guarded(&INTERSECTION_CALLS, markers, || {
-        let unnormalized = unwrap_single(Marker::multi_raw(markers));
-        let disjunction = dnf(&unnormalized)?;
-        if !matches!(disjunction, Marker::Union(_)) {
-            return Ok(disjunction);
-        }
-        let candidates = match cnf(&disjunction) {
-            Ok(conjunction) => {
-                if !matches!(conjunction, Marker::Multi(_)) {
-                    return Ok(conjunction);
-                }
-                vec![disjunction, conjunction, unnormalized]
+    memoized(true, markers, || {
+        guarded(&INTERSECTION_CALLS, markers, || {
+            let unnormalized = unwrap_single(Marker::multi_raw(markers));
+            let disjunction = dnf(&unnormalized)?;
+            if !matches!(disjunction, Marker::Union(_)) {
+                return Ok(disjunction);
             }
-            Err(Recursion) => vec![disjunction, unnormalized],
-        };
-        Ok(least_complex(candidates))
+            let candidates = match cnf(&disjunction) {
+                Ok(conjunction) => {
+                    if !matches!(conjunction, Marker::Multi(_)) {
+                        return Ok(conjunction);
+                    }
+                    vec![disjunction, conjunction, unnormalized]
+                }
+                Err(Recursion) => vec![disjunction, unnormalized],
+            };
+            Ok(least_complex(candidates))
+        })
     })
 }
 
 /// poetry-core's `union(*markers)`: the least complex of the CNF, the DNF and the plain OR.
 pub(crate) fn union(markers: &[Marker]) -> MResult {
-    guarded(&UNION_CALLS, markers, || {
-        let unnormalized = unwrap_single(Marker::union_raw(markers));
-        let conjunction = cnf(&unnormalized)?;
-        if !matches!(conjunction, Marker::Multi(_)) {
-            return Ok(conjunction);
-        }
-        let candidates = match dnf(&conjunction) {
-            Ok(disjunction) => {
-                if !matches!(disjunction, Marker::Union(_)) {
-                    return Ok(disjunction);
-                }
-                vec![disjunction, conjunction, unnormalized]
+    memoized(false, markers, || {
+        guarded(&UNION_CALLS, markers, || {
+            let unnormalized = unwrap_single(Marker::union_raw(markers));
+            let conjunction = cnf(&unnormalized)?;
+            if !matches!(conjunction, Marker::Multi(_)) {
+                return Ok(conjunction);
             }
-            Err(Recursion) => vec![conjunction, unnormalized],
-        };
-        Ok(least_complex(candidates))
+            let candidates = match dnf(&conjunction) {
+                Ok(disjunction) => {
+                    if !matches!(disjunction, Marker::Union(_)) {
+                        return Ok(disjunction);
+                    }
+                    vec![disjunction, conjunction, unnormalized]
+                }
+                Err(Recursion) => vec![conjunction, unnormalized],
+            };
+            Ok(least_complex(candidates))
+        })
     })
 }
 
