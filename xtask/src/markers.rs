@@ -1074,6 +1074,18 @@ impl fmt::Display for Marker {
 
 /// PEP 503 normalization: lowercase, runs of `-`, `_`, `.` become one `-`.
 pub(crate) fn canonicalize_name(name: &str) -> String {
+    // Most names are canonical already: one copy, no pushing char by char.
+    let b = name.as_bytes();
+    let mut canonical = true;
+    let mut i = 0;
+    while i < b.len() && canonical {
+        let c = b[i];
+        canonical = c.is_ascii_lowercase() || c.is_ascii_digit() || (c == b'-' && (i == 0 || b[i - 1] != b'-'));
+        i += 1;
+    }
+    if canonical {
+        return name.to_string();
+    }
     let mut out = String::with_capacity(name.len());
     let mut in_run = false;
     for c in name.chars() {

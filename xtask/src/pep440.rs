@@ -43,7 +43,8 @@ pub(crate) struct VersionData {
     post: Option<u64>,
     dev: Option<u64>,
     local: Option<Vec<String>>,
-    text: String,
+    /// The normalized text, made when first asked for (most versions the algebra makes are never printed).
+    text: std::cell::OnceCell<String>,
 }
 
 impl std::ops::Deref for Version {
@@ -55,13 +56,13 @@ impl std::ops::Deref for Version {
 
 impl fmt::Debug for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Version({})", self.text)
+        write!(f, "Version({})", self.text())
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.text())
     }
 }
 
@@ -88,42 +89,7 @@ impl Version {
         dev: Option<u64>,
         local: Option<Vec<String>>,
     ) -> Version {
-        let mut text = String::with_capacity(16);
-        if epoch != 0 {
-            push_number(&mut text, epoch);
-            text.push('!');
-        }
-        for (i, part) in release.iter().enumerate() {
-            if i > 0 {
-                text.push('.');
-            }
-            push_number(&mut text, *part);
-        }
-        if let Some((phase, n)) = pre {
-            text.push_str(phase.as_str());
-            push_number(&mut text, n);
-        }
-        if let Some(n) = post {
-            text.push_str(".post");
-            push_number(&mut text, n);
-        }
-        if let Some(n) = dev {
-            text.push_str(".dev");
-            push_number(&mut text, n);
-        }
-        if let Some(local) = &local {
-            text.push('+');
-            for (i, part) in local.iter().enumerate() {
-                if i > 0 {
-                    text.push('.');
-                }
-                text.push_str(part);
-            }
-        }
-        if text.bytes().any(|b| b.is_ascii_uppercase()) {
-            text = text.to_lowercase();
-        }
-        Version(std::rc::Rc::new(VersionData { epoch, release, pre, post, dev, local, text }))
+        Version(std::rc::Rc::new(VersionData { epoch, release, pre, post, dev, local, text: Default::default() }))
     }
 
     /// Parses a version the way poetry-core does (`packaging`'s pattern, case-insensitive, optional `v`).
@@ -141,7 +107,46 @@ impl Version {
     }
 
     pub(crate) fn text(&self) -> &str {
-        &self.text
+        self.text.get_or_init(|| self.render())
+    }
+
+    fn render(&self) -> String {
+        let mut text = String::with_capacity(16);
+        if self.epoch != 0 {
+            push_number(&mut text, self.epoch);
+            text.push('!');
+        }
+        for (i, part) in self.release.iter().enumerate() {
+            if i > 0 {
+                text.push('.');
+            }
+            push_number(&mut text, *part);
+        }
+        if let Some((phase, n)) = self.pre {
+            text.push_str(phase.as_str());
+            push_number(&mut text, n);
+        }
+        if let Some(n) = self.post {
+            text.push_str(".post");
+            push_number(&mut text, n);
+        }
+        if let Some(n) = self.dev {
+            text.push_str(".dev");
+            push_number(&mut text, n);
+        }
+        if let Some(local) = &self.local {
+            text.push('+');
+            for (i, part) in local.iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(part);
+            }
+        }
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            text = text.to_lowercase();
+        }
+        text
     }
     pub(crate) fn precision(&self) -> usize {
         self.release.len()
@@ -466,7 +471,14 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
         }
         j
     };
-    let number = |from: usize, to: usize| -> u64 { s[from..to].parse::<u64>().unwrap_or(u64::MAX) };
+    // The digits from..to as a number (saturating, like `parse::<u64>().unwrap_or(u64::MAX)`).
+    let number = |from: usize, to: usize| -> u64 {
+        let mut n: u64 = 0;
+        for &d in &b[from..to] {
+            n = n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).unwrap_or(u64::MAX);
+        }
+        n
+    };
     // epoch
     let mut epoch = 0;
     let j = digits(i);
@@ -1331,7 +1343,7 @@ fn is_wildcard_candidate(min: &Version, max: &Version, inverted: bool) -> bool {
 
 fn wildcard_string(first: &Version, second: &Version) -> String {
     let base = if first.is_postrelease() {
-        first.without_devrelease().text.clone()
+        first.without_devrelease().text().to_string()
     } else {
         let mut parts = second.release.clone();
         while parts.last() == Some(&0) {
@@ -1345,9 +1357,9 @@ fn wildcard_string(first: &Version, second: &Version) -> String {
 
 fn display_max_text(max: &Version, include_max: bool) -> String {
     if !include_max && max.dev == Some(0) && max.pre.is_none() {
-        return max.without_devrelease().text.clone();
+        return max.without_devrelease().text().to_string();
     }
-    max.text.clone()
+    max.text().to_string()
 }
 
 fn range_to_string(r: &Range) -> String {
@@ -1359,7 +1371,7 @@ fn range_to_string(r: &Range) -> String {
     let mut text = String::new();
     if let Some(min) = &r.min {
         text.push_str(if r.include_min { ">=" } else { ">" });
-        text.push_str(&min.text);
+        text.push_str(min.text());
     }
     if let Some(max) = &r.max {
         if r.min.is_some() {
@@ -1381,10 +1393,10 @@ fn punctured(group: &[&Constraint]) -> String {
     let (first, last) = (group[0], group[group.len() - 1]);
     let mut parts = Vec::new();
     if let Some(min) = first.min() {
-        parts.push(format!("{}{}", if first.include_min() { ">=" } else { ">" }, min.text));
+        parts.push(format!("{}{}", if first.include_min() { ">=" } else { ">" }, min.text()));
     }
     for r in &group[..group.len() - 1] {
-        parts.push(format!("!={}", r.max().unwrap().text));
+        parts.push(format!("!={}", r.max().unwrap().text()));
     }
     if let Some(max) = last.max() {
         parts.push(format!(
@@ -1400,7 +1412,7 @@ impl fmt::Display for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Constraint::Empty => f.write_str("<empty>"),
-            Constraint::Version(v) => f.write_str(&v.text),
+            Constraint::Version(v) => f.write_str(v.text()),
             Constraint::Range(r) => f.write_str(&range_to_string(r)),
             Constraint::Union(ranges) => {
                 if let Some(s) = Constraint::excludes_single_wildcard_range(ranges) {
@@ -1614,8 +1626,10 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
             v.first_devrelease()
         }
     };
+    // A comparison (`>=1.2`, the most common) is none of the forms before it.
+    let comparison = matches!(constraint.as_bytes().first(), Some(b'<' | b'>' | b'=' | b'!'));
     // `*`, `x`, `x.*`
-    {
+    if !comparison {
         let t = constraint.strip_prefix('v').unwrap_or(constraint);
         if !t.is_empty() && t.split('.').all(|p| matches!(p, "x" | "X" | "*")) {
             return Some(Constraint::any());
@@ -1651,8 +1665,10 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
         return Some(Constraint::Range(Range::new(Some(version), Some(canon_max(high)), true, false)));
     }
     // X range `==1.2.*`, `!=1.*`
-    if let Some(c) = parse_x_constraint(constraint, marker) {
-        return Some(c);
+    if constraint.ends_with(".*") {
+        if let Some(c) = parse_x_constraint(constraint, marker) {
+            return Some(c);
+        }
     }
     // Basic comparator
     let ops = ["<>", "!=", ">=", ">", "<=", "<", "==", "="];
