@@ -298,7 +298,7 @@ impl Dependency {
             kind,
             source,
             marker: Marker::Any,
-            python_versions: Rc::from("*"),
+            python_versions: ANY_PYTHON.with(Rc::clone),
             python_constraint: VersionConstraint::any(),
             in_extras: Vec::new(),
             source_name: None,
@@ -397,12 +397,13 @@ impl Dependency {
 
     /// The `python_versions` setter: narrows the marker to those Python versions.
     pub(crate) fn set_python_versions(&mut self, value: &str) -> Result<()> {
-        self.python_versions = Rc::from(value);
-        self.python_constraint = pep440::parse_marker_constraint(value)
-            .ok_or_else(|| format_err!("invalid Python constraint '{value}' for {}", self.pretty_name))?;
-        if !self.python_constraint.is_any() {
-            let python = markers::python_marker(&self.python_constraint).map_err(|e| format_err!("{e}"))?;
-            self.marker = self.marker.intersect(&python).map_err(recursion)?;
+        let python = python_versions(value)
+            .ok_or_else(|| format_err!("invalid Python constraint '{value}' for {}", self.pretty_name))?
+            .map_err(|e| format_err!("{e}"))?;
+        self.python_versions = python.text.clone();
+        self.python_constraint = python.constraint.clone();
+        if let Some(marker) = &python.marker {
+            self.marker = self.marker.intersect(marker).map_err(recursion)?;
         }
         Ok(())
     }
@@ -476,6 +477,38 @@ impl Dependency {
             && self.source.is_same_source_as(&other.source)
             && (self.constraint == other.constraint || self.is_direct_origin())
     }
+}
+
+/// What the `python_versions` setter derives from a constraint (memoized: a lock repeats a few of them).
+struct PythonVersions {
+    text: Rc<str>,
+    constraint: VersionConstraint,
+    /// The `python_version` marker of the constraint, unless it allows any version.
+    marker: Option<Marker>,
+}
+
+thread_local! {
+    static ANY_PYTHON: Rc<str> = Rc::from("*");
+    static PYTHON_VERSIONS: std::cell::RefCell<markers::FastMap<String, Rc<PythonVersions>>> = Default::default();
+}
+
+/// `None` for an invalid constraint, an error for one that makes no marker.
+fn python_versions(value: &str) -> Option<Result<Rc<PythonVersions>, String>> {
+    if let Some(hit) = PYTHON_VERSIONS.with(|m| m.borrow().get(value).cloned()) {
+        return Some(Ok(hit));
+    }
+    let constraint = pep440::parse_marker_constraint(value)?;
+    let marker = if constraint.is_any() {
+        None
+    } else {
+        match markers::python_marker(&constraint) {
+            Ok(marker) => Some(marker),
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    let facts = Rc::new(PythonVersions { text: Rc::from(value), constraint, marker });
+    PYTHON_VERSIONS.with(|m| m.borrow_mut().insert(value.to_string(), facts.clone()));
+    Some(Ok(facts))
 }
 
 /// What the marker setter derives from a marker (memoized: the walker sets the same markers many times).

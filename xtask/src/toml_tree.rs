@@ -19,8 +19,40 @@ use crate::toml_file::{line_col, TomlFile};
 /// The end of a list.
 const NONE: u32 = u32::MAX;
 
-/// A dotted key: its parts and where each starts.
-type Keys<'a> = Vec<(Cow<'a, str>, usize)>;
+/// A string of the document: borrowed from the text, or decoded from escapes. (Not a `Cow`: the tool runs
+/// unoptimized dependencies, and `Cow`'s generic `Deref` would come from there.)
+#[derive(Debug, Clone)]
+enum Text<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl<'a> Text<'a> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Owned(s) => s.as_str(),
+        }
+    }
+    fn from_cow(cow: Cow<'a, str>) -> Text<'a> {
+        match cow {
+            Cow::Borrowed(s) => Text::Borrowed(s),
+            Cow::Owned(s) => Text::Owned(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key, and where it starts.
+type Key<'a> = (Text<'a>, usize);
+
+/// A dotted key.
+type Keys<'a> = Vec<Key<'a>>;
 
 /// The root table's slot.
 const ROOT: u32 = 0;
@@ -46,7 +78,7 @@ enum TableKind {
 
 #[derive(Debug)]
 enum Stored<'a> {
-    String(Cow<'a, str>),
+    String(Text<'a>),
     Integer(i64),
     Float(f64),
     Boolean(bool),
@@ -60,7 +92,7 @@ enum Stored<'a> {
 #[derive(Debug)]
 struct Slot<'a> {
     /// Its key in its table (empty for array items and the root).
-    key: Cow<'a, str>,
+    key: Text<'a>,
     value: Stored<'a>,
     /// Where it starts in the text.
     at: u32,
@@ -76,7 +108,7 @@ impl<'a> Slots<'a> {
         // About one value per 24 bytes of a lock file.
         let mut slots = Vec::with_capacity(text.len() / 24 + 1);
         slots.push(Slot {
-            key: Cow::Borrowed(""),
+            key: Text::Borrowed(""),
             value: Stored::Table(EMPTY, TableKind::Implicit),
             at: 0,
             next: NONE,
@@ -86,7 +118,7 @@ impl<'a> Slots<'a> {
 
     fn push(&mut self, value: Stored<'a>, at: usize) -> u32 {
         let id = self.0.len() as u32;
-        self.0.push(Slot { key: Cow::Borrowed(""), value, at: at as u32, next: NONE });
+        self.0.push(Slot { key: Text::Borrowed(""), value, at: at as u32, next: NONE });
         id
     }
 
@@ -116,7 +148,7 @@ impl<'a> Slots<'a> {
         let mut id = self.list(table).first;
         while id != NONE {
             let slot = &self.0[id as usize];
-            if same_key(&slot.key, key) {
+            if same_key(slot.key.as_str(), key) {
                 return Some(id);
             }
             id = slot.next;
@@ -125,7 +157,7 @@ impl<'a> Slots<'a> {
     }
 
     /// Adds a new table `key` to `parent`.
-    fn add_table(&mut self, parent: u32, key: Cow<'a, str>, kind: TableKind, at: usize) -> u32 {
+    fn add_table(&mut self, parent: u32, key: Text<'a>, kind: TableKind, at: usize) -> u32 {
         let id = self.push(Stored::Table(EMPTY, kind), at);
         self.0[id as usize].key = key;
         self.append(parent, id);
@@ -141,19 +173,27 @@ impl<'a> Slots<'a> {
 }
 
 fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes() == b.as_bytes()
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() && a[i] == b[i] {
+        i += 1;
+    }
+    i == a.len()
 }
 
 /// `[keys]` or `[[keys]]`: defines the table (or appends one to the array of tables) and returns it.
 fn define_header<'a>(
     slots: &mut Slots<'a>,
-    keys: &[(Cow<'a, str>, usize)],
+    keys: &[Key<'a>],
     array: bool,
     start: usize,
 ) -> Result<u32, (usize, String)> {
     let Some(((last, _), parents)) = keys.split_last() else { return Err((start, "empty table name".into())) };
     let parent = navigate(slots, parents, start)?;
-    match slots.find(parent, last) {
+    match slots.find(parent, last.as_str()) {
         None => {
             if array {
                 let id = slots.push(Stored::Array(EMPTY, true), start);
@@ -182,10 +222,10 @@ fn define_header<'a>(
 }
 
 /// The table at `path` under the root, creating implicit tables; arrays of tables lead to their last table.
-fn navigate<'a>(slots: &mut Slots<'a>, path: &[(Cow<'a, str>, usize)], at: usize) -> Result<u32, (usize, String)> {
+fn navigate<'a>(slots: &mut Slots<'a>, path: &[Key<'a>], at: usize) -> Result<u32, (usize, String)> {
     let mut current = ROOT;
     for (key, _) in path {
-        let Some(id) = slots.find(current, key) else {
+        let Some(id) = slots.find(current, key.as_str()) else {
             current = slots.add_table(current, key.clone(), TableKind::Implicit, at);
             continue;
         };
@@ -200,28 +240,28 @@ fn navigate<'a>(slots: &mut Slots<'a>, path: &[(Cow<'a, str>, usize)], at: usize
 }
 
 /// Adds the value `value` under the (dotted) `keys` to `table`, creating dotted tables.
-fn insert<'a>(
-    slots: &mut Slots<'a>,
-    table: u32,
-    keys: &[(Cow<'a, str>, usize)],
-    value: u32,
-) -> Result<(), (usize, String)> {
-    let Some(((last, at), parents)) = keys.split_last() else {
+fn insert<'a>(slots: &mut Slots<'a>, table: u32, keys: &[Key<'a>], value: u32) -> Result<(), (usize, String)> {
+    let Some((last, parents)) = keys.split_last() else {
         return Err((slots.0[value as usize].at as usize, "a value without a key".to_string()));
     };
     let mut current = table;
     for (key, key_at) in parents {
-        current = match slots.find(current, key) {
+        current = match slots.find(current, key.as_str()) {
             None => slots.add_table(current, key.clone(), TableKind::Dotted, *key_at),
             Some(id) if matches!(slots.table_kind(id), Some(TableKind::Dotted | TableKind::Implicit)) => id,
             Some(_) => return Err((*key_at, format!("duplicate key `{key}`"))),
         };
     }
-    if slots.find(current, last).is_some() {
-        return Err((*at, format!("duplicate key `{last}`")));
+    insert_one(slots, current, last.clone(), value)
+}
+
+/// Adds the value `value` under `key` to `table`.
+fn insert_one<'a>(slots: &mut Slots<'a>, table: u32, key: Key<'a>, value: u32) -> Result<(), (usize, String)> {
+    if slots.find(table, key.0.as_str()).is_some() {
+        return Err((key.1, format!("duplicate key `{}`", key.0)));
     }
-    slots.0[value as usize].key = last.clone();
-    slots.append(current, value);
+    slots.0[value as usize].key = key.0;
+    slots.append(table, value);
     Ok(())
 }
 
@@ -293,7 +333,7 @@ impl<'d> Iterator for Entries<'d> {
             return None;
         }
         let slot = &self.slots[self.next as usize];
-        let entry = (slot.key.as_ref(), Node { slots: self.slots, id: self.next });
+        let entry = (slot.key.as_str(), Node { slots: self.slots, id: self.next });
         self.next = slot.next;
         Some(entry)
     }
@@ -327,7 +367,7 @@ impl<'d> Node<'d> {
     }
     pub(crate) fn value(self) -> Value<'d> {
         match &self.slot().value {
-            Stored::String(s) => Value::String(s),
+            Stored::String(s) => Value::String(s.as_str()),
             Stored::Integer(i) => Value::Integer(*i),
             Stored::Float(f) => Value::Float(*f),
             Stored::Boolean(b) => Value::Boolean(*b),
@@ -338,7 +378,7 @@ impl<'d> Node<'d> {
     }
     pub(crate) fn as_str(self) -> Option<&'d str> {
         match &self.slot().value {
-            Stored::String(s) => Some(s),
+            Stored::String(s) => Some(s.as_str()),
             _ => None,
         }
     }
@@ -546,12 +586,12 @@ impl<'a> EventReceiver for Builder<'a> {
     }
     fn simple_key(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
-        let key: Cow<'a, str> = match plain_string(raw.as_str(), kind) {
-            Some(s) => Cow::Borrowed(s),
+        let key = match plain_string(raw.as_str(), kind) {
+            Some(s) => Text::Borrowed(s),
             None => {
                 let mut key: Cow<'a, str> = Cow::Borrowed("");
                 raw.decode_key(&mut key, error);
-                key
+                Text::from_cow(key)
             }
         };
         if let Some((_, keys, _)) = &mut self.header {
@@ -567,11 +607,11 @@ impl<'a> EventReceiver for Builder<'a> {
     fn scalar(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
         let value = match plain_string(raw.as_str(), kind).filter(|_| kind.is_some()) {
-            Some(s) => Stored::String(Cow::Borrowed(s)),
+            Some(s) => Stored::String(Text::Borrowed(s)),
             None => {
                 let mut out: Cow<'a, str> = Cow::Borrowed("");
                 match raw.decode_scalar(&mut out, error) {
-                    ScalarKind::String => Stored::String(out),
+                    ScalarKind::String => Stored::String(Text::from_cow(out)),
                     ScalarKind::Boolean(b) => Stored::Boolean(b),
                     ScalarKind::DateTime => Stored::Datetime(raw.as_str()),
                     ScalarKind::Float => match out.parse::<f64>() {
@@ -609,16 +649,14 @@ impl<'a> EventReceiver for Builder<'a> {
 /// Written with indexing and plain loops: `cargo xtask` runs an unoptimized build of the dependencies, and
 /// std's generic helpers (`Option::copied`, `slice::get`...) would come from there, uninlined.
 mod fast {
-    use std::borrow::Cow;
-
-    use super::{define_header, insert, Keys, Slots, Stored, TableKind, EMPTY, ROOT};
+    use super::{define_header, insert, insert_one, Key, Keys, Slots, Stored, TableKind, Text, EMPTY, ROOT};
 
     struct Parser<'a> {
         s: &'a str,
         b: &'a [u8],
         i: usize,
         slots: Slots<'a>,
-        /// The vector `keys` fills, reused from one key to the next.
+        /// The vector of dotted keys, reused from one to the next.
         spare: Keys<'a>,
     }
 
@@ -639,7 +677,8 @@ mod fast {
                     p.i += 1;
                     let array = p.eat(b'[');
                     p.skip_ws();
-                    let keys = p.keys()?;
+                    let first = p.key()?;
+                    let keys = p.dotted(first)?;
                     p.skip_ws();
                     if !p.eat(b']') || (array && !p.eat(b']')) {
                         return None;
@@ -649,16 +688,8 @@ mod fast {
                     p.spare = keys;
                 }
                 _ => {
-                    let keys = p.keys()?;
-                    p.skip_ws();
-                    if !p.eat(b'=') {
-                        return None;
-                    }
-                    p.skip_ws();
-                    let value = p.value(0)?;
+                    p.key_value(table, 0)?;
                     p.line_end()?;
-                    insert(&mut p.slots, table, &keys, value).ok()?;
-                    p.spare = keys;
                 }
             }
         }
@@ -673,15 +704,15 @@ mod fast {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
 
-    /// Whether none of the eight bytes of `w` needs a look in a string delimited by `quote` (false
-    /// positives are fine): no quote, backslash, byte below 0x20, or 0x7f and above.
-    fn plain_word(w: u64, quote: u8) -> bool {
+    /// The high bit of each of the eight bytes of `w` that may need a look in a string delimited by
+    /// `quote`: the quote, a backslash, below 0x20, 0x7f and above. The lowest set bit is exact (the higher
+    /// ones may be false positives).
+    fn special_bytes(w: u64, quote: u8) -> u64 {
         let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
-        let special = zero(w ^ (LO * u64::from(quote)))
+        zero(w ^ (LO * u64::from(quote)))
             | zero(w ^ (LO * u64::from(b'\\')))
             | (w.wrapping_sub(LO * 0x20) & !w & HI)
-            | ((w | w.wrapping_add(LO)) & HI);
-        special == 0
+            | ((w | w.wrapping_add(LO)) & HI)
     }
 
     impl<'a> Parser<'a> {
@@ -700,8 +731,15 @@ mod fast {
                 0
             }
         }
+        /// The text from `start` to the current position.
+        fn cut(&self, start: usize) -> &'a str {
+            debug_assert!(self.s.is_char_boundary(start) && self.s.is_char_boundary(self.i));
+            // SAFETY: `start <= i <= len`, and the parser cuts only next to ASCII bytes (char boundaries).
+            // Unchecked: the checked slicing would run in the unoptimized `core` copy `cargo xtask` links.
+            unsafe { self.s.get_unchecked(start..self.i) }
+        }
         fn eat(&mut self, c: u8) -> bool {
-            if self.byte() == c && self.i < self.b.len() {
+            if self.i < self.b.len() && self.b[self.i] == c {
                 self.i += 1;
                 true
             } else {
@@ -751,11 +789,11 @@ mod fast {
             }
         }
         /// A bare key or a plain quoted one.
-        fn key(&mut self) -> Option<(Cow<'a, str>, usize)> {
+        fn key(&mut self) -> Option<Key<'a>> {
             let start = self.i;
             if self.byte() == b'"' {
                 let text = self.plain_string(b'"')?;
-                return Some((Cow::Borrowed(text), start));
+                return Some((Text::Borrowed(text), start));
             }
             while self.i < self.b.len() {
                 let c = self.b[self.i];
@@ -767,23 +805,50 @@ mod fast {
             if self.i == start {
                 return None;
             }
-            Some((Cow::Borrowed(&self.s[start..self.i]), start))
+            Some((Text::Borrowed(self.cut(start)), start))
         }
-        /// A dotted key, in the reused vector `spare` (give it back after use).
-        fn keys(&mut self) -> Option<Keys<'a>> {
+        /// Whether a `.` follows (after whitespace): the key is dotted.
+        fn dot_follows(&self) -> bool {
+            let mut i = self.i;
+            while i < self.b.len() && (self.b[i] == b' ' || self.b[i] == b'\t') {
+                i += 1;
+            }
+            i < self.b.len() && self.b[i] == b'.'
+        }
+        /// The rest of a dotted key that starts with `first`, in the reused vector `spare` (give it back).
+        fn dotted(&mut self, first: Key<'a>) -> Option<Keys<'a>> {
             let mut keys = std::mem::take(&mut self.spare);
             keys.clear();
-            keys.push(self.key()?);
-            loop {
-                let save = self.i;
+            keys.push(first);
+            while self.dot_follows() {
                 self.skip_ws();
-                if !self.eat(b'.') {
-                    self.i = save;
-                    return Some(keys);
-                }
+                self.i += 1;
                 self.skip_ws();
                 keys.push(self.key()?);
             }
+            Some(keys)
+        }
+        /// `key = value` into `table`.
+        fn key_value(&mut self, table: u32, depth: usize) -> Option<()> {
+            let first = self.key()?;
+            if !self.dot_follows() {
+                let value = self.assigned(depth)?;
+                return insert_one(&mut self.slots, table, first, value).ok();
+            }
+            let keys = self.dotted(first)?;
+            let value = self.assigned(depth)?;
+            insert(&mut self.slots, table, &keys, value).ok()?;
+            self.spare = keys;
+            Some(())
+        }
+        /// `= value`, after a key.
+        fn assigned(&mut self, depth: usize) -> Option<u32> {
+            self.skip_ws();
+            if !self.eat(b'=') {
+                return None;
+            }
+            self.skip_ws();
+            self.value(depth)
         }
         /// A one-line string with no escapes and no control characters.
         fn plain_string(&mut self, quote: u8) -> Option<&'a str> {
@@ -792,30 +857,37 @@ mod fast {
                 return None; // multi-line
             }
             let start = self.i;
-            // Eight bytes at a time while none of them needs a look.
-            while self.i + 8 <= self.b.len() {
-                // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
-                let w = u64::from_le(unsafe { self.b.as_ptr().add(self.i).cast::<u64>().read_unaligned() });
-                if !plain_word(w, quote) {
-                    break;
+            loop {
+                // Eight bytes at a time, up to the first one that needs a look.
+                if self.i + 8 <= self.b.len() {
+                    // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
+                    let w = u64::from_le(unsafe { self.b.as_ptr().add(self.i).cast::<u64>().read_unaligned() });
+                    let special = special_bytes(w, quote);
+                    if special == 0 {
+                        self.i += 8;
+                        continue;
+                    }
+                    self.i += (special.trailing_zeros() / 8) as usize;
+                } else if self.i == self.b.len() {
+                    return None;
                 }
-                self.i += 8;
-            }
-            while self.i < self.b.len() && plain_byte(self.b[self.i], quote) {
+                let c = self.b[self.i];
+                if c == quote {
+                    let text = self.cut(start);
+                    self.i += 1;
+                    return Some(text);
+                }
+                if !plain_byte(c, quote) {
+                    return None; // an escape or a control character
+                }
                 self.i += 1;
             }
-            if self.byte() != quote || self.i == self.b.len() {
-                return None; // an escape, a control character or the end
-            }
-            let text = &self.s[start..self.i];
-            self.i += 1;
-            Some(text)
         }
         /// A one-line basic string; the common escapes are decoded.
-        fn basic_string(&mut self) -> Option<Cow<'a, str>> {
+        fn basic_string(&mut self) -> Option<Text<'a>> {
             let save = self.i;
             if let Some(text) = self.plain_string(b'"') {
-                return Some(Cow::Borrowed(text));
+                return Some(Text::Borrowed(text));
             }
             self.i = save + 1;
             if self.byte() == b'"' && self.byte_at(self.i + 1) == b'"' {
@@ -829,12 +901,12 @@ mod fast {
                 }
                 match self.b[self.i] {
                     b'"' => {
-                        out.push_str(&self.s[start..self.i]);
+                        out.push_str(self.cut(start));
                         self.i += 1;
-                        return Some(Cow::Owned(out));
+                        return Some(Text::Owned(out));
                     }
                     b'\\' => {
-                        out.push_str(&self.s[start..self.i]);
+                        out.push_str(self.cut(start));
                         let e = self.byte_at(self.i + 1);
                         self.i += 2;
                         match e {
@@ -877,7 +949,7 @@ mod fast {
             let at = self.i;
             let value = match self.b[self.i] {
                 b'"' => Stored::String(self.basic_string()?),
-                b'\'' => Stored::String(Cow::Borrowed(self.plain_string(b'\'')?)),
+                b'\'' => Stored::String(Text::Borrowed(self.plain_string(b'\'')?)),
                 b't' if self.starts_with(b"true") => {
                     self.i += 4;
                     Stored::Boolean(true)
@@ -899,7 +971,7 @@ mod fast {
                     if n == 0 || (n > 1 && self.b[digits] == b'0') {
                         return None;
                     }
-                    Stored::Integer(self.s[start..self.i].parse().ok()?)
+                    Stored::Integer(self.cut(start).parse().ok()?)
                 }
                 b'[' => {
                     self.i += 1;
@@ -929,15 +1001,7 @@ mod fast {
                     if !self.eat(b'}') {
                         loop {
                             self.skip_ws();
-                            let keys = self.keys()?;
-                            self.skip_ws();
-                            if !self.eat(b'=') {
-                                return None;
-                            }
-                            self.skip_ws();
-                            let value = self.value(depth + 1)?;
-                            insert(&mut self.slots, table, &keys, value).ok()?;
-                            self.spare = keys;
+                            self.key_value(table, depth + 1)?;
                             self.skip_ws();
                             if self.eat(b',') {
                                 continue;
