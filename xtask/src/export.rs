@@ -17,7 +17,7 @@ use xshell::Shell;
 use crate::config;
 use crate::flags::{Args, Opt, Task, APP};
 use crate::gen;
-use crate::markers::{self, canonicalize_name, Marker, Recursion};
+use crate::markers::{self, canonicalize_name, FastMap, Marker, Recursion};
 use crate::pep440;
 use crate::poetry::{self, Dependency, Lock, Package, PackageFile, Project, Source, MAIN_GROUP};
 
@@ -589,7 +589,7 @@ fn extra_package_names(lock: &Lock<'_>, extras: &[String]) -> Result<Vec<String>
     if extras.is_empty() {
         return Ok(Vec::new());
     }
-    let mut by_name: HashMap<&str, &Package> = HashMap::new();
+    let mut by_name: FastMap<&str, &Package> = FastMap::default();
     for p in &lock.packages {
         by_name.insert(&p.name, p);
     }
@@ -640,20 +640,20 @@ fn walk_dependencies<'r, 'l>(
     root_name: &str,
 ) -> Result<Vec<(Dependency, &'r Package<'l>, Vec<String>)>> {
     // Candidates per name (indices into the lock), highest version first (stable).
-    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_name: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, p) in locked_packages.iter().enumerate() {
         by_name.entry(p.name.as_str()).or_default().push(i);
     }
     for list in by_name.values_mut() {
         list.sort_by(|&a, &b| locked_packages[b].version.cmp(&locked_packages[a].version));
     }
-    let mut region_cache: HashMap<String, Vec<Marker>> = HashMap::new();
-    let mut extra_cache: HashMap<String, Option<Dependency>> = HashMap::new();
+    let mut region_cache: FastMap<String, Vec<Marker>> = FastMap::default();
+    let mut extra_cache: FastMap<String, Option<Dependency>> = FastMap::default();
 
     // The decisions: (lock index, extras) → requirement, in the order they were made.
     let mut nested: Vec<((usize, Vec<String>), Dependency)> = Vec::new();
-    let mut nested_index: HashMap<(usize, Vec<String>), usize> = HashMap::new();
-    let mut visited: HashMap<String, Vec<Dependency>> = HashMap::new();
+    let mut nested_index: FastMap<(usize, Vec<String>), usize> = FastMap::default();
+    let mut visited: FastMap<String, Vec<Dependency>> = FastMap::default();
     let mut queue: VecDeque<Dependency> = dependencies.into();
     while let Some(requirement) = queue.pop_front() {
         let seen = visited.entry(requirement.complete_name()).or_default();
@@ -760,7 +760,7 @@ fn locked_package(
     packages: &[Package],
     candidates: &[usize],
     decided: &[((usize, Vec<String>), Dependency)],
-    decided_index: &HashMap<(usize, Vec<String>), usize>,
+    decided_index: &FastMap<(usize, Vec<String>), usize>,
 ) -> Result<Option<usize>> {
     let mut overlapping: Vec<usize> = Vec::new();
     for &candidate in candidates {

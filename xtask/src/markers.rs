@@ -714,10 +714,18 @@ pub(crate) struct FastHasher(u64);
 
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut buf = [0u8; 8];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(buf));
+        // Eight bytes at a time, little-endian, the last ones padded with zeros (a plain loop: the tool runs
+        // unoptimized dependencies, and `chunks` would come from there).
+        let mut i = 0;
+        while i < bytes.len() {
+            let mut word = 0u64;
+            let mut k = 0;
+            while k < 8 && i + k < bytes.len() {
+                word |= u64::from(bytes[i + k]) << (8 * k);
+                k += 1;
+            }
+            self.write_u64(word);
+            i += 8;
         }
     }
     fn write_u64(&mut self, n: u64) {
