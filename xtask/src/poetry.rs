@@ -1538,7 +1538,11 @@ fn content_hashes(
         };
         sha256::hex_digest(json.dumps().as_bytes())
     };
-    (compute(true), compute(false))
+    let with_groups = compute(true);
+    if dependency_groups.is_none_or(|g| g.is_empty()) {
+        return (with_groups.clone(), with_groups); // the same content
+    }
+    (with_groups, compute(false))
 }
 
 // ---------------------------------------------------------------------------------------------------------
