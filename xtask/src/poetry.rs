@@ -1744,6 +1744,7 @@ impl<'a> Lock<'a> {
                 .as_array()
                 .map(|a| a.filter_map(Node::as_table).collect())
                 .ok_or_else(|| file.error_at(item, "package must be an array of tables"))?;
+            packages.reserve_exact(tables.len());
             for t in tables {
                 let raw = RawPackage { doc: file, table: t, lock_dir, metadata_files, metadata_hashes };
                 packages.push(read_package(raw)?);
