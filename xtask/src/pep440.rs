@@ -96,14 +96,14 @@ impl Version {
     pub(crate) fn parse(s: &str) -> Option<Version> {
         let s = s.trim();
         let lower;
-        let s = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        let s = if s.as_bytes().iter().any(u8::is_ascii_uppercase) {
             lower = s.to_ascii_lowercase();
             lower.as_str()
         } else {
             s
         };
-        let (version, rest) = parse_version_prefix(s)?;
-        rest.is_empty().then_some(version)
+        let (version, end) = parse_version_prefix(s)?;
+        (end == s.len()).then_some(version)
     }
 
     pub(crate) fn text(&self) -> &str {
@@ -457,32 +457,55 @@ impl Hash for Slot {
     }
 }
 
-/// Parses the longest prefix of `s` (lowercase) that `packaging`'s VERSION_PATTERN matches (possessively).
-fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
+/// Parses the longest prefix of `s` (lowercase) that `packaging`'s VERSION_PATTERN matches (possessively);
+/// returns the version and where the rest of `s` starts. Plain byte indexing: this runs for every version of a
+/// lock, and `cargo xtask` links unoptimized copies of std's generic slice and iterator helpers.
+fn parse_version_prefix(s: &str) -> Option<(Version, usize)> {
     let b = s.as_bytes();
-    let mut i = 0;
-    if b.first() == Some(&b'v') {
-        i += 1;
-    }
+    // The byte at `i`, 0 past the end.
+    let at = |i: usize| -> u8 {
+        if i < b.len() {
+            b[i]
+        } else {
+            0
+        }
+    };
     let digits = |i: usize| -> usize {
         let mut j = i;
-        while j < b.len() && b[j].is_ascii_digit() {
+        while at(j).is_ascii_digit() {
             j += 1;
         }
         j
     };
     // The digits from..to as a number (saturating, like `parse::<u64>().unwrap_or(u64::MAX)`).
     let number = |from: usize, to: usize| -> u64 {
-        let mut n: u64 = 0;
-        for &d in &b[from..to] {
-            n = n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).unwrap_or(u64::MAX);
+        let (mut n, mut k) = (0u64, from);
+        while k < to {
+            n = n.checked_mul(10).and_then(|n| n.checked_add(u64::from(b[k] - b'0'))).unwrap_or(u64::MAX);
+            k += 1;
         }
         n
     };
+    // Whether `word` is at `i`.
+    let has = |i: usize, word: &[u8]| -> bool {
+        let mut k = 0;
+        while k < word.len() && at(i + k) == word[k] {
+            k += 1;
+        }
+        k == word.len()
+    };
+    let sep = |i: usize| -> usize {
+        if matches!(at(i), b'.' | b'_' | b'-') {
+            i + 1
+        } else {
+            i
+        }
+    };
+    let mut i = usize::from(at(0) == b'v');
     // epoch
     let mut epoch = 0;
     let j = digits(i);
-    if j > i && b.get(j) == Some(&b'!') {
+    if j > i && at(j) == b'!' {
         epoch = number(i, j);
         i = j + 1;
     }
@@ -491,9 +514,10 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
     if j == i {
         return None;
     }
-    let mut release = vec![number(i, j)];
+    let mut release = Vec::with_capacity(4);
+    release.push(number(i, j));
     i = j;
-    while b.get(i) == Some(&b'.') {
+    while at(i) == b'.' {
         let j = digits(i + 1);
         if j == i + 1 {
             break;
@@ -501,47 +525,56 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
         release.push(number(i + 1, j));
         i = j;
     }
-    let sep = |i: usize| -> usize {
-        if matches!(b.get(i), Some(b'.' | b'_' | b'-')) {
-            i + 1
-        } else {
-            i
-        }
-    };
-    // pre
+    // pre (the first label that matches, in this order)
     let mut pre = None;
     {
         let j = sep(i);
-        let labels: [(&str, Phase); 8] = [
-            ("alpha", Phase::Alpha),
-            ("a", Phase::Alpha),
-            ("beta", Phase::Beta),
-            ("b", Phase::Beta),
-            ("preview", Phase::Rc),
-            ("pre", Phase::Rc),
-            ("c", Phase::Rc),
-            ("rc", Phase::Rc),
-        ];
-        let tail = &b[j.min(b.len())..];
-        if let Some((label, phase)) = labels.iter().find(|(l, _)| tail.starts_with(l.as_bytes())) {
-            let k = sep(j + label.len());
+        let label = if has(j, b"alpha") {
+            Some((5, Phase::Alpha))
+        } else if has(j, b"a") {
+            Some((1, Phase::Alpha))
+        } else if has(j, b"beta") {
+            Some((4, Phase::Beta))
+        } else if has(j, b"b") {
+            Some((1, Phase::Beta))
+        } else if has(j, b"preview") {
+            Some((7, Phase::Rc))
+        } else if has(j, b"pre") {
+            Some((3, Phase::Rc))
+        } else if has(j, b"c") {
+            Some((1, Phase::Rc))
+        } else if has(j, b"rc") {
+            Some((2, Phase::Rc))
+        } else {
+            None
+        };
+        if let Some((len, phase)) = label {
+            let k = sep(j + len);
             let m = digits(k);
             let n = if m > k { number(k, m) } else { 0 };
-            pre = Some((*phase, n));
+            pre = Some((phase, n));
             i = if m > k { m } else { k };
         }
     }
     // post
     let mut post = None;
-    if b.get(i) == Some(&b'-') && digits(i + 1) > i + 1 {
+    if at(i) == b'-' && digits(i + 1) > i + 1 {
         let m = digits(i + 1);
         post = Some(number(i + 1, m));
         i = m;
     } else {
         let j = sep(i);
-        let tail = &b[j.min(b.len())..];
-        if let Some(label) = ["post", "rev", "r"].iter().find(|l| tail.starts_with(l.as_bytes())) {
-            let k = sep(j + label.len());
+        let len = if has(j, b"post") {
+            4
+        } else if has(j, b"rev") {
+            3
+        } else if has(j, b"r") {
+            1
+        } else {
+            0
+        };
+        if len > 0 {
+            let k = sep(j + len);
             let m = digits(k);
             post = Some(if m > k { number(k, m) } else { 0 });
             i = if m > k { m } else { k };
@@ -551,7 +584,7 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
     let mut dev = None;
     {
         let j = sep(i);
-        if b[j.min(b.len())..].starts_with(b"dev") {
+        if has(j, b"dev") {
             let k = sep(j + 3);
             let m = digits(k);
             dev = Some(if m > k { number(k, m) } else { 0 });
@@ -560,10 +593,10 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
     }
     // local
     let mut local = None;
-    if b.get(i) == Some(&b'+') {
+    if at(i) == b'+' {
         let alnum = |i: usize| -> usize {
             let mut j = i;
-            while j < b.len() && b[j].is_ascii_alphanumeric() {
+            while at(j).is_ascii_alphanumeric() {
                 j += 1;
             }
             j
@@ -572,7 +605,7 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
         if j > i + 1 {
             let mut parts = vec![s[i + 1..j].to_string()];
             let mut k = j;
-            while matches!(b.get(k), Some(b'.' | b'_' | b'-')) {
+            while matches!(at(k), b'.' | b'_' | b'-') {
                 let m = alnum(k + 1);
                 if m == k + 1 {
                     break;
@@ -584,7 +617,7 @@ fn parse_version_prefix(s: &str) -> Option<(Version, &str)> {
             i = k;
         }
     }
-    Some((Version::new(epoch, release, pre, post, dev, local), &s[i..]))
+    Some((Version::new(epoch, release, pre, post, dev, local), i))
 }
 
 // ---------------------------------------------------------------------------------------------------------
