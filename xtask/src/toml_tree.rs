@@ -715,6 +715,47 @@ mod fast {
             | ((w | w.wrapping_add(LO)) & HI)
     }
 
+    /// The first byte of `b` from `i` on that may need a look in a string delimited by `quote` (see
+    /// `special_bytes`), or the end: sixteen bytes at a time with SSE2 (every x86_64 has it), then eight.
+    fn skip_plain(b: &[u8], mut i: usize, quote: u8) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::*;
+            // SAFETY: SSE2 is part of x86_64; each load reads sixteen bytes inside the slice, unaligned.
+            unsafe {
+                // (Loaded, not `_mm_set1_epi8`: its generic helper would be an unoptimized call here.)
+                let splat = |byte: u8| _mm_loadu_si128([byte; 16].as_ptr().cast());
+                let (quote, backslash, space, delete) = (splat(quote), splat(b'\\'), splat(0x20), splat(0x7f));
+                while i + 16 <= b.len() {
+                    let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
+                    // Signed: bytes from 0x80 on are below 0x20 too (they need a look as well).
+                    let special = _mm_or_si128(
+                        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                        _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, delete)),
+                    );
+                    let mask = _mm_movemask_epi8(special) as u32;
+                    if mask != 0 {
+                        return i + mask.trailing_zeros() as usize;
+                    }
+                    i += 16;
+                }
+            }
+        }
+        while i + 8 <= b.len() {
+            // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
+            let w = u64::from_le(unsafe { b.as_ptr().add(i).cast::<u64>().read_unaligned() });
+            let special = special_bytes(w, quote);
+            if special != 0 {
+                return i + (special.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+        while i < b.len() && plain_byte(b[i], quote) {
+            i += 1;
+        }
+        i
+    }
+
     impl<'a> Parser<'a> {
         /// The current byte; 0 at the end (a NUL is never valid where the parser looks).
         fn byte(&self) -> u8 {
@@ -858,17 +899,8 @@ mod fast {
             }
             let start = self.i;
             loop {
-                // Eight bytes at a time, up to the first one that needs a look.
-                if self.i + 8 <= self.b.len() {
-                    // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
-                    let w = u64::from_le(unsafe { self.b.as_ptr().add(self.i).cast::<u64>().read_unaligned() });
-                    let special = special_bytes(w, quote);
-                    if special == 0 {
-                        self.i += 8;
-                        continue;
-                    }
-                    self.i += (special.trailing_zeros() / 8) as usize;
-                } else if self.i == self.b.len() {
+                self.i = skip_plain(self.b, self.i, quote);
+                if self.i == self.b.len() {
                     return None;
                 }
                 let c = self.b[self.i];
@@ -941,6 +973,41 @@ mod fast {
         fn starts_with(&self, word: &[u8]) -> bool {
             self.i + word.len() <= self.b.len() && &self.b[self.i..self.i + word.len()] == word
         }
+        /// `{file = "...", hash = "..."}` exactly as Poetry writes the entries of `files` (most of a lock),
+        /// stored as the general path stores it; `None` (nothing read) for anything else.
+        fn file_entry(&mut self) -> Option<u32> {
+            let start = self.i;
+            let entry = self.file_entry_fields();
+            if entry.is_none() {
+                self.i = start;
+            }
+            entry
+        }
+        fn file_entry_fields(&mut self) -> Option<u32> {
+            let at = self.i;
+            if !self.starts_with(b"{file = \"") {
+                return None;
+            }
+            self.i += 8;
+            let file_at = self.i;
+            let file = self.plain_string(b'"')?;
+            if !self.starts_with(b", hash = \"") {
+                return None;
+            }
+            self.i += 9;
+            let hash_at = self.i;
+            let hash = self.plain_string(b'"')?;
+            if !self.eat(b'}') || !self.delimited() {
+                return None;
+            }
+            let table = self.slots.push(Stored::Table(EMPTY, TableKind::Inline), at);
+            for (key, value, value_at) in [("file", file, file_at), ("hash", hash, hash_at)] {
+                let id = self.slots.push(Stored::String(Text::Borrowed(value)), value_at);
+                self.slots.0[id as usize].key = Text::Borrowed(key);
+                self.slots.append(table, id);
+            }
+            Some(table)
+        }
         /// A value, stored; returns its slot.
         fn value(&mut self, depth: usize) -> Option<u32> {
             if depth > 32 || self.i == self.b.len() {
@@ -995,6 +1062,9 @@ mod fast {
                     return self.delimited().then_some(array);
                 }
                 b'{' => {
+                    if let Some(table) = self.file_entry() {
+                        return Some(table);
+                    }
                     self.i += 1;
                     let table = self.slots.push(Stored::Table(EMPTY, TableKind::Inline), at);
                     self.skip_ws();
@@ -1087,6 +1157,12 @@ lock-version = "2.0"
             "s = 'lit\\eral'\n",
             "m = \"python_version < \\\"3.8\\\" \\u00e9\\n\"\n",
             "[a.b]\nx = 1\n[a]\ny = {p.q = 2, r = [[], [{}]]}\n[[c]]\n[[c]]\nz.w = 3\n[c.d]\n",
+            // Poetry's file entries (read by a shortcut), and others like them.
+            "files = [\n    {file = \"a-1.0-py3-none-any.whl\", hash = \"sha256:0123456789abcdef0123456789\"},\n    \
+             {file = \"b\", hash = \"c\"}, {file = \"x\", hash = \"y\", z = 1}, {file = \"é\\n\", hash = \"\"},\n]\n",
+            // Long strings: sixteen bytes at a time, stopping at non-ASCII bytes and backslashes.
+            "s = 'a long literal string with a \\ backslash and é non-ASCII characters in it'\n",
+            "k = \"a long basic string with é non-ASCII characters, and a tab\there, past sixteen bytes\"\n",
         ];
         for text in texts {
             let fast = fast::parse(text).unwrap_or_else(|| panic!("fast path gave up on {text:?}"));
@@ -1109,6 +1185,13 @@ lock-version = "2.0"
             };
             let show = |s: &Slots<'_>| show_table(Table { slots: &s.0, id: ROOT });
             assert_eq!(show(&fast), show(&full), "{text}");
+            // Values in the same order at the same offsets.
+            let offsets = |s: &Slots<'_>| -> Vec<u32> {
+                let mut v: Vec<u32> = s.0.iter().map(|slot| slot.at).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(offsets(&fast), offsets(&full), "{text}");
         }
         // Not handled by the fast path: the full parser takes these.
         for text in [
@@ -1119,6 +1202,7 @@ lock-version = "2.0"
             "a = 01\n",
             "a = {b = 1,}\n",
             "a = 1 b = 2\n",
+            "a = \"sixteen bytes and more, then a control character \u{1}\"\n",
         ] {
             assert!(fast::parse(text).is_none(), "{text:?}");
         }
