@@ -1659,8 +1659,10 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
             v.first_devrelease()
         }
     };
+    let b = constraint.as_bytes();
+    let (c0, c1) = (if b.is_empty() { 0 } else { b[0] }, if b.len() < 2 { 0 } else { b[1] });
     // A comparison (`>=1.2`, the most common) is none of the forms before it.
-    let comparison = matches!(constraint.as_bytes().first(), Some(b'<' | b'>' | b'=' | b'!'));
+    let comparison = matches!(c0, b'<' | b'>' | b'=' | b'!');
     // `*`, `x`, `x.*`
     if !comparison {
         let t = constraint.strip_prefix('v').unwrap_or(constraint);
@@ -1670,7 +1672,7 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
     }
     let full_version = |s: &str| -> Option<Version> { Version::parse_exact_lower(s) };
     // Tilde `~1.2`
-    if let Some(rest) = constraint.strip_prefix('~') {
+    if let Some(rest) = constraint.strip_prefix('~').filter(|_| c0 == b'~') {
         if !rest.starts_with('=') {
             let version = full_version(rest.trim_start())?;
             let high =
@@ -1692,7 +1694,7 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
         return Some(Constraint::Range(Range::new(Some(version), Some(canon_max(high)), true, false)));
     }
     // Caret `^1.2`
-    if let Some(rest) = constraint.strip_prefix('^') {
+    if let Some(rest) = constraint.strip_prefix('^').filter(|_| c0 == b'^') {
         let version = full_version(rest.trim_start())?;
         let high = version.next_breaking();
         return Some(Constraint::Range(Range::new(Some(version), Some(canon_max(high)), true, false)));
@@ -1704,9 +1706,19 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
         }
     }
     // Basic comparator
-    let ops = ["<>", "!=", ">=", ">", "<=", "<", "==", "="];
-    let (op, rest) =
-        ops.iter().find_map(|op| constraint.strip_prefix(op).map(|rest| (*op, rest))).unwrap_or(("", constraint));
+    // The first of `<>`, `!=`, `>=`, `>`, `<=`, `<`, `==`, `=` that prefixes it.
+    let op = match (c0, c1) {
+        (b'<', b'>') => "<>",
+        (b'!', b'=') => "!=",
+        (b'>', b'=') => ">=",
+        (b'>', _) => ">",
+        (b'<', b'=') => "<=",
+        (b'<', _) => "<",
+        (b'=', b'=') => "==",
+        (b'=', _) => "=",
+        _ => "",
+    };
+    let rest = &constraint[op.len()..];
     let rest = rest.trim_start();
     let parsed_rest = full_version(rest);
     let (version_text, wildcard) = if parsed_rest.is_some() || rest.eq_ignore_ascii_case("dev") {

@@ -473,7 +473,9 @@ impl Dependency {
     /// poetry-core's `Dependency.__eq__`: same name, extras and source, and the same constraint unless it
     /// is a direct origin.
     pub(crate) fn same_as(&self, other: &Dependency) -> bool {
-        self.complete_name() == other.complete_name()
+        // The same `complete_name` (names and extras are normalized: no `[`, `,` or `]` in them).
+        self.name == other.name
+            && self.features == other.features
             && self.source.is_same_source_as(&other.source)
             && (self.constraint == other.constraint || self.is_direct_origin())
     }
