@@ -1,7 +1,7 @@
 //! A fast, read-only TOML tree for large generated files (`poetry.lock` is often megabytes): every table,
-//! array and value of a document lives in one vector (no allocation per table or array), strings are
-//! borrowed from the text unless they contain escapes, and every value keeps its offset so that errors still
-//! say `path:line:col`. Lock files take a direct parser (`fast`); anything it does not read goes through
+//! array and value of a document lives in one vector of 32-byte slots (no allocation per table or array),
+//! strings are spans of the text unless they contain escapes, and every value keeps its offset so that errors
+//! still say `path:line:col`. Lock files take a direct parser (`fast`); anything it does not read goes through
 //! `toml_parser` (the lexer `toml_edit` uses) without `toml_edit`'s formatting-preserving model, which is
 //! several times slower. Syntax errors are reported through `TomlFile`, so they read exactly like everywhere
 //! else in the tool.
@@ -19,40 +19,24 @@ use crate::toml_file::{line_col, TomlFile};
 /// The end of a list.
 const NONE: u32 = u32::MAX;
 
-/// A string of the document: borrowed from the text, or decoded from escapes. (Not a `Cow`: the tool runs
-/// unoptimized dependencies, and `Cow`'s generic `Deref` would come from there.)
-#[derive(Debug, Clone)]
-enum Text<'a> {
-    Borrowed(&'a str),
-    Owned(String),
+/// A string of the document: `len` bytes of the text from `start`, or, when `start` is `DECODED`, the decoded
+/// string number `len` (one that had escapes). Eight bytes where a `&str` takes sixteen.
+#[derive(Debug, Clone, Copy)]
+struct Text {
+    start: u32,
+    len: u32,
 }
 
-impl<'a> Text<'a> {
-    fn as_str(&self) -> &str {
-        match self {
-            Text::Borrowed(s) => s,
-            Text::Owned(s) => s.as_str(),
-        }
-    }
-    fn from_cow(cow: Cow<'a, str>) -> Text<'a> {
-        match cow {
-            Cow::Borrowed(s) => Text::Borrowed(s),
-            Cow::Owned(s) => Text::Owned(s),
-        }
-    }
-}
+const DECODED: u32 = u32::MAX;
 
-impl std::fmt::Display for Text<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The key of what has none (array items, the root).
+const NO_KEY: Text = Text { start: 0, len: 0 };
 
 /// A key, and where it starts.
-type Key<'a> = (Text<'a>, usize);
+type Key = (Text, usize);
 
 /// A dotted key.
-type Keys<'a> = Vec<Key<'a>>;
+type Keys = Vec<Key>;
 
 /// The root table's slot.
 const ROOT: u32 = 0;
@@ -77,12 +61,12 @@ enum TableKind {
 }
 
 #[derive(Debug)]
-enum Stored<'a> {
-    String(Text<'a>),
+enum Stored {
+    String(Text),
     Integer(i64),
     Float(f64),
     Boolean(bool),
-    Datetime(&'a str),
+    Datetime(Text),
     /// The bool is true for an array of tables (`[[name]]`).
     Array(List, bool),
     Table(List, TableKind),
@@ -90,10 +74,10 @@ enum Stored<'a> {
 
 /// One value of the document.
 #[derive(Debug)]
-struct Slot<'a> {
-    /// Its key in its table (empty for array items and the root).
-    key: Text<'a>,
-    value: Stored<'a>,
+struct Slot {
+    /// Its key in its table.
+    key: Text,
+    value: Stored,
     /// Where it starts in the text.
     at: u32,
     /// The next entry of its table, or item of its array.
@@ -101,29 +85,61 @@ struct Slot<'a> {
 }
 
 /// The document's values, as the parsers build them.
-struct Slots<'a>(Vec<Slot<'a>>);
+struct Slots<'a> {
+    text: &'a str,
+    all: Vec<Slot>,
+    /// Strings that had escapes, decoded.
+    decoded: Vec<String>,
+}
 
 impl<'a> Slots<'a> {
-    fn new(text: &str) -> Slots<'a> {
-        // About one value per 24 bytes of a lock file.
-        let mut slots = Vec::with_capacity(text.len() / 24 + 1);
-        slots.push(Slot {
-            key: Text::Borrowed(""),
-            value: Stored::Table(EMPTY, TableKind::Implicit),
-            at: 0,
-            next: NONE,
-        });
-        Slots(slots)
+    fn new(text: &'a str) -> Slots<'a> {
+        // About one value per 40 bytes of a lock file.
+        let mut all = Vec::with_capacity(text.len() / 32 + 1);
+        all.push(Slot { key: NO_KEY, value: Stored::Table(EMPTY, TableKind::Implicit), at: 0, next: NONE });
+        Slots { text, all, decoded: Vec::new() }
     }
 
-    fn push(&mut self, value: Stored<'a>, at: usize) -> u32 {
-        let id = self.0.len() as u32;
-        self.0.push(Slot { key: Text::Borrowed(""), value, at: at as u32, next: NONE });
+    /// The string `t`.
+    fn str(&self, t: Text) -> &str {
+        if t.start == DECODED {
+            return self.decoded[t.len as usize].as_str();
+        }
+        let (start, end) = (t.start as usize, t.start as usize + t.len as usize);
+        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(end));
+        // SAFETY: texts are made by `span` and the direct parser, inside `text` and at char boundaries.
+        // Unchecked: the checked slicing would run in the unoptimized `core` copy `cargo xtask` links.
+        unsafe { self.text.get_unchecked(start..end) }
+    }
+
+    /// The span of `s`, a slice of the text.
+    fn span(&self, s: &str) -> Text {
+        let start = s.as_ptr() as usize - self.text.as_ptr() as usize;
+        debug_assert!(start + s.len() <= self.text.len());
+        Text { start: start as u32, len: s.len() as u32 }
+    }
+
+    /// A string of the text, or a decoded one.
+    fn text_of(&mut self, s: Cow<'a, str>) -> Text {
+        match s {
+            Cow::Borrowed(s) => self.span(s),
+            Cow::Owned(s) => self.decoded(s),
+        }
+    }
+
+    fn decoded(&mut self, s: String) -> Text {
+        self.decoded.push(s);
+        Text { start: DECODED, len: (self.decoded.len() - 1) as u32 }
+    }
+
+    fn push(&mut self, value: Stored, at: usize) -> u32 {
+        let id = self.all.len() as u32;
+        self.all.push(Slot { key: NO_KEY, value, at: at as u32, next: NONE });
         id
     }
 
     fn list(&self, owner: u32) -> List {
-        match self.0[owner as usize].value {
+        match self.all[owner as usize].value {
             Stored::Array(list, _) | Stored::Table(list, _) => list,
             _ => EMPTY,
         }
@@ -135,20 +151,21 @@ impl<'a> Slots<'a> {
         if list.last == NONE {
             list.first = id;
         } else {
-            self.0[list.last as usize].next = id;
+            self.all[list.last as usize].next = id;
         }
         list.last = id;
-        if let Stored::Array(l, _) | Stored::Table(l, _) = &mut self.0[owner as usize].value {
+        if let Stored::Array(l, _) | Stored::Table(l, _) = &mut self.all[owner as usize].value {
             *l = list;
         }
     }
 
     /// The entry `key` of the table `table`.
-    fn find(&self, table: u32, key: &str) -> Option<u32> {
+    fn find(&self, table: u32, key: Text) -> Option<u32> {
+        let key = self.str(key);
         let mut id = self.list(table).first;
         while id != NONE {
-            let slot = &self.0[id as usize];
-            if same_key(slot.key.as_str(), key) {
+            let slot = &self.all[id as usize];
+            if same_key(self.str(slot.key), key) {
                 return Some(id);
             }
             id = slot.next;
@@ -157,15 +174,15 @@ impl<'a> Slots<'a> {
     }
 
     /// Adds a new table `key` to `parent`.
-    fn add_table(&mut self, parent: u32, key: Text<'a>, kind: TableKind, at: usize) -> u32 {
+    fn add_table(&mut self, parent: u32, key: Text, kind: TableKind, at: usize) -> u32 {
         let id = self.push(Stored::Table(EMPTY, kind), at);
-        self.0[id as usize].key = key;
+        self.all[id as usize].key = key;
         self.append(parent, id);
         id
     }
 
     fn table_kind(&self, id: u32) -> Option<TableKind> {
-        match self.0[id as usize].value {
+        match self.all[id as usize].value {
             Stored::Table(_, kind) => Some(kind),
             _ => None,
         }
@@ -185,28 +202,23 @@ fn same_key(a: &str, b: &str) -> bool {
 }
 
 /// `[keys]` or `[[keys]]`: defines the table (or appends one to the array of tables) and returns it.
-fn define_header<'a>(
-    slots: &mut Slots<'a>,
-    keys: &[Key<'a>],
-    array: bool,
-    start: usize,
-) -> Result<u32, (usize, String)> {
+fn define_header(slots: &mut Slots<'_>, keys: &[Key], array: bool, start: usize) -> Result<u32, (usize, String)> {
     let Some(((last, _), parents)) = keys.split_last() else { return Err((start, "empty table name".into())) };
     let parent = navigate(slots, parents, start)?;
-    match slots.find(parent, last.as_str()) {
+    match slots.find(parent, *last) {
         None => {
             if array {
                 let id = slots.push(Stored::Array(EMPTY, true), start);
-                slots.0[id as usize].key = last.clone();
+                slots.all[id as usize].key = *last;
                 slots.append(parent, id);
                 let table = slots.push(Stored::Table(EMPTY, TableKind::Header), start);
                 slots.append(id, table);
                 Ok(table)
             } else {
-                Ok(slots.add_table(parent, last.clone(), TableKind::Header, start))
+                Ok(slots.add_table(parent, *last, TableKind::Header, start))
             }
         }
-        Some(existing) => match (&mut slots.0[existing as usize].value, array) {
+        Some(existing) => match (&mut slots.all[existing as usize].value, array) {
             (Stored::Array(_, true), true) => {
                 let table = slots.push(Stored::Table(EMPTY, TableKind::Header), start);
                 slots.append(existing, table);
@@ -216,51 +228,51 @@ fn define_header<'a>(
                 *kind = TableKind::Header;
                 Ok(existing)
             }
-            _ => Err((start, format!("duplicate key `{last}`"))),
+            _ => Err((start, format!("duplicate key `{}`", slots.str(*last)))),
         },
     }
 }
 
 /// The table at `path` under the root, creating implicit tables; arrays of tables lead to their last table.
-fn navigate<'a>(slots: &mut Slots<'a>, path: &[Key<'a>], at: usize) -> Result<u32, (usize, String)> {
+fn navigate(slots: &mut Slots<'_>, path: &[Key], at: usize) -> Result<u32, (usize, String)> {
     let mut current = ROOT;
     for (key, _) in path {
-        let Some(id) = slots.find(current, key.as_str()) else {
-            current = slots.add_table(current, key.clone(), TableKind::Implicit, at);
+        let Some(id) = slots.find(current, *key) else {
+            current = slots.add_table(current, *key, TableKind::Implicit, at);
             continue;
         };
-        current = match slots.0[id as usize].value {
+        current = match slots.all[id as usize].value {
             Stored::Table(_, kind) if kind != TableKind::Inline => id,
             Stored::Array(list, true) if slots.table_kind(list.last).is_some() => list.last,
-            Stored::Array(_, true) => return Err((at, format!("`{key}` is not a table"))),
-            _ => return Err((at, format!("`{key}` is already defined as a value"))),
+            Stored::Array(_, true) => return Err((at, format!("`{}` is not a table", slots.str(*key)))),
+            _ => return Err((at, format!("`{}` is already defined as a value", slots.str(*key)))),
         };
     }
     Ok(current)
 }
 
 /// Adds the value `value` under the (dotted) `keys` to `table`, creating dotted tables.
-fn insert<'a>(slots: &mut Slots<'a>, table: u32, keys: &[Key<'a>], value: u32) -> Result<(), (usize, String)> {
+fn insert(slots: &mut Slots<'_>, table: u32, keys: &[Key], value: u32) -> Result<(), (usize, String)> {
     let Some((last, parents)) = keys.split_last() else {
-        return Err((slots.0[value as usize].at as usize, "a value without a key".to_string()));
+        return Err((slots.all[value as usize].at as usize, "a value without a key".to_string()));
     };
     let mut current = table;
     for (key, key_at) in parents {
-        current = match slots.find(current, key.as_str()) {
-            None => slots.add_table(current, key.clone(), TableKind::Dotted, *key_at),
+        current = match slots.find(current, *key) {
+            None => slots.add_table(current, *key, TableKind::Dotted, *key_at),
             Some(id) if matches!(slots.table_kind(id), Some(TableKind::Dotted | TableKind::Implicit)) => id,
-            Some(_) => return Err((*key_at, format!("duplicate key `{key}`"))),
+            Some(_) => return Err((*key_at, format!("duplicate key `{}`", slots.str(*key)))),
         };
     }
-    insert_one(slots, current, last.clone(), value)
+    insert_one(slots, current, *last, value)
 }
 
 /// Adds the value `value` under `key` to `table`.
-fn insert_one<'a>(slots: &mut Slots<'a>, table: u32, key: Key<'a>, value: u32) -> Result<(), (usize, String)> {
-    if slots.find(table, key.0.as_str()).is_some() {
-        return Err((key.1, format!("duplicate key `{}`", key.0)));
+fn insert_one(slots: &mut Slots<'_>, table: u32, key: Key, value: u32) -> Result<(), (usize, String)> {
+    if slots.find(table, key.0).is_some() {
+        return Err((key.1, format!("duplicate key `{}`", slots.str(key.0))));
     }
-    slots.0[value as usize].key = key.0;
+    slots.all[value as usize].key = key.0;
     slots.append(table, value);
     Ok(())
 }
@@ -273,20 +285,20 @@ fn insert_one<'a>(slots: &mut Slots<'a>, table: u32, key: Key<'a>, value: u32) -
 pub(crate) struct Document<'a> {
     pub(crate) text: &'a str,
     pub(crate) display: String,
-    slots: Vec<Slot<'a>>,
+    slots: Slots<'a>,
 }
 
 /// A value of a document (a cheap handle: copy it freely).
 #[derive(Clone, Copy)]
 pub(crate) struct Node<'d> {
-    slots: &'d [Slot<'d>],
+    slots: &'d Slots<'d>,
     id: u32,
 }
 
 /// A table of a document.
 #[derive(Clone, Copy)]
 pub(crate) struct Table<'d> {
-    slots: &'d [Slot<'d>],
+    slots: &'d Slots<'d>,
     id: u32,
 }
 
@@ -304,7 +316,7 @@ pub(crate) enum Value<'d> {
 /// The items of an array, in order.
 #[derive(Clone)]
 pub(crate) struct Items<'d> {
-    slots: &'d [Slot<'d>],
+    slots: &'d Slots<'d>,
     next: u32,
 }
 
@@ -315,14 +327,14 @@ impl<'d> Iterator for Items<'d> {
             return None;
         }
         let node = Node { slots: self.slots, id: self.next };
-        self.next = self.slots[self.next as usize].next;
+        self.next = self.slots.all[self.next as usize].next;
         Some(node)
     }
 }
 
 /// The entries of a table, in document order.
 pub(crate) struct Entries<'d> {
-    slots: &'d [Slot<'d>],
+    slots: &'d Slots<'d>,
     next: u32,
 }
 
@@ -332,8 +344,8 @@ impl<'d> Iterator for Entries<'d> {
         if self.next == NONE {
             return None;
         }
-        let slot = &self.slots[self.next as usize];
-        let entry = (slot.key.as_str(), Node { slots: self.slots, id: self.next });
+        let slot = &self.slots.all[self.next as usize];
+        let entry = (self.slots.str(slot.key), Node { slots: self.slots, id: self.next });
         self.next = slot.next;
         Some(entry)
     }
@@ -341,7 +353,7 @@ impl<'d> Iterator for Entries<'d> {
 
 impl<'d> Table<'d> {
     fn list(self) -> List {
-        match self.slots[self.id as usize].value {
+        match self.slots.all[self.id as usize].value {
             Stored::Table(list, _) => list,
             _ => EMPTY,
         }
@@ -358,8 +370,8 @@ impl<'d> Table<'d> {
 }
 
 impl<'d> Node<'d> {
-    fn slot(self) -> &'d Slot<'d> {
-        &self.slots[self.id as usize]
+    fn slot(self) -> &'d Slot {
+        &self.slots.all[self.id as usize]
     }
     /// Where the value starts in the text.
     pub(crate) fn at(self) -> usize {
@@ -367,18 +379,18 @@ impl<'d> Node<'d> {
     }
     pub(crate) fn value(self) -> Value<'d> {
         match &self.slot().value {
-            Stored::String(s) => Value::String(s.as_str()),
+            Stored::String(s) => Value::String(self.slots.str(*s)),
             Stored::Integer(i) => Value::Integer(*i),
             Stored::Float(f) => Value::Float(*f),
             Stored::Boolean(b) => Value::Boolean(*b),
-            Stored::Datetime(d) => Value::Datetime(d),
+            Stored::Datetime(d) => Value::Datetime(self.slots.str(*d)),
             Stored::Array(list, _) => Value::Array(Items { slots: self.slots, next: list.first }),
             Stored::Table(..) => Value::Table(Table { slots: self.slots, id: self.id }),
         }
     }
     pub(crate) fn as_str(self) -> Option<&'d str> {
         match &self.slot().value {
-            Stored::String(s) => Some(s.as_str()),
+            Stored::String(s) => Some(self.slots.str(*s)),
             _ => None,
         }
     }
@@ -416,7 +428,7 @@ impl<'a> Document<'a> {
             bail!("{display} is too large (4 GiB or more)");
         }
         if let Some(slots) = fast::parse(text) {
-            return Ok(Document { text, display: display.to_string(), slots: slots.0 });
+            return Ok(Document { text, display: display.to_string(), slots });
         }
         let source = Source::new(text);
         let tokens = source.lex().into_vec();
@@ -445,7 +457,7 @@ impl<'a> Document<'a> {
             let (line, col) = line_col(text, at);
             return Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"));
         }
-        Ok(Document { text, display: display.to_string(), slots: builder.slots.0 })
+        Ok(Document { text, display: display.to_string(), slots: builder.slots })
     }
 
     /// The top-level table.
@@ -469,11 +481,11 @@ impl<'a> Document<'a> {
 // The general parser: `toml_parser`'s events
 // ---------------------------------------------------------------------------------------------------------
 
-enum Frame<'a> {
+enum Frame {
     /// An array being read.
     Array(u32),
     /// An inline table being read, and the keys of its value being read.
-    Inline(u32, Keys<'a>),
+    Inline(u32, Keys),
 }
 
 struct Builder<'a> {
@@ -482,10 +494,10 @@ struct Builder<'a> {
     /// The current `[table]`.
     current: u32,
     /// Keys of the header being read: (is an array of tables, keys, start).
-    header: Option<(bool, Keys<'a>, usize)>,
+    header: Option<(bool, Keys, usize)>,
     /// Keys of the key/value being read at the top level.
-    pending: Keys<'a>,
-    frames: Vec<Frame<'a>>,
+    pending: Keys,
+    frames: Vec<Frame>,
     error: Option<(usize, String)>,
 }
 
@@ -587,11 +599,11 @@ impl<'a> EventReceiver for Builder<'a> {
     fn simple_key(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
         let key = match plain_string(raw.as_str(), kind) {
-            Some(s) => Text::Borrowed(s),
+            Some(s) => self.slots.span(s),
             None => {
                 let mut key: Cow<'a, str> = Cow::Borrowed("");
                 raw.decode_key(&mut key, error);
-                Text::from_cow(key)
+                self.slots.text_of(key)
             }
         };
         if let Some((_, keys, _)) = &mut self.header {
@@ -607,13 +619,13 @@ impl<'a> EventReceiver for Builder<'a> {
     fn scalar(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
         let value = match plain_string(raw.as_str(), kind).filter(|_| kind.is_some()) {
-            Some(s) => Stored::String(Text::Borrowed(s)),
+            Some(s) => Stored::String(self.slots.span(s)),
             None => {
                 let mut out: Cow<'a, str> = Cow::Borrowed("");
                 match raw.decode_scalar(&mut out, error) {
-                    ScalarKind::String => Stored::String(Text::from_cow(out)),
+                    ScalarKind::String => Stored::String(self.slots.text_of(out)),
                     ScalarKind::Boolean(b) => Stored::Boolean(b),
-                    ScalarKind::DateTime => Stored::Datetime(raw.as_str()),
+                    ScalarKind::DateTime => Stored::Datetime(self.slots.span(raw.as_str())),
                     ScalarKind::Float => match out.parse::<f64>() {
                         Ok(f) => Stored::Float(f),
                         Err(_) => match out.as_ref() {
@@ -657,7 +669,7 @@ mod fast {
         i: usize,
         slots: Slots<'a>,
         /// The vector of dotted keys, reused from one to the next.
-        spare: Keys<'a>,
+        spare: Keys,
     }
 
     pub(super) fn parse(text: &str) -> Option<Slots<'_>> {
@@ -772,6 +784,10 @@ mod fast {
                 0
             }
         }
+        /// The span from `start` to the current position.
+        fn span(&self, start: usize) -> Text {
+            Text { start: start as u32, len: (self.i - start) as u32 }
+        }
         /// The text from `start` to the current position.
         fn cut(&self, start: usize) -> &'a str {
             debug_assert!(self.s.is_char_boundary(start) && self.s.is_char_boundary(self.i));
@@ -830,11 +846,10 @@ mod fast {
             }
         }
         /// A bare key or a plain quoted one.
-        fn key(&mut self) -> Option<Key<'a>> {
+        fn key(&mut self) -> Option<Key> {
             let start = self.i;
             if self.byte() == b'"' {
-                let text = self.plain_string(b'"')?;
-                return Some((Text::Borrowed(text), start));
+                return Some((self.plain_string(b'"')?, start));
             }
             while self.i < self.b.len() {
                 let c = self.b[self.i];
@@ -846,7 +861,7 @@ mod fast {
             if self.i == start {
                 return None;
             }
-            Some((Text::Borrowed(self.cut(start)), start))
+            Some((self.span(start), start))
         }
         /// Whether a `.` follows (after whitespace): the key is dotted.
         fn dot_follows(&self) -> bool {
@@ -857,7 +872,7 @@ mod fast {
             i < self.b.len() && self.b[i] == b'.'
         }
         /// The rest of a dotted key that starts with `first`, in the reused vector `spare` (give it back).
-        fn dotted(&mut self, first: Key<'a>) -> Option<Keys<'a>> {
+        fn dotted(&mut self, first: Key) -> Option<Keys> {
             let mut keys = std::mem::take(&mut self.spare);
             keys.clear();
             keys.push(first);
@@ -892,7 +907,7 @@ mod fast {
             self.value(depth)
         }
         /// A one-line string with no escapes and no control characters.
-        fn plain_string(&mut self, quote: u8) -> Option<&'a str> {
+        fn plain_string(&mut self, quote: u8) -> Option<Text> {
             self.i += 1;
             if self.byte() == quote && self.byte_at(self.i + 1) == quote {
                 return None; // multi-line
@@ -905,7 +920,7 @@ mod fast {
                 }
                 let c = self.b[self.i];
                 if c == quote {
-                    let text = self.cut(start);
+                    let text = self.span(start);
                     self.i += 1;
                     return Some(text);
                 }
@@ -916,10 +931,10 @@ mod fast {
             }
         }
         /// A one-line basic string; the common escapes are decoded.
-        fn basic_string(&mut self) -> Option<Text<'a>> {
+        fn basic_string(&mut self) -> Option<Text> {
             let save = self.i;
             if let Some(text) = self.plain_string(b'"') {
-                return Some(Text::Borrowed(text));
+                return Some(text);
             }
             self.i = save + 1;
             if self.byte() == b'"' && self.byte_at(self.i + 1) == b'"' {
@@ -935,7 +950,7 @@ mod fast {
                     b'"' => {
                         out.push_str(self.cut(start));
                         self.i += 1;
-                        return Some(Text::Owned(out));
+                        return Some(self.slots.decoded(out));
                     }
                     b'\\' => {
                         out.push_str(self.cut(start));
@@ -989,11 +1004,13 @@ mod fast {
                 return None;
             }
             self.i += 8;
+            let file_key = Text { start: at as u32 + 1, len: 4 };
             let file_at = self.i;
             let file = self.plain_string(b'"')?;
             if !self.starts_with(b", hash = \"") {
                 return None;
             }
+            let hash_key = Text { start: self.i as u32 + 2, len: 4 };
             self.i += 9;
             let hash_at = self.i;
             let hash = self.plain_string(b'"')?;
@@ -1001,9 +1018,9 @@ mod fast {
                 return None;
             }
             let table = self.slots.push(Stored::Table(EMPTY, TableKind::Inline), at);
-            for (key, value, value_at) in [("file", file, file_at), ("hash", hash, hash_at)] {
-                let id = self.slots.push(Stored::String(Text::Borrowed(value)), value_at);
-                self.slots.0[id as usize].key = Text::Borrowed(key);
+            for (key, value, value_at) in [(file_key, file, file_at), (hash_key, hash, hash_at)] {
+                let id = self.slots.push(Stored::String(value), value_at);
+                self.slots.all[id as usize].key = key;
                 self.slots.append(table, id);
             }
             Some(table)
@@ -1016,7 +1033,7 @@ mod fast {
             let at = self.i;
             let value = match self.b[self.i] {
                 b'"' => Stored::String(self.basic_string()?),
-                b'\'' => Stored::String(Text::Borrowed(self.plain_string(b'\'')?)),
+                b'\'' => Stored::String(self.plain_string(b'\'')?),
                 b't' if self.starts_with(b"true") => {
                     self.i += 4;
                     Stored::Boolean(true)
@@ -1183,11 +1200,11 @@ lock-version = "2.0"
                 assert!(errors.is_empty() && b.error.is_none());
                 b.slots
             };
-            let show = |s: &Slots<'_>| show_table(Table { slots: &s.0, id: ROOT });
+            let show = |s: &Slots<'_>| show_table(Table { slots: s, id: ROOT });
             assert_eq!(show(&fast), show(&full), "{text}");
             // Values in the same order at the same offsets.
             let offsets = |s: &Slots<'_>| -> Vec<u32> {
-                let mut v: Vec<u32> = s.0.iter().map(|slot| slot.at).collect();
+                let mut v: Vec<u32> = s.all.iter().map(|slot| slot.at).collect();
                 v.sort();
                 v
             };
