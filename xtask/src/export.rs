@@ -670,11 +670,12 @@ fn walk_dependencies<'r, 'l>(
         if requirement.name == root_name {
             continue;
         }
-        seen.push(requirement.clone());
+        seen.push(requirement);
+        let requirement = seen.last().unwrap();
 
         let candidates: &[usize] = by_name.get(requirement.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let Some(index) = locked_package(&requirement, locked_packages, candidates, &nested, &nested_index)? else {
-            bail!("Dependency walk failed at {}", requirement_display(&requirement));
+        let Some(index) = locked_package(requirement, locked_packages, candidates, &nested, &nested_index)? else {
+            bail!("Dependency walk failed at {}", requirement_display(requirement));
         };
         let locked = &locked_packages[index];
         let features = requirement.features.clone();

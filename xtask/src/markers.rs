@@ -1414,15 +1414,22 @@ impl<'a> MarkerParser<'a> {
 // Simplifying constructors, union and intersection
 // ------------------------------------------------------------------------------------------------
 
+/// A thread-local memo. Never freed: it lives as long as the tool, and freeing it at exit only costs time.
+pub(crate) type Memo<T> = std::mem::ManuallyDrop<RefCell<T>>;
+
+pub(crate) const fn memo<T>(value: T) -> Memo<T> {
+    std::mem::ManuallyDrop::new(RefCell::new(value))
+}
+
 thread_local! {
-    static PARSE_CACHE: RefCell<FastMap<String, Marker>> = RefCell::new(FastMap::default());
-    static CNF_CACHE: RefCell<FastMap<Marker, Marker>> = RefCell::new(FastMap::default());
-    static DNF_CACHE: RefCell<FastMap<Marker, Marker>> = RefCell::new(FastMap::default());
-    static INTERSECTION_CALLS: RefCell<Vec<Vec<Marker>>> = const { RefCell::new(Vec::new()) };
-    static UNION_CALLS: RefCell<Vec<Vec<Marker>>> = const { RefCell::new(Vec::new()) };
+    static PARSE_CACHE: Memo<FastMap<String, Marker>> = memo(FastMap::default());
+    static CNF_CACHE: Memo<FastMap<Marker, Marker>> = memo(FastMap::default());
+    static DNF_CACHE: Memo<FastMap<Marker, Marker>> = memo(FastMap::default());
+    static INTERSECTION_CALLS: Memo<Vec<Vec<Marker>>> = const { memo(Vec::new()) };
+    static UNION_CALLS: Memo<Vec<Vec<Marker>>> = const { memo(Vec::new()) };
     /// Results of `intersection` and `union` called from outside the algebra (see `memoized`).
-    static OUTER_INTERSECTIONS: RefCell<FastMap<Vec<Marker>, Marker>> = RefCell::new(FastMap::default());
-    static OUTER_UNIONS: RefCell<FastMap<Vec<Marker>, Marker>> = RefCell::new(FastMap::default());
+    static OUTER_INTERSECTIONS: Memo<FastMap<Vec<Marker>, Marker>> = memo(FastMap::default());
+    static OUTER_UNIONS: Memo<FastMap<Vec<Marker>, Marker>> = memo(FastMap::default());
     /// How many times a `Recursion` was raised.
     static RECURSIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -1634,7 +1641,7 @@ fn intersect_simplify(this: &Marker, other: &Marker) -> MResult<Option<Marker>> 
 
 /// Runs `f` with `args` pushed on a call stack; a call already on the stack is a `Recursion`.
 fn guarded(
-    stack: &'static std::thread::LocalKey<RefCell<Vec<Vec<Marker>>>>,
+    stack: &'static std::thread::LocalKey<Memo<Vec<Vec<Marker>>>>,
     args: &[Marker],
     f: impl FnOnce() -> MResult,
 ) -> MResult {
@@ -1775,7 +1782,7 @@ fn unique_product(lists: &[Vec<Marker>]) -> Vec<Vec<Marker>> {
 }
 
 fn cached(
-    cache: &'static std::thread::LocalKey<RefCell<FastMap<Marker, Marker>>>,
+    cache: &'static std::thread::LocalKey<Memo<FastMap<Marker, Marker>>>,
     marker: &Marker,
     f: impl FnOnce() -> MResult,
 ) -> MResult {
@@ -1828,7 +1835,7 @@ pub(crate) fn dnf(marker: &Marker) -> MResult {
 }
 
 thread_local! {
-    static MERGE_CACHE: RefCell<FastMap<(Marker, Marker, bool), Option<Marker>>> = RefCell::new(FastMap::default());
+    static MERGE_CACHE: Memo<FastMap<(Marker, Marker, bool), Option<Marker>>> = memo(FastMap::default());
 }
 
 /// `_merge_single_markers`: the AND (`multi`) or OR of two single markers as one marker, when possible.

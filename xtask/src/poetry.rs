@@ -298,7 +298,7 @@ impl Dependency {
             kind,
             source,
             marker: Marker::Any,
-            python_versions: ANY_PYTHON.with(Rc::clone),
+            python_versions: ANY_PYTHON.with(|any| Rc::clone(any)),
             python_constraint: VersionConstraint::any(),
             in_extras: Vec::new(),
             source_name: None,
@@ -490,8 +490,8 @@ struct PythonVersions {
 }
 
 thread_local! {
-    static ANY_PYTHON: Rc<str> = Rc::from("*");
-    static PYTHON_VERSIONS: std::cell::RefCell<markers::FastMap<String, Rc<PythonVersions>>> = Default::default();
+    static ANY_PYTHON: std::mem::ManuallyDrop<Rc<str>> = std::mem::ManuallyDrop::new(Rc::from("*"));
+    static PYTHON_VERSIONS: markers::Memo<markers::FastMap<String, Rc<PythonVersions>>> = markers::memo(Default::default());
 }
 
 /// `None` for an invalid constraint, an error for one that makes no marker.
@@ -522,7 +522,7 @@ struct MarkerFacts {
 }
 
 thread_local! {
-    static MARKER_FACTS: std::cell::RefCell<markers::FastMap<Marker, Rc<MarkerFacts>>> = Default::default();
+    static MARKER_FACTS: markers::Memo<markers::FastMap<Marker, Rc<MarkerFacts>>> = markers::memo(Default::default());
 }
 
 fn marker_facts(marker: &Marker) -> MResult<Rc<MarkerFacts>> {
