@@ -160,17 +160,32 @@ impl<'a> Slots<'a> {
     }
 
     /// The entry `key` of the table `table`.
-    fn find(&self, table: u32, key: Text) -> Option<u32> {
-        let key = self.str(key);
+    fn find(&self, table: u32, key: &str) -> Option<u32> {
         let mut id = self.list(table).first;
         while id != NONE {
             let slot = &self.all[id as usize];
-            if same_key(self.str(slot.key), key) {
+            if self.is(slot.key, key) {
                 return Some(id);
             }
             id = slot.next;
         }
         None
+    }
+
+    /// Whether the string `t` is `s` (lengths first: most keys differ in length).
+    fn is(&self, t: Text, s: &str) -> bool {
+        if t.start != DECODED && t.len as usize != s.len() {
+            return false;
+        }
+        let (a, b) = (self.str(t).as_bytes(), s.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() && a[i] == b[i] {
+            i += 1;
+        }
+        i == a.len()
     }
 
     /// Adds a new table `key` to `parent`.
@@ -189,23 +204,11 @@ impl<'a> Slots<'a> {
     }
 }
 
-fn same_key(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() && a[i] == b[i] {
-        i += 1;
-    }
-    i == a.len()
-}
-
 /// `[keys]` or `[[keys]]`: defines the table (or appends one to the array of tables) and returns it.
 fn define_header(slots: &mut Slots<'_>, keys: &[Key], array: bool, start: usize) -> Result<u32, (usize, String)> {
     let Some(((last, _), parents)) = keys.split_last() else { return Err((start, "empty table name".into())) };
     let parent = navigate(slots, parents, start)?;
-    match slots.find(parent, *last) {
+    match slots.find(parent, slots.str(*last)) {
         None => {
             if array {
                 let id = slots.push(Stored::Array(EMPTY, true), start);
@@ -237,7 +240,7 @@ fn define_header(slots: &mut Slots<'_>, keys: &[Key], array: bool, start: usize)
 fn navigate(slots: &mut Slots<'_>, path: &[Key], at: usize) -> Result<u32, (usize, String)> {
     let mut current = ROOT;
     for (key, _) in path {
-        let Some(id) = slots.find(current, *key) else {
+        let Some(id) = slots.find(current, slots.str(*key)) else {
             current = slots.add_table(current, *key, TableKind::Implicit, at);
             continue;
         };
@@ -258,7 +261,7 @@ fn insert(slots: &mut Slots<'_>, table: u32, keys: &[Key], value: u32) -> Result
     };
     let mut current = table;
     for (key, key_at) in parents {
-        current = match slots.find(current, *key) {
+        current = match slots.find(current, slots.str(*key)) {
             None => slots.add_table(current, *key, TableKind::Dotted, *key_at),
             Some(id) if matches!(slots.table_kind(id), Some(TableKind::Dotted | TableKind::Implicit)) => id,
             Some(_) => return Err((*key_at, format!("duplicate key `{}`", slots.str(*key)))),
@@ -269,7 +272,7 @@ fn insert(slots: &mut Slots<'_>, table: u32, keys: &[Key], value: u32) -> Result
 
 /// Adds the value `value` under `key` to `table`.
 fn insert_one(slots: &mut Slots<'_>, table: u32, key: Key, value: u32) -> Result<(), (usize, String)> {
-    if slots.find(table, key.0).is_some() {
+    if slots.find(table, slots.str(key.0)).is_some() {
         return Err((key.1, format!("duplicate key `{}`", slots.str(key.0))));
     }
     slots.all[value as usize].key = key.0;
@@ -359,7 +362,7 @@ impl<'d> Table<'d> {
         }
     }
     pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
-        self.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v)
+        self.slots.find(self.id, key).map(|id| Node { slots: self.slots, id })
     }
     pub(crate) fn iter(self) -> Entries<'d> {
         Entries { slots: self.slots, next: self.list().first }
