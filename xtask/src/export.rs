@@ -375,8 +375,8 @@ pub(crate) fn select_from(
             // `algorithm:hex`; a bare hex is a sha256.
             let mut hashes: Vec<Cow<str>> = Vec::new();
             for f in package.files()? {
-                match f.hash.split_once(':') {
-                    Some((algorithm, _)) if !matches!(algorithm, "sha256" | "sha384" | "sha512") => continue,
+                match f.hash.as_bytes().iter().position(|&b| b == b':') {
+                    Some(colon) if !matches!(&f.hash[..colon], "sha256" | "sha384" | "sha512") => continue,
                     Some(_) => hashes.push(Cow::Borrowed(f.hash)),
                     None => hashes.push(Cow::Owned(format!("sha256:{}", f.hash))),
                 }
@@ -403,12 +403,20 @@ pub(crate) fn select_from(
     }
     lines.sort();
     lines.dedup();
-    let mut content = lines.join("\n");
-    content.push('\n');
-    if !indexes.is_empty() && request.with_urls {
-        content =
-            format!("{}\n{content}", index_header(&project.sources, &indexes, request.with_credentials, credentials));
+    let header = if !indexes.is_empty() && request.with_urls {
+        index_header(&project.sources, &indexes, request.with_credentials, credentials) + "\n"
+    } else {
+        String::new()
+    };
+    let mut content = String::with_capacity(header.len() + lines.iter().map(|l| l.len() + 1).sum::<usize>() + 1);
+    content.push_str(&header);
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            content.push('\n');
+        }
+        content.push_str(line);
     }
+    content.push('\n');
     Ok(Selection { requirements: content, packages, warnings })
 }
 
