@@ -1125,7 +1125,7 @@ mod tests {
     }
 
     fn check_error(tail: &str, expect: Expect) {
-        let err = load(&format!("{HEAD}{tail}")).err().expect("an error");
+        let err = load(&format!("{HEAD}{tail}")).expect_err("an error");
         expect.assert_eq(&err.to_string());
     }
 
@@ -1432,7 +1432,7 @@ mod tests {
     #[test]
     fn errors_in_project_metadata() {
         let check = |pyproject: &str, expect: Expect| {
-            let err = load(pyproject).err().expect("an error");
+            let err = load(pyproject).expect_err("an error");
             expect.assert_eq(&err.to_string());
         };
         check(

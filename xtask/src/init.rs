@@ -418,14 +418,12 @@ fn edit_pyproject(edit: &mut FileEdit, config: &Config, notes: &mut Vec<String>)
         return Ok(());
     }
     let block = block.join(newline);
-    let summary;
-    match existing {
+    let summary = match existing {
         Some(Item::Table(table)) if !table.is_implicit() && !table.is_dotted() => {
             let table = doc["tool"]["xtask"].as_table_mut().expect("checked above");
             let suffix = table.decor().suffix().and_then(|s| s.as_str()).unwrap_or("").to_string();
             table.decor_mut().set_suffix(format!("{suffix}{newline}{block}"));
-            summary =
-                format!("{} commented settings with their derived values in [tool.xtask]", block.lines().count() - 1);
+            format!("{} commented settings with their derived values in [tool.xtask]", block.lines().count() - 1)
         }
         Some(_) => {
             notes.push(format!(
@@ -448,12 +446,12 @@ fn edit_pyproject(edit: &mut FileEdit, config: &Config, notes: &mut Vec<String>)
             xtask.decor_mut().set_prefix(newline);
             xtask.decor_mut().set_suffix(format!("{newline}{block}"));
             tool.insert("xtask", Item::Table(xtask));
-            summary = format!(
+            format!(
                 "[tool.xtask] with the {} settings derived from the project, commented out",
                 block.lines().count() - 1
-            );
+            )
         }
-    }
+    };
     edit.insert(render(&doc, &edit.text), summary)
 }
 

@@ -1445,8 +1445,8 @@ pub(crate) fn multi_of(markers: &[Marker]) -> MResult {
                 continue;
             }
             let mut intersected = false;
-            for i in 0..new.len() {
-                let mark = new[i].clone();
+            for slot in new.iter_mut() {
+                let mark = slot.clone();
                 let mut is_one_union = false;
                 let mut simplified = None;
                 if let Marker::Union(_) = mark {
@@ -1457,7 +1457,7 @@ pub(crate) fn multi_of(markers: &[Marker]) -> MResult {
                     simplified = intersect_simplify(marker, &mark)?;
                 }
                 if let Some(s) = simplified {
-                    new[i] = s;
+                    *slot = s;
                     intersected = true;
                     break;
                 }
@@ -1467,7 +1467,7 @@ pub(crate) fn multi_of(markers: &[Marker]) -> MResult {
                         return Ok(Marker::Empty);
                     }
                     if merged.is_single_like() {
-                        new[i] = merged;
+                        *slot = merged;
                         intersected = true;
                         break;
                     }
@@ -1501,8 +1501,8 @@ pub(crate) fn union_of(markers: &[Marker]) -> MResult {
                 continue;
             }
             let mut included = false;
-            for i in 0..new.len() {
-                let mark = new[i].clone();
+            for slot in new.iter_mut() {
+                let mark = slot.clone();
                 let mut is_one_multi = false;
                 let mut simplified = None;
                 if let Marker::Multi(_) = mark {
@@ -1513,7 +1513,7 @@ pub(crate) fn union_of(markers: &[Marker]) -> MResult {
                     simplified = union_simplify(marker, &mark)?;
                 }
                 if let Some(s) = simplified {
-                    new[i] = s;
+                    *slot = s;
                     included = true;
                     break;
                 }
@@ -1524,7 +1524,7 @@ pub(crate) fn union_of(markers: &[Marker]) -> MResult {
                     }
                     if merged.is_single_like() || (matches!(merged, Marker::Multi(_)) && merged.complexity() <= (2, 2))
                     {
-                        new[i] = merged;
+                        *slot = merged;
                         included = true;
                         break;
                     }
