@@ -199,8 +199,27 @@ pub(crate) fn task_help(task: &Task) -> String {
     for opt in task.options.iter().chain(std::iter::once(&help)) {
         let short = opt.short.map(|c| format!("-{c}, ")).unwrap_or_else(|| "    ".to_string());
         let value = if opt.value.is_empty() { String::new() } else { format!(" <{}>", opt.value) };
-        out.push_str(&format!("    {short}--{}{value}\n        {}\n", opt.long, opt.help));
+        out.push_str(&format!("    {short}--{}{value}\n", opt.long));
+        out.push_str(&wrap(opt.help, "            ", 110));
     }
+    out
+}
+
+/// `text` in lines of at most `width` columns (a longer word stands alone), each starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > width {
+            out.push_str(&format!("{indent}{line}\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&format!("{indent}{line}\n"));
     out
 }
 
@@ -247,5 +266,30 @@ mod tests {
         check("demo -f", expect!["error: option '--format' needs a value (FORMAT)"]);
         check("demo --check=1", expect!["error: option '--check' takes no value"]);
         check("nope", expect!["error: unknown task 'nope'; `cargo xtask --help` lists the tasks"]);
+    }
+
+    #[test]
+    fn task_help_indents_and_wraps_option_text() {
+        const LONG: Task = Task {
+            name: "long",
+            summary: "a task with a long option text",
+            about: "",
+            positional: "",
+            options: &[Opt::value("base-image", "IMAGE", "the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)")],
+        };
+        expect![[r#"
+            cargo xtask long: a task with a long option text
+
+            USAGE:
+                cargo xtask long [OPTIONS]
+
+            OPTIONS:
+                    --base-image <IMAGE>
+                        the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env
+                        XTASK_BASE_IMAGE)
+                -h, --help
+                        print this help
+        "#]]
+        .assert_eq(&task_help(&LONG));
     }
 }
