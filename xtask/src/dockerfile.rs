@@ -97,20 +97,17 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     let workdir = &config.workdir;
     let port = config.port;
     let includes: Vec<&str> = config.include.iter().map(|i| i.dest.as_str()).collect();
+    // Each value quoted; ours unescaped, since PATH must expand `${PATH}`.
     let mut env = vec![
-        ("PATH".to_string(), format!("{VENV}/bin:${{PATH}}")),
-        ("VIRTUAL_ENV".to_string(), VENV.to_string()),
-        ("PYTHONUNBUFFERED".to_string(), "1".to_string()),
-        ("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()),
+        format!("PATH=\"{VENV}/bin:${{PATH}}\""),
+        format!("VIRTUAL_ENV=\"{VENV}\""),
+        "PYTHONUNBUFFERED=\"1\"".to_string(),
+        "PYTHONDONTWRITEBYTECODE=\"1\"".to_string(),
     ];
     for (key, value) in &config.env {
-        env.push((key.clone(), quote_value("tool.xtask.env", key, value)?));
+        env.push(format!("{key}={}", quote_value("tool.xtask.env", key, value)?));
     }
-    let env = env
-        .iter()
-        .map(|(k, v)| if v.starts_with('"') { format!("{k}={v}") } else { format!("{k}=\"{v}\"") })
-        .collect::<Vec<_>>()
-        .join(" \\\n    ");
+    let env = env.join(" \\\n    ");
     let health_url = format!("http://127.0.0.1:{port}{}", config.health_path);
     let health_script = format!(
         "import sys, urllib.request; sys.exit(urllib.request.urlopen({}, timeout=4).status != 200)",
@@ -118,21 +115,22 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     );
     let health = exec_form(&["python".to_string(), "-c".to_string(), health_script]);
     let command = exec_form(&config.command);
+    let oci = "org.opencontainers.image";
     let mut labels = vec![
-        ("org.opencontainers.image.title".to_string(), quote_value("title", "", &config.project_name)?),
-        ("org.opencontainers.image.version".to_string(), quote_value("version", "", &config.version)?),
-        ("org.opencontainers.image.revision".to_string(), "\"${REVISION}\"".to_string()),
-        ("org.opencontainers.image.created".to_string(), "\"${CREATED}\"".to_string()),
-        ("org.opencontainers.image.source".to_string(), "\"${SOURCE}\"".to_string()),
-        ("org.opencontainers.image.base.name".to_string(), "\"${BASE_IMAGE}\"".to_string()),
+        format!("{oci}.title={}", quote_value("title", "", &config.project_name)?),
+        format!("{oci}.version={}", quote_value("version", "", &config.version)?),
+        format!("{oci}.revision=\"${{REVISION}}\""),
+        format!("{oci}.created=\"${{CREATED}}\""),
+        format!("{oci}.source=\"${{SOURCE}}\""),
+        format!("{oci}.base.name=\"${{BASE_IMAGE}}\""),
     ];
     for (key, value) in &config.labels {
         if key.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
             bail!("tool.xtask.labels: '{key}' cannot be a label name (no spaces, quotes or =)");
         }
-        labels.push((key.clone(), quote_value("tool.xtask.labels", key, value)?));
+        labels.push(format!("{key}={}", quote_value("tool.xtask.labels", key, value)?));
     }
-    let labels = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" \\\n      ");
+    let labels = labels.join(" \\\n      ");
     let base_image = quote_value("base image", "", base_image)?;
 
     Ok(format!(
