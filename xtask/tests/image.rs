@@ -274,7 +274,7 @@ fn example_app_image_serves_as_non_root_from_a_read_only_root() {
     let stop = started.elapsed();
     eprintln!("docker stop took {:.2} s", stop.as_secs_f64());
     assert!(stop < Duration::from_secs(8), "stopping took {stop:?}\n{}", container.logs());
-    let code = Command::new("docker").args(["inspect", "--format", "{{.State.ExitCode}}", &container.name]).output();
+    let code = docker().args(["inspect", "--format", "{{.State.ExitCode}}", &container.name]).output();
     assert_eq!(stdout(&code.unwrap()).trim(), "0", "a graceful exit\n{}", container.logs());
     assert!(container.logs().contains("Shutting down: Master"), "{}", container.logs());
     drop(container);
