@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
 
-use crate::{gen, paths, pip};
+use crate::{gen, paths, pip, sha256};
 
 /// One requirement of the exported requirements that names a local path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,16 +220,7 @@ fn build(
     let dest = wheelhouse.join(&file_name);
     let bytes = std::fs::read(&wheel).with_context(|| format!("cannot read {}", wheel.display()))?;
     gen::write_atomic(&dest, &bytes)?;
-    let hash = pip::pip(sh, python, "hash")
-        .arg(&dest)
-        .quiet()
-        .read()
-        .with_context(|| format!("cannot hash {}", dest.display()))?;
-    let hash = hash
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("--hash="))
-        .ok_or_else(|| format_err!("`pip hash` printed no hash for {}", dest.display()))?
-        .to_string();
+    let hash = format!("sha256:{}", sha256::hex_digest(&bytes));
     Ok(LocalWheel { name, version, file: dest, hash })
 }
 
