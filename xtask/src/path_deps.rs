@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
 
+use crate::markers::canonicalize_name;
 use crate::{gen, paths, pip, sha256};
 
 /// One requirement of the exported requirements that names a local path.
@@ -225,13 +226,13 @@ fn build(
 }
 
 /// `name-version-py-abi-platform.whl` → (normalized name, version, `py-abi-platform`).
-fn parse_wheel_name(file_name: &str) -> Option<(String, String, String)> {
+pub(crate) fn parse_wheel_name(file_name: &str) -> Option<(String, String, String)> {
     let stem = file_name.strip_suffix(".whl")?;
     let parts: Vec<&str> = stem.split('-').collect();
     if parts.len() < 5 {
         return None;
     }
-    let name = parts[0].to_lowercase().replace(['_', '.'], "-");
+    let name = canonicalize_name(parts[0]);
     let tags = parts[parts.len() - 3..].join("-");
     Some((name, parts[1].to_string(), tags))
 }

@@ -788,7 +788,7 @@ fn build(
                 let wheel = std::fs::read_dir(&out)?
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .find(|f| f.ends_with(".whl") && wheel_project(f).as_deref() == Some(package.name.as_str()))
+                    .find(|f| path_deps::parse_wheel_name(f).is_some_and(|(name, ..)| name == package.name))
                     .ok_or_else(|| format_err!("building {sdist} made no wheel of {}", package.name))?;
                 let pure = wheel.ends_with("-none-any.whl");
                 if !pure || !target.fits(&wheel, &platforms) {
@@ -1114,12 +1114,6 @@ fn pinned(package: &SelectedPackage) -> String {
     }
     line.push('\n');
     line
-}
-
-/// The normalized project name of a wheel file name.
-fn wheel_project(file: &str) -> Option<String> {
-    let name = file.split('-').next()?;
-    Some(name.to_lowercase().replace(['_', '.'], "-"))
 }
 
 /// `requirements` with `--hash=sha256:<hash>` added to `package`'s requirement.
