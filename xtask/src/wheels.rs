@@ -143,7 +143,6 @@ pub(crate) fn lock_state(config: &Config) -> Result<File> {
 /// `platform.libc_ver()` of its python3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BaseFacts {
-    pub(crate) image: String,
     pub(crate) id: String,
     pub(crate) python_full: String,
     pub(crate) machine: String,
@@ -159,7 +158,7 @@ const PROBE_SCRIPT: &str =
 pub(crate) fn base_facts(sh: &Shell, engine: &Engine, config: &Config, base: &ImageInfo) -> Result<BaseFacts> {
     let cache = paths::base_image_facts(&config.state_dir());
     if let Ok(text) = std::fs::read_to_string(&cache) {
-        if let Some(facts) = parse_facts(&config.base_image, &text).filter(|f| f.id == base.id) {
+        if let Some(facts) = parse_facts(&text).filter(|f| f.id == base.id) {
             return Ok(facts);
         }
     }
@@ -168,7 +167,7 @@ pub(crate) fn base_facts(sh: &Shell, engine: &Engine, config: &Config, base: &Im
         format!("the base image {} must have python3 on PATH (an official python:<X.Y>-slim does)", config.base_image)
     })?;
     let text = format!("{} {}\n", base.id, answer.trim());
-    let facts = parse_facts(&config.base_image, &text)
+    let facts = parse_facts(&text)
         .ok_or_else(|| format_err!("unexpected answer from python3 in {}: {answer:?}", config.base_image))?;
     gen::write_atomic(&cache, text.as_bytes())?;
     Ok(facts)
@@ -177,11 +176,11 @@ pub(crate) fn base_facts(sh: &Shell, engine: &Engine, config: &Config, base: &Im
 /// The base image's facts as last asked, whatever its id now (for a dry run, which asks the engine nothing).
 pub(crate) fn cached_facts(config: &Config) -> Option<BaseFacts> {
     let text = std::fs::read_to_string(paths::base_image_facts(&config.state_dir())).ok()?;
-    parse_facts(&config.base_image, &text)
+    parse_facts(&text)
 }
 
 /// `<id> <python version> <machine> [glibc <version>]`.
-fn parse_facts(image: &str, text: &str) -> Option<BaseFacts> {
+fn parse_facts(text: &str) -> Option<BaseFacts> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let glibc = match words.get(3..) {
         Some(["glibc", version]) => {
@@ -191,13 +190,9 @@ fn parse_facts(image: &str, text: &str) -> Option<BaseFacts> {
         _ => None,
     };
     match words.as_slice() {
-        [id, python, machine, ..] => Some(BaseFacts {
-            image: image.to_string(),
-            id: id.to_string(),
-            python_full: python.to_string(),
-            machine: machine.to_string(),
-            glibc,
-        }),
+        [id, python, machine, ..] => {
+            Some(BaseFacts { id: id.to_string(), python_full: python.to_string(), machine: machine.to_string(), glibc })
+        }
         _ => None,
     }
 }
@@ -241,7 +236,7 @@ impl Target {
                 "the base image {} has Python {}, but the image is for Python {} (tool.xtask.python or --python): \
                  pass a base image with Python {} (--base-image or {}), or build for Python {base_minor} \
                  (--python {base_minor})",
-                facts.image,
+                config.base_image,
                 facts.python_full,
                 config.python,
                 config.python,
@@ -253,18 +248,18 @@ impl Target {
             bail!(
                 "the base image {} is for {} machines, but the image's platform is {} ({machine}): pull the base \
                  image for that platform (`docker pull --platform {} {}`) or pass --platform",
-                facts.image,
+                config.base_image,
                 facts.machine,
                 config.platform,
                 config.platform,
-                facts.image
+                config.base_image
             );
         }
         let Some(glibc) = facts.glibc else {
             bail!(
                 "the base image {} does not use glibc (Alpine and other musl images are not supported): use a \
                  Debian or Ubuntu based image such as python:{}-slim",
-                facts.image,
+                config.base_image,
                 config.python
             );
         };
@@ -274,7 +269,7 @@ impl Target {
             platform: config.platform.clone(),
             machine: machine.to_string(),
             glibc,
-            origin: format!("asked from {}", facts.image),
+            origin: format!("asked from {}", config.base_image),
         })
     }
 
@@ -1253,9 +1248,9 @@ mod tests {
         let text = render_stamp("k", &t, &files);
         let stamp = Stamp { key: "k".to_string(), target: Some("cp311 3.11.2 x86_64 glibc 2.36".to_string()), files };
         assert_eq!(parse_stamp(&text), Some(stamp));
-        let facts = parse_facts("img", "sha256:1 3.11.2 x86_64 glibc 2.36\n").unwrap();
+        let facts = parse_facts("sha256:1 3.11.2 x86_64 glibc 2.36\n").unwrap();
         assert_eq!((facts.python_full.as_str(), facts.glibc), ("3.11.2", Some((2, 36))));
-        assert_eq!(parse_facts("img", "sha256:1 3.12.1 x86_64\n").unwrap().glibc, None);
+        assert_eq!(parse_facts("sha256:1 3.12.1 x86_64\n").unwrap().glibc, None);
     }
 
     #[test]
