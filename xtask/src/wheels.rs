@@ -498,25 +498,22 @@ pub(crate) fn ensure(
     let key = inputs_key(selection, target)?;
     let shown = paths::display(&dir);
 
-    let stale = match std::fs::read_to_string(&stamp_path) {
-        Err(_) => Some("no complete wheelhouse recorded".to_string()),
-        Ok(text) => match parse_stamp(&text) {
-            Some(stamp) if stamp.key != key => Some("the locked requirements or the target changed".to_string()),
-            Some(Stamp { files, .. }) if requirements.is_file() => match verify(&dir, &files)? {
-                None => {
-                    let count = files.len();
-                    println!("wheels: {shown} is up to date ({count} wheels for {})", target.describe());
-                    let files = files.into_iter().map(|f| (f.name, f.sha256)).collect();
-                    return Ok(Wheelhouse { dir, requirements, files, refreshed: false });
-                }
-                Some(why) => Some(why),
-            },
-            _ => Some("no complete wheelhouse recorded".to_string()),
+    let previous = std::fs::read_to_string(&stamp_path).ok().and_then(|text| parse_stamp(&text));
+    let why = match &previous {
+        Some(stamp) if stamp.key != key => "the locked requirements or the target changed".to_string(),
+        Some(stamp) if requirements.is_file() => match verify(&dir, &stamp.files)? {
+            None => {
+                let count = stamp.files.len();
+                println!("wheels: {shown} is up to date ({count} wheels for {})", target.describe());
+                let files = stamp.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect();
+                return Ok(Wheelhouse { dir, requirements, files, refreshed: false });
+            }
+            Some(why) => why,
         },
+        _ => "no complete wheelhouse recorded".to_string(),
     };
-    let why = stale.unwrap_or_default();
     println!("wheels: filling {shown} for {}: {why}", target.describe());
-    build(sh, config, selection, target, &key, dry_run)
+    build(sh, config, selection, target, &key, previous.as_ref(), dry_run)
 }
 
 /// A checksum of everything that decides the wheelhouse: the exported requirements, the target, and the
@@ -694,13 +691,14 @@ fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[Strin
 }
 
 /// Downloads and builds the wheelhouse from scratch into a temporary directory, verifies it, and puts it in
-/// place with its requirements and stamp.
+/// place with its requirements and stamp. `previous` is the stamp of the wheelhouse there now, if any.
 fn build(
     sh: &Shell,
     config: &Config,
     selection: &Selection,
     target: &Target,
     key: &str,
+    previous: Option<&Stamp>,
     dry_run: bool,
 ) -> Result<Wheelhouse> {
     let state = config.state_dir();
@@ -743,7 +741,7 @@ fn build(
     let cache = paths::pip_cache();
     if !wheels.is_empty() {
         // The wheels the previous wheelhouse holds for the same target are kept, not downloaded again.
-        let kept = if dry_run { Vec::new() } else { keep_previous(&state, target, &wheels, &tmp)? };
+        let kept = if dry_run { Vec::new() } else { keep_previous(&state, previous, target, &wheels, &tmp)? };
         if !kept.is_empty() {
             println!("wheels: {} wheels kept from the previous wheelhouse (same files, same target)", kept.len());
         }
@@ -895,13 +893,17 @@ struct Download<'a> {
     cache: &'a Path,
 }
 
-/// Hard-links into `tmp` the wheels of `packages` that the previous wheelhouse holds, when it was made for the
-/// same target and the file is one of the package's locked files, unchanged since it was checked. Returns the
-/// names of the packages covered.
-fn keep_previous(state: &Path, target: &Target, packages: &[&SelectedPackage], tmp: &Path) -> Result<Vec<String>> {
-    let Some(stamp) = std::fs::read_to_string(paths::wheelhouse_stamp(state)).ok().and_then(|t| parse_stamp(&t)) else {
-        return Ok(Vec::new());
-    };
+/// Hard-links into `tmp` the wheels of `packages` that the previous wheelhouse (its stamp: `previous`) holds,
+/// when it was made for the same target and the file is one of the package's locked files, unchanged since it
+/// was checked. Returns the names of the packages covered.
+fn keep_previous(
+    state: &Path,
+    previous: Option<&Stamp>,
+    target: &Target,
+    packages: &[&SelectedPackage],
+    tmp: &Path,
+) -> Result<Vec<String>> {
+    let Some(stamp) = previous else { return Ok(Vec::new()) };
     if stamp.target.as_deref() != Some(target.key().as_str()) {
         return Ok(Vec::new());
     }
