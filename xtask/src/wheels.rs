@@ -3,7 +3,8 @@
 //!
 //! Each locked package the image needs (its marker evaluated for the target) comes from one of:
 //! - a published wheel that fits the target: `pip download --only-binary=:all: --python-version X.Y
-//!   --implementation cp --abi cpXY --platform manylinux_2_<N>_<arch>...` (every glibc up to the base image's);
+//!   --implementation cp --abi cpXY --platform manylinux_2_<N>_<arch>...` (the tags, up to the base image's
+//!   glibc, that the locked wheels carry);
 //! - its sdist, when it publishes no wheel for the target: downloaded hash-checked and built on the host with
 //!   `pip wheel`; only a pure-Python result (`*-none-any.whl`) is accepted, anything else stops here;
 //! - a path dependency: built on the host (`path_deps.rs`).
@@ -1084,7 +1085,7 @@ fn escape(text: &str) -> String {
 
 /// The platform tags to give `pip download`: those of `platforms` (in their order) that a locked wheel of
 /// `packages` fitting the target carries, or the first one when all are pure. pip tests every link of a
-/// project's index page against every tag it is given: with the whole list (36 tags for x86_64 and glibc 2.36)
+/// project's index page against every tag it is given: with the whole list (35 tags for x86_64 and glibc 2.36)
 /// that costs seconds on a project with thousands of files (pydantic-core). pip picks the same wheel, since
 /// only locked files can be picked and the tags keep their order of preference.
 fn needed_platforms(target: &Target, packages: &[&SelectedPackage], platforms: &[String]) -> Vec<String> {
