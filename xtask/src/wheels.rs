@@ -947,13 +947,14 @@ fn download(
     let links = state.join("wheels-links.html");
     let text: String = packages.iter().map(|p| pinned(p)).collect();
     println!("wheels: downloading {} wheels for {}", packages.len(), target.describe());
+    let platforms = needed_platforms(target, packages, request.platforms);
     let pip_download = |sources: &[String]| {
         let mut command = pip::pip(sh, request.python, "download")
             .args(["--only-binary=:all:", "--no-deps", "--require-hashes", "--progress-bar", "off"])
             .args(["--python-version", &format!("{}.{}", target.python.0, target.python.1)])
             .args(["--implementation", "cp", "--abi", &target.cp()]);
-        for platform in needed_platforms(target, packages, request.platforms) {
-            command = command.args(["--platform", &platform]);
+        for platform in &platforms {
+            command = command.args(["--platform", platform]);
         }
         command
             .args(sources)
