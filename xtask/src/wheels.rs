@@ -1032,13 +1032,7 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             bail!("the index of {} needs credentials", package.name);
         }
         let wheels: Vec<&str> = package.files.iter().map(|f| f.file.as_str()).filter(|f| f.ends_with(".whl")).collect();
-        input.push_str(&format!(
-            "{}/{}/ {}
-",
-            index.trim_end_matches('/'),
-            package.name,
-            wheels.join(" ")
-        ));
+        input.push_str(&format!("{}/{}/ {}\n", index.trim_end_matches('/'), package.name, wheels.join(" ")));
     }
     let output = sh
         .cmd(python)
