@@ -173,9 +173,10 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
         (Some(context), Some(base)) => fingerprint(context, &contents, &base.id, &build_args, &config.platform),
         _ => String::new(),
     };
-    let up_to_date = current.as_ref().filter(|image| !fingerprint.is_empty() && image.fingerprint == fingerprint);
+    let rebuild = args.has("always-build") || args.has("no-cache");
+    let up_to_date = reusable(current.as_ref(), &fingerprint, rebuild);
     let (id, note) = match up_to_date {
-        Some(image) if !args.has("always-build") && !args.has("no-cache") => {
+        Some(image) => {
             println!("image: {} is up to date (built from this context, Dockerfile and base image)", tags[0]);
             (image.id.clone(), " (up to date)")
         }
@@ -217,6 +218,12 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
     };
     report(&config, &tags, &image, base.as_ref(), &steps);
     Ok(Built { config, engine, tag: tags[0].clone(), id })
+}
+
+/// The image under its version tag, when it carries `fingerprint` (it is built from the same inputs) and no
+/// rebuild is asked for (`--always-build`, `--no-cache`): then the engine is not asked to build.
+fn reusable<'a>(current: Option<&'a ImageInfo>, fingerprint: &str, rebuild: bool) -> Option<&'a ImageInfo> {
+    current.filter(|image| !rebuild && !fingerprint.is_empty() && image.fingerprint == fingerprint)
 }
 
 /// `<name>:<version>`, then `<name>:<short commit>[-dirty]` when the app is in a git repository.
@@ -621,6 +628,22 @@ fn report(config: &Config, tags: &[String], image: &ImageInfo, base: Option<&Ima
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_is_reused_only_with_its_fingerprint_and_no_rebuild_asked() {
+        let image = ImageInfo {
+            id: "sha256:1".to_string(),
+            size: 1,
+            platform: "linux/amd64".to_string(),
+            fingerprint: "sha256:f".to_string(),
+        };
+        assert_eq!(reusable(Some(&image), "sha256:f", false), Some(&image));
+        // --always-build and --no-cache build a new image: what is reported and tagged is that one.
+        assert_eq!(reusable(Some(&image), "sha256:f", true), None);
+        assert_eq!(reusable(Some(&image), "sha256:g", false), None);
+        assert_eq!(reusable(Some(&image), "", false), None);
+        assert_eq!(reusable(None, "sha256:f", false), None);
+    }
 
     #[test]
     fn credentials_are_dropped_from_the_source_url() {
