@@ -432,7 +432,6 @@ impl Engine {
             expression = expression.env(key, value);
         }
         let reader = expression.reader().with_context(|| format!("cannot run {}", self.shown()))?;
-        let mut tail: Vec<String> = Vec::new();
         let mut deprecation = false;
         for line in BufReader::new(&reader).lines() {
             let line = line.context("cannot read the build's output")?;
@@ -447,10 +446,6 @@ impl Engine {
             }
             deprecation = false;
             println!("  | {line}");
-            tail.push(line);
-            if tail.len() > 20 {
-                tail.remove(0);
-            }
         }
         let output = reader.try_wait().context("cannot wait for the build")?.cloned();
         let status = output.map(|o| o.status);
