@@ -106,17 +106,16 @@ fn docker_checks(checks: &mut Vec<Check>) {
         });
         return;
     };
-    let client = engine::docker_client_version(docker);
+    let versions = engine::docker_versions(docker);
     checks.push(Check {
         name: "docker",
         required: true,
-        outcome: client
-            .clone()
-            .map(|v| format!("client {v} ({})", docker.display()))
+        outcome: versions
+            .as_ref()
+            .map(|v| format!("client {} ({})", v.client, docker.display()))
             .map_err(|e| format!("{} does not run ({e}): `apt-get install -y docker.io`", docker.display())),
     });
-    let Ok(client) = client else { return };
-    let server = engine::docker_server_version(docker);
+    let Ok(engine::DockerVersions { client, server }) = versions else { return };
     checks.push(Check {
         name: "daemon",
         required: true,
@@ -141,7 +140,7 @@ fn buildkit(docker: &Path, client: &str, server: &str, clients: &[PathBuf]) -> R
         BuildKit::Env => Ok(format!("with DOCKER_BUILDKIT=1 (client {client} has it built in; no buildx plugin)")),
         BuildKit::No(why) => {
             let other = clients.iter().skip(1).find_map(|other| {
-                let version = engine::docker_client_version(other).ok()?;
+                let version = engine::docker_versions(other).ok()?.client;
                 match engine::docker_buildkit(other, &version, server) {
                     BuildKit::Buildx(_) => Some(format!("; {} (client {version}) has BuildKit", other.display())),
                     BuildKit::Env => {

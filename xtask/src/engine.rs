@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
@@ -17,6 +18,16 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Runs `program args...` and returns its trimmed stdout, or a one-line reason it failed (its stderr's first
 /// line, or that it timed out). Never hangs longer than `PROBE_TIMEOUT`.
 pub(crate) fn probe(program: &Path, args: &[&str]) -> Result<String, String> {
+    let output = probe_output(program, args)?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).trim().to_string());
+    }
+    Err(failure_reason(&output))
+}
+
+/// Runs `program args...` and returns its output whatever its exit status; fails only when it cannot run or
+/// does not finish within `PROBE_TIMEOUT`.
+fn probe_output(program: &Path, args: &[&str]) -> Result<Output, String> {
     let handle = duct::cmd(program, args)
         .stdin_null()
         .stdout_capture()
@@ -27,15 +38,7 @@ pub(crate) fn probe(program: &Path, args: &[&str]) -> Result<String, String> {
     let deadline = Instant::now() + PROBE_TIMEOUT;
     loop {
         match handle.try_wait() {
-            Ok(Some(output)) => {
-                let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
-                if output.status.success() {
-                    return Ok(stdout);
-                }
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                let reason = stderr.lines().chain(stdout.lines()).map(str::trim).find(|l| !l.is_empty());
-                return Err(reason.map(str::to_string).unwrap_or_else(|| format!("exited with {}", output.status)));
-            }
+            Ok(Some(output)) => return Ok(output.clone()),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
                 let _ = handle.kill();
@@ -47,17 +50,48 @@ pub(crate) fn probe(program: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The docker client's version (`docker version`'s Client.Version), without asking the daemon.
-pub(crate) fn docker_client_version(docker: &Path) -> Result<String, String> {
-    probe(docker, &["version", "--format", "{{.Client.Version}}"]).or_else(|e| {
-        // Without a daemon `docker version` fails but still prints the client part.
-        probe(docker, &["--version"]).map(|v| parse_docker_version(&v).unwrap_or(v)).map_err(|_| e)
-    })
+/// The first non-empty line of a failed command's stderr (else stdout), or its exit status.
+fn failure_reason(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reason = stderr.lines().chain(stdout.lines()).map(str::trim).find(|l| !l.is_empty());
+    reason.map(str::to_string).unwrap_or_else(|| format!("exited with {}", output.status))
 }
 
-/// The engine's version, when a daemon answers the client.
-pub(crate) fn docker_server_version(docker: &Path) -> Result<String, String> {
-    probe(docker, &["version", "--format", "{{.Server.Version}}"])
+/// What `docker version` tells, in one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DockerVersions {
+    /// The client's version (`docker version`'s Client.Version).
+    pub(crate) client: String,
+    /// The engine's version, or why no daemon answered the client.
+    pub(crate) server: Result<String, String>,
+}
+
+/// The docker client's version and, when a daemon answers, the engine's: one `docker version` call (a client
+/// that prints nothing without a daemon is asked `docker --version`). Fails when the client does not run.
+pub(crate) fn docker_versions(docker: &Path) -> Result<DockerVersions, String> {
+    let format = "{{.Client.Version}}\n{{.Server.Version}}";
+    let (client, server) = match probe_output(docker, &["version", "--format", format]) {
+        Ok(output) => {
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let mut versions = stdout.lines().map(str::trim).map(|v| Some(v.to_string()).filter(|v| !v.is_empty()));
+            let client = versions.next().flatten();
+            let server = match versions.next().flatten() {
+                Some(server) if output.status.success() => Ok(server),
+                _ => Err(failure_reason(&output)),
+            };
+            (client, server)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let client = match client {
+        Some(client) => client,
+        None => match probe(docker, &["--version"]) {
+            Ok(text) => parse_docker_version(&text).unwrap_or(text),
+            Err(e) => return Err(server.err().unwrap_or(e)),
+        },
+    };
+    Ok(DockerVersions { client, server })
 }
 
 /// `Docker version 20.10.24+dfsg1, build 297e128` → `20.10.24+dfsg1`.
@@ -366,9 +400,9 @@ impl Engine {
             let builder = wanted.unwrap_or(Builder::BuildKit);
             return Ok((builder, "dry run: not probed".to_string()));
         }
-        let client =
-            docker_client_version(&self.path).map_err(|e| format_err!("{} does not run: {e}", self.shown()))?;
-        let server = docker_server_version(&self.path).map_err(|e| self.daemon_error(&e))?;
+        let versions = docker_versions(&self.path).map_err(|e| format_err!("{} does not run: {e}", self.shown()))?;
+        let client = versions.client;
+        let server = versions.server.map_err(|e| self.daemon_error(&e))?;
         let offered = docker_buildkit(&self.path, &client, &server);
         match (wanted, offered) {
             (Some(Builder::Legacy), _) => Ok((Builder::Legacy, "--builder legacy".to_string())),
