@@ -3,10 +3,10 @@
 //! the container gracefully and remove it; nothing is left behind. `--detach` leaves it running instead.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use signal_hook::iterator::Signals;
 use xshell::Shell;
 
@@ -75,7 +75,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     let name = container_name(&config.name);
     if !engine.dry_run {
         clear_the_way(sh, engine, &name, &config.name, args.has("replace"))?;
-        ensure_port_free(port)?;
+        crate::server::ensure_port_free(port, "run")?;
     }
     let home = dockerfile::home_dir(config);
     let tmpfs = ["/tmp".to_string(), engine.private_tmpfs(&home, config.uid)];
@@ -134,16 +134,6 @@ fn clear_the_way(sh: &Shell, engine: &Engine, name: &str, image_name: &str, repl
     }
     println!("run: removing the {} container {name} an earlier run left", existing.status);
     engine.remove(sh, name)
-}
-
-fn ensure_port_free(port: u16) -> Result<()> {
-    match TcpListener::bind(("127.0.0.1", port)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            bail!("port {port} is already in use on 127.0.0.1: stop what listens there, or pick another with --port")
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{port}: pick another port with --port")),
-    }
 }
 
 /// Polls the health path until it answers 200; fails with the container's logs when the container exits or

@@ -47,11 +47,11 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         Some(port) => port,
         None => config.port,
     };
-    ensure_port_free(port)?;
+    ensure_port_free(port, "server")?;
     let venv = venv::ensure(sh, &config)?;
     let server = command(&config, &venv, port, args.has("reload"))?;
     // Again: refreshing the virtualenv may have taken a while.
-    ensure_port_free(port)?;
+    ensure_port_free(port, "server")?;
     serve(&config, &server, port)
 }
 
@@ -126,7 +126,7 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
                 println!("server: the server exited");
                 return Ok(());
             }
-            ensure_port_free(port)?;
+            ensure_port_free(port, "server")?;
             bail!("the server exited with {status} (see its output above)");
         }
         if let Some(signal) = signals.pending().next() {
@@ -225,15 +225,16 @@ fn group_members(pgid: libc::pid_t) -> Vec<String> {
     out
 }
 
-/// Fails with a clear message when something already listens on 127.0.0.1:`port`.
-pub(crate) fn ensure_port_free(port: u16) -> Result<()> {
+/// Fails with a clear message when something already listens on 127.0.0.1:`port` (`task`: the task whose
+/// `--port` picks another).
+pub(crate) fn ensure_port_free(port: u16, task: &str) -> Result<()> {
     match TcpListener::bind(("127.0.0.1", port)) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
             let holder = listener_of(port).map(|p| format!(" (by {p})")).unwrap_or_default();
             bail!(
                 "port {port} is already in use on 127.0.0.1{holder}: stop what listens there, or pick another port \
-                 with `cargo xtask server --port <PORT>`"
+                 with `cargo xtask {task} --port <PORT>`"
             )
         }
         Err(e) => Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{port}: pick another port with --port")),
@@ -280,13 +281,13 @@ mod tests {
     fn port_in_use_names_the_port_and_the_way_out() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let err = ensure_port_free(port).unwrap_err().to_string();
+        let err = ensure_port_free(port, "server").unwrap_err().to_string();
         assert!(
             err.starts_with(&format!("port {port} is already in use on 127.0.0.1 (by pid {}: ", std::process::id())),
             "{err}"
         );
         assert!(err.ends_with("pick another port with `cargo xtask server --port <PORT>`"), "{err}");
         drop(listener);
-        ensure_port_free(port).unwrap();
+        ensure_port_free(port, "server").unwrap();
     }
 }
