@@ -314,44 +314,18 @@ struct Git {
 
 /// The app's commit, or `None` when the app is not in a git repository (or git is missing).
 fn git_info(sh: &Shell, config: &Config) -> Option<Git> {
-    let app = &config.app_dir;
-    let log = sh
-        .cmd("git")
-        .arg("-C")
-        .arg(app)
-        .args(["log", "-1", "--format=%h%n%H%n%cI"])
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()?;
+    let git = || sh.cmd("git").arg("-C").arg(&config.app_dir).quiet().ignore_stderr();
+    let log = git().args(["log", "-1", "--format=%h%n%H%n%cI"]).read().ok()?;
     let mut lines = log.lines();
     let (short, full, created) = (lines.next()?.to_string(), lines.next()?.to_string(), lines.next()?.to_string());
-    let docker = paths::docker_dir();
-    let status = |paths: &[&Path]| {
-        sh.cmd("git")
-            .arg("-C")
-            .arg(app)
-            .args(["status", "--porcelain", "--"])
-            .args(paths)
-            .quiet()
-            .ignore_stderr()
-            .read()
-    };
-    let dirty = match status(&[app, &docker]) {
+    let status = |paths: &[&Path]| git().args(["status", "--porcelain", "--"]).args(paths).read();
+    let dirty = match status(&[&config.app_dir, &paths::docker_dir()]) {
         Ok(text) => !text.trim().is_empty(),
         // docker/ is outside the app's repository.
-        Err(_) => status(&[app]).map(|t| !t.trim().is_empty()).unwrap_or(false),
+        Err(_) => status(&[&config.app_dir]).map(|t| !t.trim().is_empty()).unwrap_or(false),
     };
-    let source = sh
-        .cmd("git")
-        .arg("-C")
-        .arg(app)
-        .args(["remote", "get-url", "origin"])
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .map(|url| without_credentials(&url))
-        .unwrap_or_default();
+    let source =
+        git().args(["remote", "get-url", "origin"]).read().map(|url| without_credentials(&url)).unwrap_or_default();
     Some(Git { short, full, created, dirty, source })
 }
 
