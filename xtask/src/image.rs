@@ -442,10 +442,10 @@ pub(crate) fn assemble(config: &Config, wheelhouse: &Wheelhouse, dir: &Path) -> 
     }
     gen::write_atomic(&cache_path, new_cache.as_bytes())?;
     println!(
-        "context: {} holds {} files ({:.1} MB): requirements.txt, {} wheels, {} app files ({copied} copied, {removed} removed)",
+        "context: {} holds {} files ({}): requirements.txt, {} wheels, {} app files ({copied} copied, {removed} removed)",
         paths::display(dir),
         manifest.len(),
-        bytes as f64 / 1e6,
+        megabytes(bytes),
         wheelhouse.files.len(),
         manifest.len() - 1 - wheelhouse.files.len(),
     );
