@@ -565,11 +565,11 @@ fn fingerprint(
     platform: &str,
 ) -> String {
     let mut hasher = Sha256::default();
-    hasher.update(b"xtask image 1\n");
+    hasher.update(b"xtask image 2\n");
     for (path, mode, sha256) in &context.manifest {
         hasher.update(format!("file {path} {mode:o} {sha256}\n").as_bytes());
     }
-    hasher.update(format!("dockerfile {}\n", gen::fnv1a(dockerfile.as_bytes())).as_bytes());
+    hasher.update(format!("dockerfile {}\n", dockerfile.len()).as_bytes());
     hasher.update(dockerfile.as_bytes());
     hasher.update(format!("base {base_id}\nplatform {platform}\n").as_bytes());
     for (key, value) in build_args {
