@@ -310,9 +310,13 @@ impl Engine {
         sh.cmd(&self.program)
     }
 
-    /// Prints a command the dry run does not run.
-    fn print(&self, command: &Cmd<'_>) {
-        println!("$ {command}");
+    /// Runs a command that changes something, or prints it in a dry run.
+    fn change(&self, command: Cmd<'_>) -> xshell::Result<()> {
+        if self.dry_run {
+            println!("$ {command}");
+            return Ok(());
+        }
+        command.run()
     }
 
     /// Turns the engine's "cannot connect" failures into one message with the remedy.
@@ -494,12 +498,8 @@ impl Engine {
 
     /// `<engine> tag <source> <target>`.
     pub(crate) fn tag(&self, sh: &Shell, source: &str, target: &str) -> Result<()> {
-        let command = self.cmd(sh).args(["tag", source, target]);
-        if self.dry_run {
-            self.print(&command);
-            return Ok(());
-        }
-        command.run().with_context(|| format!("cannot tag {source} as {target}"))
+        self.change(self.cmd(sh).args(["tag", source, target]))
+            .with_context(|| format!("cannot tag {source} as {target}"))
     }
 
     /// Inspects a container; `None` when there is none of that name.
@@ -548,7 +548,7 @@ impl Engine {
         }
         command = command.arg(request.image);
         if self.dry_run {
-            self.print(&command);
+            println!("$ {command}");
             return Ok(String::new());
         }
         command.read().with_context(|| format!("cannot start a container of {}", request.image))
@@ -584,22 +584,14 @@ impl Engine {
     /// Stops a container: SIGTERM, then SIGKILL after `timeout` seconds.
     pub(crate) fn stop(&self, sh: &Shell, name: &str, timeout: u32) -> Result<()> {
         let timeout = timeout.to_string();
-        let command = self.cmd(sh).args(["stop", "--time", &timeout, name]).quiet().ignore_stdout();
-        if self.dry_run {
-            self.print(&command);
-            return Ok(());
-        }
-        command.run().with_context(|| format!("cannot stop the container {name}"))
+        self.change(self.cmd(sh).args(["stop", "--time", &timeout, name]).quiet().ignore_stdout())
+            .with_context(|| format!("cannot stop the container {name}"))
     }
 
     /// Removes a container, stopping it first if it runs.
     pub(crate) fn remove(&self, sh: &Shell, name: &str) -> Result<()> {
-        let command = self.cmd(sh).args(["rm", "--force", name]).quiet().ignore_stdout();
-        if self.dry_run {
-            self.print(&command);
-            return Ok(());
-        }
-        command.run().with_context(|| format!("cannot remove the container {name}"))
+        self.change(self.cmd(sh).args(["rm", "--force", name]).quiet().ignore_stdout())
+            .with_context(|| format!("cannot remove the container {name}"))
     }
 }
 
