@@ -433,34 +433,15 @@ impl<'a> Document<'a> {
         if let Some(slots) = fast::parse(text) {
             return Ok(Document { text, display: display.to_string(), slots });
         }
-        let source = Source::new(text);
-        let tokens = source.lex().into_vec();
-        let mut builder = Builder {
-            source,
-            slots: Slots::new(text),
-            current: ROOT,
-            header: None,
-            pending: Vec::new(),
-            frames: Vec::new(),
-            error: None,
-        };
-        let mut errors: Vec<ParseError> = Vec::new();
-        toml_parser::parser::parse_document(&tokens, &mut builder, &mut errors);
-        if !errors.is_empty() || builder.error.is_some() {
-            // Let the formatting-preserving parser phrase the error like everywhere else.
-            TomlFile::parse(display, text.to_string())?;
-            let (at, message) = builder
-                .error
-                .or_else(|| {
-                    errors
-                        .first()
-                        .map(|e| (e.unexpected().map(|s| s.start()).unwrap_or(0), e.description().to_string()))
-                })
-                .unwrap_or((0, "invalid TOML".to_string()));
-            let (line, col) = line_col(text, at);
-            return Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"));
+        match Builder::parse(text) {
+            Ok(slots) => Ok(Document { text, display: display.to_string(), slots }),
+            Err((at, message)) => {
+                // Let the formatting-preserving parser phrase the error like everywhere else.
+                TomlFile::parse(display, text.to_string())?;
+                let (line, col) = line_col(text, at);
+                Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"))
+            }
         }
-        Ok(Document { text, display: display.to_string(), slots: builder.slots })
     }
 
     /// The top-level table.
@@ -505,6 +486,30 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
+    /// The values of `text`, or the first error (the tree's, else `toml_parser`'s) and where it is.
+    fn parse(text: &'a str) -> Result<Slots<'a>, (usize, String)> {
+        let source = Source::new(text);
+        let tokens = source.lex().into_vec();
+        let mut builder = Builder {
+            source,
+            slots: Slots::new(text),
+            current: ROOT,
+            header: None,
+            pending: Vec::new(),
+            frames: Vec::new(),
+            error: None,
+        };
+        let mut errors: Vec<ParseError> = Vec::new();
+        toml_parser::parser::parse_document(&tokens, &mut builder, &mut errors);
+        let error = builder.error.or_else(|| {
+            errors.first().map(|e| (e.unexpected().map(|s| s.start()).unwrap_or(0), e.description().to_string()))
+        });
+        match error {
+            None => Ok(builder.slots),
+            Some(error) => Err(error),
+        }
+    }
+
     fn fail(&mut self, at: usize, message: String) {
         if self.error.is_none() {
             self.error = Some((at, message));
@@ -1186,23 +1191,7 @@ lock-version = "2.0"
         ];
         for text in texts {
             let fast = fast::parse(text).unwrap_or_else(|| panic!("fast path gave up on {text:?}"));
-            let full = {
-                let source = Source::new(text);
-                let tokens = source.lex().into_vec();
-                let mut b = Builder {
-                    source,
-                    slots: Slots::new(text),
-                    current: ROOT,
-                    header: None,
-                    pending: vec![],
-                    frames: vec![],
-                    error: None,
-                };
-                let mut errors: Vec<ParseError> = Vec::new();
-                toml_parser::parser::parse_document(&tokens, &mut b, &mut errors);
-                assert!(errors.is_empty() && b.error.is_none());
-                b.slots
-            };
+            let full = Builder::parse(text).unwrap_or_else(|(at, m)| panic!("{text:?}: {at}: {m}"));
             let show = |s: &Slots<'_>| show_table(Table { slots: s, id: ROOT });
             assert_eq!(show(&fast), show(&full), "{text}");
             // Values in the same order at the same offsets.
