@@ -541,8 +541,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn open_header(&mut self, start: usize) {
-        let Some((array, keys, _)) = self.header.take() else { return };
+    /// At the end of a `[header]` or `[[header]]`: defines its table, the current one from now on.
+    fn open_header(&mut self) {
+        let Some((array, keys, start)) = self.header.take() else { return };
         match define_header(&mut self.slots, &keys, array, start) {
             Ok(table) => self.current = table,
             Err((at, m)) => self.fail(at, m),
@@ -574,15 +575,13 @@ impl<'a> EventReceiver for Builder<'a> {
         self.header = Some((false, Vec::new(), span.start()));
     }
     fn std_table_close(&mut self, _span: Span, _error: &mut dyn ErrorSink) {
-        let start = self.header.as_ref().map(|h| h.2).unwrap_or(0);
-        self.open_header(start);
+        self.open_header();
     }
     fn array_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) {
         self.header = Some((true, Vec::new(), span.start()));
     }
     fn array_table_close(&mut self, _span: Span, _error: &mut dyn ErrorSink) {
-        let start = self.header.as_ref().map(|h| h.2).unwrap_or(0);
-        self.open_header(start);
+        self.open_header();
     }
     fn inline_table_open(&mut self, span: Span, _error: &mut dyn ErrorSink) -> bool {
         let table = self.slots.push(Stored::Table(EMPTY, TableKind::Inline), span.start());
