@@ -356,10 +356,7 @@ impl<'d> Iterator for Entries<'d> {
 
 impl<'d> Table<'d> {
     fn list(self) -> List {
-        match self.slots.all[self.id as usize].value {
-            Stored::Table(list, _) => list,
-            _ => EMPTY,
-        }
+        self.slots.list(self.id)
     }
     pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
         self.slots.find(self.id, key).map(|id| Node { slots: self.slots, id })
