@@ -1301,6 +1301,23 @@ mod tests {
         check("\"pyramid[testing]\"", expect!["wsgi"]);
     }
 
+    #[test]
+    fn worker_class_from_dependencies() {
+        let check = |deps: &str, expect: Expect| {
+            let c = load(&format!("[project]\nname = \"a\"\ndependencies = [{deps}]\n")).unwrap();
+            expect.assert_eq(&c.command.join(" "));
+        };
+        check(
+            "\"fastapi\"",
+            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn.workers.UvicornWorker main:app"],
+        );
+        check(
+            "\"fastapi\", \"Uvicorn_Worker>=0.2\"",
+            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn_worker.UvicornWorker main:app"],
+        );
+        check("\"flask\", \"uvicorn-worker\"", expect!["gunicorn --bind 0.0.0.0:8080 main:app"]);
+    }
+
     /// One case per kind of error: each names `file:line:col` of the offending key or value.
     #[test]
     fn errors_point_at_the_value() {
