@@ -4,8 +4,9 @@
 //! workspace files and `.cargo/` into it, runs `cargo xtask init`, builds the image, runs it, and checks real
 //! HTTP answers.
 //!
-//! Needs: a container engine, `git`, the host's Python with pip, and the base image named by
-//! `XTASK_TEST_BASE_IMAGE` (CI sets it to `xtask-local/python:3.11-slim`, made by `.ci/base-image`).
+//! Needs: a container engine, `git`, the host's Python with pip, `poetry` with its export plugin on PATH (the
+//! export is compared with `poetry export`), and the base image named by `XTASK_TEST_BASE_IMAGE` (CI sets it to
+//! `xtask-local/python:3.11-slim`, made by `.ci/base-image`).
 
 mod local;
 
