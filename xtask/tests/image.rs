@@ -430,6 +430,19 @@ fn noop_is_fast_and_an_app_change_rebuilds_only_the_app_layers() {
         .output()
         .unwrap();
     assert_eq!(stdout(&changed).trim(), "ba!", "{}", text(&changed));
+
+    // `--no-cache` on an up-to-date image builds a new one, and the report names that one, not the old.
+    let id = inspect(&image, "{{.Id}}");
+    let (output, _) = build(&["--no-cache"]);
+    assert_success("xtask image --no-cache", &output);
+    let log = stdout(&output);
+    let rebuilt = inspect(&image, "{{.Id}}");
+    assert_ne!(rebuilt, id, "--no-cache made a new image\n{log}");
+    let short = &rebuilt.trim_start_matches("sha256:")[..12];
+    assert!(
+        log.lines().any(|l| l.starts_with(&format!("image: {image}, ")) && l.ends_with(&format!("({short})"))),
+        "{log}"
+    );
 }
 
 /// For Python 3.13 on a trixie base, built with BuildKit: the wheelhouse has the cp313 build of the compiled
