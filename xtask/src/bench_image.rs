@@ -371,12 +371,7 @@ impl Bench<'_> {
                     no_cache,
                     iidfile: &iidfile,
                 };
-                let (args, env) = self.engine.build_command(self.builder, &request);
-                let mut expression = duct::cmd(&self.engine.path, &args);
-                for (key, value) in env {
-                    expression = expression.env(key, value);
-                }
-                self.exec(expression, &log)?
+                self.engine_build(&request, &log)?
             }
         };
         let mut note = String::new();
@@ -394,6 +389,14 @@ impl Bench<'_> {
         println!("{}{note}", seconds(took.as_secs_f64()));
         self.samples.push(metric, tool, took.as_secs_f64());
         Ok(())
+    }
+
+    /// Builds with the engine's own build command line (the one `cargo xtask image` runs) and the benchmark's
+    /// builder, through `exec`. Returns how long it took.
+    fn engine_build(&self, request: &BuildRequest<'_>, log: &Path) -> Result<Duration> {
+        let (args, env) = self.engine.build_command(self.builder, request);
+        let expression = env.iter().fold(duct::cmd(&self.engine.path, &args), |e, (key, value)| e.env(key, value));
+        self.exec(expression, log)
     }
 
     /// Runs a long command in a process group of its own with its output in `log`; on a signal, passes SIGINT to
@@ -475,15 +478,10 @@ impl Bench<'_> {
             no_cache: false,
             iidfile: &dir.join("image.id"),
         };
-        let (args, env) = self.engine.build_command(self.builder, &request);
-        let mut expression = duct::cmd(&self.engine.path, &args);
-        for (key, value) in env {
-            expression = expression.env(key, value);
-        }
         let buildkit = self.engine.kind == Kind::Docker && self.builder == Builder::BuildKit;
         let before: BTreeSet<String> =
             if buildkit { self.build_records()?.into_iter().map(|r| r.id).collect() } else { BTreeSet::new() };
-        self.exec(expression, &self.logs.join(format!("run{run}-base.log")))
+        self.engine_build(&request, &self.logs.join(format!("run{run}-base.log")))
             .with_context(|| format!("cannot make this run's base image {tag} from {}", self.base))?;
         if buildkit {
             // The new layer's record: made during that build, a layer (not a build context), on a record that
