@@ -15,7 +15,6 @@
 //! above those bases (the records BuildKit makes for them and everything built on them) are pruned at the end,
 //! one by one by id. The legacy builder keeps its cache in the images themselves.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
@@ -186,8 +185,8 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         builder_why: why,
         config,
         interrupted,
-        containers: RefCell::new(Vec::new()),
-        roots: RefCell::new(BTreeSet::new()),
+        containers: Vec::new(),
+        roots: BTreeSet::new(),
         records_before: None,
         run_base: String::new(),
         samples: Samples::default(),
@@ -229,10 +228,10 @@ struct Bench<'a> {
     deps_changed: PathBuf,
     interrupted: Arc<AtomicBool>,
     /// Containers started and not yet removed.
-    containers: RefCell<Vec<String>>,
+    containers: Vec<String>,
     /// BuildKit's cache records of the runs' base images' own layers: every record the benchmark's builds make
     /// descends from one of them.
-    roots: RefCell<BTreeSet<String>>,
+    roots: BTreeSet<String>,
     /// BuildKit's cache records when the benchmark started (with BuildKit only).
     records_before: Option<BTreeSet<String>>,
     /// This run's base image.
@@ -492,7 +491,7 @@ impl Bench<'_> {
                 .filter(|r| !before.contains(&r.id) && r.kind == "regular" && before.contains(&r.parent))
                 .map(|r| r.id)
                 .collect();
-            self.roots.borrow_mut().extend(roots);
+            self.roots.extend(roots);
         }
         self.run_base = tag;
         Ok(())
@@ -613,7 +612,7 @@ impl Bench<'_> {
         let _ = std::io::stdout().flush();
         let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
         let name = format!("{}-{}-{run}", tool.image(), std::process::id());
-        self.containers.borrow_mut().push(name.clone());
+        self.containers.push(name.clone());
         let mut command = self
             .sh
             .cmd(&self.engine.program)
@@ -653,7 +652,7 @@ impl Bench<'_> {
             std::thread::sleep(Duration::from_millis(10));
         };
         self.engine.remove(self.sh, &name)?;
-        self.containers.borrow_mut().retain(|c| *c != name);
+        self.containers.retain(|c| *c != name);
         println!("{}", seconds(took.as_secs_f64()));
         self.samples.push(Metric::First200, tool, took.as_secs_f64());
         Ok(())
@@ -725,8 +724,7 @@ impl Bench<'_> {
     fn prune_records(&self) -> Result<()> {
         let Some(before) = &self.records_before else { return Ok(()) };
         let records = self.build_records()?;
-        let mut roots = self.roots.borrow().clone();
-        roots.extend(run_base_records(&records, before));
+        let roots = self.roots.iter().cloned().chain(run_base_records(&records, before)).collect();
         let doomed = records_to_prune(&records, &roots);
         let mut pruned = 0;
         for id in &doomed {
@@ -743,13 +741,12 @@ impl Bench<'_> {
             pruned += ok as usize;
         }
         println!("bench: pruned {pruned} of the {} build cache records the benchmark's builds made", doomed.len());
-        self.roots.borrow_mut().clear();
         Ok(())
     }
 
     /// Removes the containers still running, the benchmark's images and its build cache records.
-    fn cleanup(&self) -> Result<()> {
-        for name in self.containers.borrow_mut().drain(..) {
+    fn cleanup(&mut self) -> Result<()> {
+        for name in std::mem::take(&mut self.containers) {
             println!("bench: removing the container {name}");
             let _ = self.engine.remove(self.sh, &name);
         }
