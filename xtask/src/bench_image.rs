@@ -308,34 +308,36 @@ impl Bench<'_> {
                         std::fs::remove_dir_all(&state)
                             .with_context(|| format!("cannot remove {}", paths::display(&state)))?;
                     }
-                    self.build(run, Metric::Cold, tool, "cold build, wheelhouse and pip cache cold", true)?;
-                    self.build(run, Metric::ColdWarm, tool, "cold build, wheelhouse warm", true)?;
+                    self.build(run, Metric::Cold, tool, "cold build, wheelhouse and pip cache cold")?;
+                    self.build(run, Metric::ColdWarm, tool, "cold build, wheelhouse warm")?;
                 } else {
-                    self.build(run, Metric::Cold, tool, "cold build", true)?;
+                    self.build(run, Metric::Cold, tool, "cold build")?;
                 }
             }
             self.sizes()?;
             for tool in order {
-                self.build(run, Metric::Noop, tool, "no-op rebuild", false)?;
+                self.build(run, Metric::Noop, tool, "no-op rebuild")?;
             }
             for tool in order {
                 self.first_200(run, tool)?;
             }
             let changed = self.change_app(run)?;
             for tool in order {
-                self.build(run, Metric::AppChange, tool, &format!("rebuild after a change of {changed}"), false)?;
+                self.build(run, Metric::AppChange, tool, &format!("rebuild after a change of {changed}"))?;
             }
             self.change_deps()?;
             for tool in order {
-                self.build(run, Metric::DepsChange, tool, "rebuild after a dependency change", false)?;
+                self.build(run, Metric::DepsChange, tool, "rebuild after a dependency change")?;
             }
         }
         Ok(())
     }
 
-    /// Prints `label ...` now and the time when done; stores the sample.
-    fn build(&mut self, run: usize, metric: Metric, tool: Tool, what: &str, no_cache: bool) -> Result<()> {
+    /// Prints `label ...` now and the time when done; stores the sample. The cold metrics build with
+    /// `--no-cache`.
+    fn build(&mut self, run: usize, metric: Metric, tool: Tool, what: &str) -> Result<()> {
         self.check()?;
+        let no_cache = matches!(metric, Metric::Cold | Metric::ColdWarm);
         print!("  {:<13} {what} ... ", tool.title());
         let _ = std::io::stdout().flush();
         let log = self.logs.join(format!("run{run}-{metric:?}-{}.log", tool.image()).to_lowercase());
