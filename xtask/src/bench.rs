@@ -112,21 +112,20 @@ fn bench_export(sh: &Shell, args: &Args) -> Result<()> {
     for run in 1..=runs {
         let (_, ours_time) = timed(&mut ours_cmd)?;
         let (_, poetry_time) = timed(&mut poetry_cmd)?;
-        let ratio = poetry_time.as_secs_f64() / ours_time.as_secs_f64();
+        let (ours_time, poetry_time) = (ours_time.as_secs_f64(), poetry_time.as_secs_f64());
+        let ratio = poetry_time / ours_time;
         println!("run {run:>2}/{runs}: ours {:>9}   poetry {:>9}   {ratio:>6.1}x", ms(ours_time), ms(poetry_time));
         ours_times.push(ours_time);
         poetry_times.push(poetry_time);
         ratios.push(ratio);
     }
-    let (ours_median, poetry_median) = (median(&mut ours_times), median(&mut poetry_times));
-    ratios.sort_by(f64::total_cmp);
-    let median_ratio = ratios[ratios.len() / 2] * 0.5 + ratios[(ratios.len() - 1) / 2] * 0.5;
+    // At least one run: `--runs` is 1 or more.
+    let median_of = |values: &[f64]| median(values).unwrap_or(f64::NAN);
+    let (ours_median, poetry_median, median_ratio) =
+        (median_of(&ours_times), median_of(&poetry_times), median_of(&ratios));
     println!();
     println!("median: ours {}   poetry {}", ms(ours_median), ms(poetry_median));
-    println!(
-        "median ratio: {median_ratio:.1}x faster (ratio of medians {:.1}x)",
-        poetry_median.as_secs_f64() / ours_median.as_secs_f64()
-    );
+    println!("median ratio: {median_ratio:.1}x faster (ratio of medians {:.1}x)", poetry_median / ours_median);
     Ok(())
 }
 
@@ -145,13 +144,20 @@ fn timed(command: &mut Command) -> Result<(String, Duration)> {
     Ok((String::from_utf8_lossy(&output.stdout).into_owned(), elapsed))
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    (times[times.len() / 2] + times[(times.len() - 1) / 2]) / 2
+/// The median; the mean of the two middle values for an even count; `None` without samples.
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    Some((sorted[n / 2] + sorted[(n - 1) / 2]) / 2.0)
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+/// Seconds as milliseconds, one decimal.
+fn ms(seconds: f64) -> String {
+    format!("{:.1} ms", seconds * 1000.0)
 }
 
 /// The largest lock of the poetry-export conformance corpus, `shared/conformance/poetry-export/oi-20-big`
@@ -180,4 +186,17 @@ pub(crate) fn poetry_executable(flag: Option<&str>) -> Result<PathBuf> {
         bail!("`{} export` does not work: {howto}", poetry.display());
     }
     Ok(poetry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
 }

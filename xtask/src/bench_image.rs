@@ -28,6 +28,7 @@ use anyhow::{bail, format_err, Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use xshell::Shell;
 
+use crate::bench::median;
 use crate::config::{Config, BASE_IMAGE_ENV};
 use crate::dockerfile::VENV;
 use crate::engine::{BuildRequest, Builder, Engine, Kind};
@@ -985,17 +986,6 @@ struct Row {
     samples: [Vec<f64>; 3],
 }
 
-/// The median; the mean of the two middle values for an even count; `None` without samples.
-fn median(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    Some((sorted[n / 2] + sorted[(n - 1) / 2]) / 2.0)
-}
-
 fn megabytes(bytes: f64) -> String {
     format!("{:.1} MB", bytes / 1e6)
 }
@@ -1062,14 +1052,6 @@ fn table(rows: &[Row]) -> String {
 mod tests {
     use super::*;
     use expect_test::expect;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0]), Some(3.0));
-        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-    }
 
     #[test]
     fn renders_the_table() {
