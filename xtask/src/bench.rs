@@ -47,10 +47,10 @@ pub(crate) const TASK: Task = Task {
     ],
 };
 
-pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
+pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     match args.positional.first().map(String::as_str) {
-        Some("export") => bench_export(_sh, args),
-        Some("image") => crate::bench_image::run(_sh, args),
+        Some("export") => bench_export(sh, args),
+        Some("image") => crate::bench_image::run(sh, args),
         Some(other) => bail!("unknown benchmark '{other}': expected `export` or `image`"),
         None => bail!("which benchmark? `cargo xtask bench export` or `cargo xtask bench image`"),
     }
@@ -175,7 +175,7 @@ fn default_export_project() -> Result<PathBuf> {
 
 /// The `poetry` to compare with: `--poetry`, `$XTASK_TEST_POETRY`, or `poetry` on PATH, with the export
 /// plugin.
-pub(crate) fn poetry_executable(flag: Option<&str>) -> Result<PathBuf> {
+fn poetry_executable(flag: Option<&str>) -> Result<PathBuf> {
     let howto = "install poetry 2.5.1 with its export plugin (`python3 -m pip install poetry==2.5.1 poetry-plugin-export==1.10.1`), or point XTASK_TEST_POETRY at one";
     let poetry = match flag.map(PathBuf::from).or_else(|| std::env::var_os("XTASK_TEST_POETRY").map(PathBuf::from)) {
         Some(p) => p,
