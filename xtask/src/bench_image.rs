@@ -175,7 +175,6 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     let mut bench = Bench {
         sh,
         exe: std::env::current_exe().context("cannot locate the running binary")?,
-        base: config.base_image.clone(),
         app: dir.join("app"),
         logs: dir.join("logs"),
         ours_target: dir.join("target"),
@@ -216,8 +215,6 @@ struct Bench<'a> {
     engine: Engine,
     builder: Builder,
     builder_why: String,
-    /// The base image given.
-    base: String,
     /// `target/xtask/bench/image`
     dir: PathBuf,
     /// The copy of the app every build starts from.
@@ -264,7 +261,10 @@ impl Bench<'_> {
             other => other.name().to_string(),
         };
         println!("bench image: {} built three ways, {runs} interleaved runs", paths::display(&self.config.app_dir));
-        println!("  base image: {} (each run builds on a copy with a file and a label of its own)", self.base);
+        println!(
+            "  base image: {} (each run builds on a copy with a file and a label of its own)",
+            self.config.base_image
+        );
         let path = if engine.path == engine.program { String::new() } else { format!(" ({})", engine.path.display()) };
         println!("  engine: {}{path}, builder: {builder}, the same for all three", engine.shown());
         println!(
@@ -469,7 +469,7 @@ impl Bench<'_> {
         let nonce = format!("{tag} {:?}\n", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
         gen::write_atomic(&dir.join(RUN_FILE_NAME), nonce.as_bytes())?;
         let dockerfile = dir.join("Dockerfile");
-        let text = format!("FROM {}\nCOPY {RUN_FILE_NAME} /etc/{RUN_FILE_NAME}\n", self.base);
+        let text = format!("FROM {}\nCOPY {RUN_FILE_NAME} /etc/{RUN_FILE_NAME}\n", self.config.base_image);
         gen::write_atomic(&dockerfile, text.as_bytes())?;
         let request = BuildRequest {
             context: &dir,
@@ -484,7 +484,7 @@ impl Bench<'_> {
         let before: BTreeSet<String> =
             if buildkit { self.build_records()?.into_iter().map(|r| r.id).collect() } else { BTreeSet::new() };
         self.engine_build(&request, &self.logs.join(format!("run{run}-base.log")))
-            .with_context(|| format!("cannot make this run's base image {tag} from {}", self.base))?;
+            .with_context(|| format!("cannot make this run's base image {tag} from {}", self.config.base_image))?;
         if buildkit {
             // The new layer's record: made during that build, a layer (not a build context), on a record that
             // was there before (the base image's).
@@ -558,8 +558,11 @@ impl Bench<'_> {
         self.check()?;
         // This run's base is the given one plus a file of a few bytes: the floor counts it, the report shows
         // the given one.
-        let tags: Vec<String> =
-            Tool::ALL.iter().map(|t| self.tag(*t)).chain([self.run_base.clone(), self.base.clone()]).collect();
+        let tags: Vec<String> = Tool::ALL
+            .iter()
+            .map(|t| self.tag(*t))
+            .chain([self.run_base.clone(), self.config.base_image.clone()])
+            .collect();
         let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
         let found = self.engine.images(self.sh, &refs)?;
         let mut sizes = Vec::new();
@@ -782,7 +785,7 @@ impl Bench<'_> {
         println!(
             "\nmedians of {runs} runs; {builder} via {}; base {} ({})",
             self.engine.shown(),
-            self.base,
+            self.config.base_image,
             megabytes(self.base_size as f64)
         );
         print!("{}", table(&rows));
