@@ -778,12 +778,9 @@ impl Bench<'_> {
             self.samples.get(Metric::First200),
         );
 
-        let builder = match self.builder {
-            Builder::BuildKit => "BuildKit",
-            other => other.name(),
-        };
         println!(
-            "\nmedians of {runs} runs; {builder} via {}; base {} ({})",
+            "\nmedians of {runs} runs; {} via {}; base {} ({})",
+            self.builder.name(),
             self.engine.shown(),
             self.config.base_image,
             megabytes(self.base_size as f64)
