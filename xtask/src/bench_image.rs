@@ -291,7 +291,6 @@ impl Bench<'_> {
         if self.engine.kind == Kind::Docker && self.builder == Builder::BuildKit {
             self.records_before = Some(self.build_records()?.into_iter().map(|r| r.id).collect());
         }
-        self.remove_bench_images()?;
 
         for run in 1..=runs {
             self.check()?;
