@@ -31,7 +31,7 @@ use xshell::Shell;
 use crate::bench::median;
 use crate::config::{Config, BASE_IMAGE_ENV};
 use crate::dockerfile::VENV;
-use crate::engine::{BuildRequest, Builder, Engine, Kind};
+use crate::engine::{BuildRequest, Builder, Engine};
 use crate::flags::Args;
 use crate::{gen, paths};
 
@@ -288,7 +288,8 @@ impl Bench<'_> {
         );
         std::fs::create_dir_all(&self.logs)?;
 
-        if self.engine.kind == Kind::Docker && self.builder == Builder::BuildKit {
+        // BuildKit is docker's (podman builds with buildah).
+        if self.builder == Builder::BuildKit {
             self.records_before = Some(self.build_records()?.into_iter().map(|r| r.id).collect());
         }
 
@@ -479,7 +480,7 @@ impl Bench<'_> {
             no_cache: false,
             iidfile: &dir.join("image.id"),
         };
-        let buildkit = self.engine.kind == Kind::Docker && self.builder == Builder::BuildKit;
+        let buildkit = self.records_before.is_some();
         let before: BTreeSet<String> =
             if buildkit { self.build_records()?.into_iter().map(|r| r.id).collect() } else { BTreeSet::new() };
         self.engine_build(&request, &self.logs.join(format!("run{run}-base.log")))
