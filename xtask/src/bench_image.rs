@@ -11,9 +11,12 @@
 //! (`xtask-bench-base:<pid>-<run>`): the given base plus a file of a few bytes, since BuildKit's cache goes by
 //! layers and a new image id alone would not keep one run from taking a layer another run cached; and plus the
 //! label `xtask.bench.image`, which every image the benchmark makes inherits: by it the benchmark finds and
-//! removes exactly its own images (never the base image or anyone else's). With BuildKit, the cache records
-//! above those bases (the records BuildKit makes for them and everything built on them) are pruned at the end,
-//! one by one by id. The legacy builder keeps its cache in the images themselves.
+//! removes its images (never the base image or any image it did not build), leftovers of an interrupted
+//! benchmark included. One benchmark at a time per engine: the lock in `target/xtask/bench/image/` keeps a
+//! second one out of this workspace only, and a benchmark from another workspace on the same engine would
+//! remove this one's images. With BuildKit, the cache records above those bases (the records BuildKit makes
+//! for them and everything built on them) are pruned at the end, one by one by id. The legacy builder keeps its
+//! cache in the images themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
