@@ -550,8 +550,8 @@ fn packages_from_groups_and_markers<'r, 'l>(
             continue;
         }
         let marker = python_marker.intersect(&marker).map_err(recursion)?;
-        let dependency = package.to_dependency_with(&package.features, &marker)?;
-        out.push((dependency, package, package.features.clone()));
+        let dependency = package.to_dependency_with(&[], &marker)?;
+        out.push((dependency, package, Vec::new()));
     }
     Ok(out)
 }
@@ -692,7 +692,7 @@ fn walk_dependencies<'r, 'l>(
         let features = requirement.features.clone();
 
         let constraint = requirement.constraint.clone();
-        let mut dependency = locked.to_dependency_with(&features, &locked.marker)?;
+        let mut dependency = locked.to_dependency_with(&features, &Marker::Any)?;
         let combined = dependency.marker.intersect(&requirement.marker).map_err(recursion)?;
         dependency.set_marker(combined).map_err(recursion)?;
         dependency.constraint = constraint;

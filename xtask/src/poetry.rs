@@ -1574,13 +1574,11 @@ impl From<&LockedFile<'_>> for PackageFile {
 
 /// A locked package (poetry-core's `Package` as the `Locker` builds it). Its files, dependencies and extras
 /// are read from the lock's tree on first use: an export needs them only for the packages it visits.
-#[derive(Clone)]
 pub(crate) struct Package<'a> {
     pub(crate) name: String,
     pub(crate) pretty_name: String,
     pub(crate) version: Version,
     pub(crate) source: SourceSpec,
-    pub(crate) features: Vec<String>,
     pub(crate) optional: bool,
     pub(crate) python_versions: String,
     pub(crate) python_constraint: VersionConstraint,
@@ -1588,8 +1586,6 @@ pub(crate) struct Package<'a> {
     /// Lock 2.1: the groups that need this package and the marker per group.
     pub(crate) groups: Vec<String>,
     pub(crate) group_markers: Vec<(String, Marker)>,
-    /// The marker export attaches to this package (2.1 path).
-    pub(crate) marker: Marker,
     raw: RawPackage<'a>,
     files: OnceCell<Vec<LockedFile<'a>>>,
     requires: OnceCell<Vec<Dependency>>,
@@ -1644,7 +1640,8 @@ impl<'a> Package<'a> {
         Ok(self.extras.get_or_init(|| extras))
     }
 
-    /// `to_dependency` of this package with other extras and marker (without cloning the package).
+    /// poetry-core's `Package.to_dependency`, for this package with `features` and `marker` (as export sets them
+    /// on a copy of the package).
     pub(crate) fn to_dependency_with(&self, features: &[String], marker: &Marker) -> Result<Dependency> {
         let url = self.source.url.clone().unwrap_or_default();
         let mut dep = match self.source.kind.as_deref() {
@@ -1851,14 +1848,12 @@ fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
         pretty_name: name,
         version,
         source,
-        features: Vec::new(),
         optional,
         python_versions,
         python_constraint,
         develop,
         groups: groups.iter().map(|g| canonicalize_name(g)).collect(),
         group_markers,
-        marker: Marker::Any,
         raw,
         files: OnceCell::new(),
         requires: OnceCell::new(),
