@@ -1,7 +1,7 @@
 //! The Poetry project model: `pyproject.toml` (the root package, its dependency groups, extras and sources)
 //! and `poetry.lock` (locked packages, their files and hashes, per-group markers), as poetry 2.5 reads them.
-//! Also the lock's `content-hash` check. Pure apart from the two file reads in `Project::load`/`Lock::load`
-//! and the existence checks Poetry itself makes for path dependencies.
+//! Also the lock's `content-hash` check. Pure apart from the two file reads (`Project::load`,
+//! `read_lock_text`) and the existence checks Poetry itself makes for path dependencies.
 
 use std::cell::OnceCell;
 use std::path::{Component, Path, PathBuf};
@@ -1612,7 +1612,7 @@ impl<'a> Package<'a> {
         if let Some(files) = self.files.get() {
             return Ok(files);
         }
-        let files = read_files(&self.raw, &self.name, self.source.kind.as_deref(), self.source.url.as_deref())?;
+        let files = read_files(&self.raw, &self.pretty_name, self.source.kind.as_deref(), self.source.url.as_deref())?;
         Ok(self.files.get_or_init(|| files))
     }
 
@@ -1861,14 +1861,14 @@ fn read_package(raw: RawPackage<'_>) -> Result<Package<'_>> {
     })
 }
 
+/// `pretty_name`: the name as the lock writes it (the key of `[metadata.files]`/`[metadata.hashes]`).
 fn read_files<'a>(
     raw: &RawPackage<'a>,
-    name: &str,
+    pretty_name: &str,
     kind: Option<&str>,
     url: Option<&str>,
 ) -> Result<Vec<LockedFile<'a>>> {
     let file = raw.doc;
-    let pretty_name = raw.table.get("name").and_then(Node::as_str).unwrap_or(name);
     let read = |item: Node<'a>| -> Result<Vec<LockedFile<'a>>> {
         let array = item.as_array().ok_or_else(|| file.error_at(item, "files must be a list"))?;
         array
