@@ -7,10 +7,10 @@
 //! `poetry.rs`; this module selects packages and prints lines.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::path::Path;
-use std::rc::Rc;
 
 use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
@@ -663,9 +663,8 @@ fn walk_dependencies<'r, 'l>(
     for list in by_name.values_mut() {
         list.sort_by(|&a, &b| locked_packages[b].version.cmp(&locked_packages[a].version));
     }
-    // The Python regions of each name's candidates, and (shared) of each list of `python-versions`.
-    let mut region_cache: FastMap<String, Rc<Vec<Marker>>> = FastMap::default();
-    let mut regions_by_python: FastMap<Vec<&str>, Rc<Vec<Marker>>> = FastMap::default();
+    // The Python regions of the candidates' `python-versions` (many names share the same ones).
+    let mut region_cache: FastMap<Vec<&str>, Vec<Marker>> = FastMap::default();
     let mut extra_cache: FastMap<String, Option<Dependency>> = FastMap::default();
 
     // The decisions: (lock index, extras) → requirement, in the order they were made.
@@ -718,24 +717,13 @@ fn walk_dependencies<'r, 'l>(
             if base_marker.is_empty() {
                 continue;
             }
-            let regions = match region_cache.get(require.name.as_str()) {
-                Some(regions) => regions.clone(),
-                None => {
-                    let candidates: Vec<&Package> = by_name
-                        .get(require.name.as_str())
-                        .map(|list| list.iter().map(|&i| &locked_packages[i]).collect())
-                        .unwrap_or_default();
-                    let pythons: Vec<&str> = candidates.iter().map(|p| p.python_versions.as_str()).collect();
-                    let regions = match regions_by_python.get(&pythons) {
-                        Some(regions) => regions.clone(),
-                        None => {
-                            let regions = Rc::new(python_version_region_markers(&candidates)?);
-                            regions_by_python.insert(pythons, regions.clone());
-                            regions
-                        }
-                    };
-                    region_cache.insert(require.name.clone(), regions.clone());
-                    regions
+            let candidates: &[usize] = by_name.get(require.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let pythons: Vec<&str> = candidates.iter().map(|&i| locked_packages[i].python_versions.as_str()).collect();
+            let regions = match region_cache.entry(pythons) {
+                Entry::Occupied(regions) => regions.into_mut(),
+                Entry::Vacant(slot) => {
+                    let candidates: Vec<&Package> = candidates.iter().map(|&i| &locked_packages[i]).collect();
+                    slot.insert(python_version_region_markers(&candidates)?)
                 }
             };
             for region in regions.iter() {
