@@ -1676,70 +1676,71 @@ fn least_complex(candidates: Vec<Marker>) -> Marker {
     best
 }
 
-/// `intersection` (`union` if not `and`) of `markers`, remembered when called from outside the algebra: the
-/// walker asks the same ones many times. Only there, and only when no `Recursion` was raised on the way, is the
-/// result independent of the calls in progress; inside, poetry-core's recursion limit can make it differ.
-fn memoized(and: bool, markers: &[Marker], f: impl FnOnce() -> MResult) -> MResult {
+/// poetry-core's `intersection(*markers)`: the least complex of the DNF, the CNF and the plain AND.
+pub(crate) fn intersection(markers: &[Marker]) -> MResult {
+    normalized(true, markers)
+}
+
+/// poetry-core's `union(*markers)`: the least complex of the CNF, the DNF and the plain OR.
+pub(crate) fn union(markers: &[Marker]) -> MResult {
+    normalized(false, markers)
+}
+
+/// `intersection` (`and`) or `union` of `markers`: the normal form that suits the operation (DNF for an AND,
+/// CNF for an OR) if it is not compound, else the other one if that is not, else the least complex of the two
+/// and the plain marker.
+///
+/// Remembered when called from outside the algebra: the walker asks the same ones many times. Only there, and
+/// only when no `Recursion` was raised on the way, is the result independent of the calls in progress; inside,
+/// poetry-core's recursion limit can make it differ.
+fn normalized(and: bool, markers: &[Marker]) -> MResult {
+    type Plain = fn(&[Marker]) -> Marker;
+    type Form = fn(&Marker) -> MResult;
+    let (calls, plain, first, second): (_, Plain, Form, Form) = if and {
+        (&INTERSECTION_CALLS, Marker::multi_raw, dnf, cnf)
+    } else {
+        (&UNION_CALLS, Marker::union_raw, cnf, dnf)
+    };
+    // A DNF is compound when it is an OR, a CNF when it is an AND.
+    let compound =
+        |m: &Marker, dnf: bool| if dnf { matches!(m, Marker::Union(_)) } else { matches!(m, Marker::Multi(_)) };
+    let compute = || {
+        guarded(calls, markers, || {
+            let unnormalized = unwrap_single(plain(markers));
+            let first_form = first(&unnormalized)?;
+            if !compound(&first_form, and) {
+                return Ok(first_form);
+            }
+            let candidates = match second(&first_form) {
+                Ok(second_form) => {
+                    if !compound(&second_form, !and) {
+                        return Ok(second_form);
+                    }
+                    // The DNF first either way (the least complex wins, the first of equals).
+                    let (disjunction, conjunction) =
+                        if and { (first_form, second_form) } else { (second_form, first_form) };
+                    vec![disjunction, conjunction, unnormalized]
+                }
+                Err(Recursion) => vec![first_form, unnormalized],
+            };
+            Ok(least_complex(candidates))
+        })
+    };
+
     let outer = INTERSECTION_CALLS.with(|s| s.borrow().is_empty()) && UNION_CALLS.with(|s| s.borrow().is_empty());
     if !outer {
-        return f();
+        return compute();
     }
     let results = if and { &OUTER_INTERSECTIONS } else { &OUTER_UNIONS };
     if let Some(hit) = results.with(|r| r.borrow().get(markers).cloned()) {
         return Ok(hit);
     }
     let recursions = RECURSIONS.get();
-    let result = f()?;
+    let result = compute()?;
     if RECURSIONS.get() == recursions {
         results.with(|r| r.borrow_mut().insert(markers.to_vec(), result.clone()));
     }
     Ok(result)
-}
-
-/// poetry-core's `intersection(*markers)`: the least complex of the DNF, the CNF and the plain AND.
-pub(crate) fn intersection(markers: &[Marker]) -> MResult {
-    memoized(true, markers, || {
-        guarded(&INTERSECTION_CALLS, markers, || {
-            let unnormalized = unwrap_single(Marker::multi_raw(markers));
-            let disjunction = dnf(&unnormalized)?;
-            if !matches!(disjunction, Marker::Union(_)) {
-                return Ok(disjunction);
-            }
-            let candidates = match cnf(&disjunction) {
-                Ok(conjunction) => {
-                    if !matches!(conjunction, Marker::Multi(_)) {
-                        return Ok(conjunction);
-                    }
-                    vec![disjunction, conjunction, unnormalized]
-                }
-                Err(Recursion) => vec![disjunction, unnormalized],
-            };
-            Ok(least_complex(candidates))
-        })
-    })
-}
-
-/// poetry-core's `union(*markers)`: the least complex of the CNF, the DNF and the plain OR.
-pub(crate) fn union(markers: &[Marker]) -> MResult {
-    memoized(false, markers, || {
-        guarded(&UNION_CALLS, markers, || {
-            let unnormalized = unwrap_single(Marker::union_raw(markers));
-            let conjunction = cnf(&unnormalized)?;
-            if !matches!(conjunction, Marker::Multi(_)) {
-                return Ok(conjunction);
-            }
-            let candidates = match dnf(&conjunction) {
-                Ok(disjunction) => {
-                    if !matches!(disjunction, Marker::Union(_)) {
-                        return Ok(disjunction);
-                    }
-                    vec![disjunction, conjunction, unnormalized]
-                }
-                Err(Recursion) => vec![conjunction, unnormalized],
-            };
-            Ok(least_complex(candidates))
-        })
-    })
 }
 
 /// `itertools.product` of the lists, skipping combinations whose set of markers was seen already.
