@@ -1916,6 +1916,26 @@ mod tests {
         check(show("1!2.0a.dev"), expect!["1!2.0a0.dev0"]);
         check(show("2.0+Local_1"), expect!["2.0+local.1"]);
         check(show("1.0-"), expect!["invalid"]);
+        // Every spelling of the pre-, post- and dev-release labels, in the pattern's order.
+        let spellings = [
+            "1.0alpha1",
+            "1.0.a",
+            "1.0-beta.2",
+            "1.0b",
+            "1.0preview3",
+            "1.0_pre",
+            "1.0c1",
+            "1.0rc",
+            "1.0rev2",
+            "1.0-r",
+            "1.0.post-3",
+            "1.0-7",
+            "1.0dev",
+            "1.0.dev_4",
+            "1.0a1-2.dev3",
+            "1.0pr1",
+        ];
+        check(spellings.map(show).join(" "), expect!["1.0a1 1.0a0 1.0b2 1.0b0 1.0rc3 1.0rc0 1.0rc1 1.0rc0 1.0.post2 1.0.post0 1.0.post3 1.0.post7 1.0.dev0 1.0.dev4 1.0a1.post2.dev3 invalid"]);
         let order =
             ["1.0.dev0", "1.0a1", "1.0a1.post1", "1.0b0", "1.0rc1", "1.0", "1.0+abc", "1.0+1", "1.0.post1", "1.1"];
         for w in order.windows(2) {
