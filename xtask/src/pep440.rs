@@ -494,11 +494,32 @@ fn parse_version_prefix(s: &str) -> Option<(Version, usize)> {
         }
         k == word.len()
     };
+    // The first of `labels` that is at `i`.
+    let label_at = |i: usize, labels: &[&'static [u8]]| -> Option<&'static [u8]> {
+        let mut n = 0;
+        while n < labels.len() {
+            if has(i, labels[n]) {
+                return Some(labels[n]);
+            }
+            n += 1;
+        }
+        None
+    };
     let sep = |i: usize| -> usize {
         if matches!(at(i), b'.' | b'_' | b'-') {
             i + 1
         } else {
             i
+        }
+    };
+    // The number after a label of `len` bytes at `j` (`rc1`, `post-2`, `dev`: 0 if none) and where it ends.
+    let numbered = |j: usize, len: usize| -> (u64, usize) {
+        let k = sep(j + len);
+        let m = digits(k);
+        if m > k {
+            (number(k, m), m)
+        } else {
+            (0, k)
         }
     };
     let mut i = usize::from(at(0) == b'v');
@@ -527,36 +548,18 @@ fn parse_version_prefix(s: &str) -> Option<(Version, usize)> {
     }
     // pre (the first label that matches, in this order)
     let mut pre = None;
-    {
-        let j = sep(i);
-        let label = if has(j, b"alpha") {
-            Some((5, Phase::Alpha))
-        } else if has(j, b"a") {
-            Some((1, Phase::Alpha))
-        } else if has(j, b"beta") {
-            Some((4, Phase::Beta))
-        } else if has(j, b"b") {
-            Some((1, Phase::Beta))
-        } else if has(j, b"preview") {
-            Some((7, Phase::Rc))
-        } else if has(j, b"pre") {
-            Some((3, Phase::Rc))
-        } else if has(j, b"c") {
-            Some((1, Phase::Rc))
-        } else if has(j, b"rc") {
-            Some((2, Phase::Rc))
-        } else {
-            None
+    let j = sep(i);
+    if let Some(label) = label_at(j, &[b"alpha", b"a", b"beta", b"b", b"preview", b"pre", b"c", b"rc"]) {
+        let phase = match label[0] {
+            b'a' => Phase::Alpha,
+            b'b' => Phase::Beta,
+            _ => Phase::Rc,
         };
-        if let Some((len, phase)) = label {
-            let k = sep(j + len);
-            let m = digits(k);
-            let n = if m > k { number(k, m) } else { 0 };
-            pre = Some((phase, n));
-            i = if m > k { m } else { k };
-        }
+        let (n, end) = numbered(j, label.len());
+        pre = Some((phase, n));
+        i = end;
     }
-    // post
+    // post (`-1`, or a label)
     let mut post = None;
     if at(i) == b'-' && digits(i + 1) > i + 1 {
         let m = digits(i + 1);
@@ -564,32 +567,19 @@ fn parse_version_prefix(s: &str) -> Option<(Version, usize)> {
         i = m;
     } else {
         let j = sep(i);
-        let len = if has(j, b"post") {
-            4
-        } else if has(j, b"rev") {
-            3
-        } else if has(j, b"r") {
-            1
-        } else {
-            0
-        };
-        if len > 0 {
-            let k = sep(j + len);
-            let m = digits(k);
-            post = Some(if m > k { number(k, m) } else { 0 });
-            i = if m > k { m } else { k };
+        if let Some(label) = label_at(j, &[b"post", b"rev", b"r"]) {
+            let (n, end) = numbered(j, label.len());
+            post = Some(n);
+            i = end;
         }
     }
     // dev
     let mut dev = None;
-    {
-        let j = sep(i);
-        if has(j, b"dev") {
-            let k = sep(j + 3);
-            let m = digits(k);
-            dev = Some(if m > k { number(k, m) } else { 0 });
-            i = if m > k { m } else { k };
-        }
+    let j = sep(i);
+    if has(j, b"dev") {
+        let (n, end) = numbered(j, 3);
+        dev = Some(n);
+        i = end;
     }
     // local
     let mut local = None;
