@@ -5,34 +5,15 @@
 //!
 //! Needs `poetry` with the export plugin: on PATH, or `XTASK_TEST_POETRY=/path/to/poetry`.
 
+mod local;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use local::{copy_dir, poetry, workspace};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export")
-}
-
-/// The real Poetry, or a failure that says how to get it.
-fn poetry() -> PathBuf {
-    let howto = "this test compares with the real `poetry export`: install poetry 2.5.1 and its export plugin \
-                 (`python3 -m pip install poetry==2.5.1 poetry-plugin-export==1.10.1`, or run `.ci/setup`) and put \
-                 `poetry` on PATH, or set XTASK_TEST_POETRY=/path/to/poetry";
-    let poetry = match std::env::var_os("XTASK_TEST_POETRY") {
-        Some(p) => PathBuf::from(p),
-        None => which_poetry().unwrap_or_else(|| panic!("poetry not found on PATH: {howto}")),
-    };
-    let ok = Command::new(&poetry).args(["export", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "`{} export --help` failed: {howto}", poetry.display());
-    poetry
-}
-
-fn which_poetry() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join("poetry")).find(|p| p.is_file())
 }
 
 /// A copy of a project in a temporary directory; kept (and named) when the test fails.
@@ -65,19 +46,6 @@ impl Drop for Scratch {
             eprintln!("kept for inspection: {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }
@@ -210,7 +178,7 @@ fn private_index() {
 fn example_app() {
     compare(
         "example-app",
-        &workspace_root().join("example-app"),
+        &workspace().join("example-app"),
         Some(&["pyproject.toml", "poetry.lock"]),
         &["", "--without-hashes", "--with dev", "--only dev", "-f constraints.txt", "--all-groups --without-hashes"],
     );

@@ -188,7 +188,7 @@ fn second_app_in_a_copied_repository() {
 
     // The native export agrees with Poetry here too, path dependency and extra included.
     let exported = repo.xtask(&["export", "--extras", "sizes"]);
-    let mut poetry = Command::new("poetry");
+    let mut poetry = Command::new(local::poetry());
     poetry.args(["export", "--no-interaction", "--extras", "sizes"]).current_dir(repo.root.join("services/greeter"));
     assert_eq!(exported, run(poetry, "poetry (on PATH; `.ci/setup` installs it in /opt/xtask-ci/bin)"));
     let shout = format!("-e file://{}/libs/shout ;", repo.root.display());

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: the xtask binary, free ports, a minimal HTTP client and the example
-//! app's endpoint checks, a look at /proc, copies of trees and of the example app (sharing its virtualenv).
+//! app's endpoint checks, tools on PATH (poetry), a look at /proc, copies of trees and of the example app
+//! (sharing its virtualenv).
 
 #![allow(dead_code)]
 
@@ -60,6 +61,27 @@ pub fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> std::io:
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// The first `name` in a directory of PATH.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// The real Poetry (`XTASK_TEST_POETRY`, else on PATH) with its export plugin, or a failure that says how to
+/// get it.
+pub fn poetry() -> PathBuf {
+    let howto = "this test compares with the real `poetry export`: install poetry 2.5.1 and its export plugin \
+                 (`python3 -m pip install poetry==2.5.1 poetry-plugin-export==1.10.1`, or run `.ci/setup`) and put \
+                 `poetry` on PATH, or set XTASK_TEST_POETRY=/path/to/poetry";
+    let poetry = match std::env::var_os("XTASK_TEST_POETRY") {
+        Some(p) => PathBuf::from(p),
+        None => on_path("poetry").unwrap_or_else(|| panic!("poetry not found on PATH: {howto}")),
+    };
+    let ok = Command::new(&poetry).args(["export", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "`{} export --help` failed: {howto}", poetry.display());
+    poetry
 }
 
 /// A live (not zombie) process: pid, parent, process group and command line.
