@@ -112,6 +112,11 @@ const WSGI_FRAMEWORKS: &[&str] = &["flask", "django", "bottle", "pyramid", "falc
 /// gunicorn config files the app may have, in the order they are looked for.
 const GUNICORN_CONFIGS: &[&str] = &["gunicorn.conf.py", "gunicorn_config.py"];
 
+/// gunicorn's worker class for an ASGI app: the uvicorn-worker package's, else uvicorn's own (deprecated in
+/// favour of that package).
+pub(crate) const UVICORN_WORKER: &str = "uvicorn_worker.UvicornWorker";
+pub(crate) const UVICORN_BUILTIN_WORKER: &str = "uvicorn.workers.UvicornWorker";
+
 impl Config {
     /// Loads the configuration of the app named by `--app`, or else by the workspace's Cargo.toml.
     pub(crate) fn load(args: &Args) -> Result<Config> {
@@ -283,11 +288,10 @@ impl Config {
             }
             Some(c) => c,
             None => {
-                // uvicorn's own `uvicorn.workers` is deprecated in favour of the uvicorn-worker package.
                 let worker = match interface {
                     Interface::Wsgi => None,
-                    Interface::Asgi if has(&["uvicorn-worker"]) => Some("uvicorn_worker.UvicornWorker"),
-                    Interface::Asgi => Some("uvicorn.workers.UvicornWorker"),
+                    Interface::Asgi if has(&["uvicorn-worker"]) => Some(UVICORN_WORKER),
+                    Interface::Asgi => Some(UVICORN_BUILTIN_WORKER),
                 };
                 default_command(&app, worker, gunicorn_config.as_deref(), port)
             }

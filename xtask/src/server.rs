@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use signal_hook::iterator::Signals;
 use xshell::Shell;
 
-use crate::config::{Config, Interface};
+use crate::config::{Config, Interface, UVICORN_BUILTIN_WORKER, UVICORN_WORKER};
 use crate::flags::{Args, Opt, Task, APP};
 use crate::{paths, venv};
 
@@ -78,11 +78,7 @@ fn command(config: &Config, venv: &venv::Venv, port: u16, reload: bool) -> Resul
     match &config.gunicorn_config {
         Some(file) => args.extend(["--config".into(), file.clone()]),
         None if config.interface == Interface::Asgi => {
-            let worker = if venv.has_module("uvicorn_worker") {
-                "uvicorn_worker.UvicornWorker"
-            } else {
-                "uvicorn.workers.UvicornWorker"
-            };
+            let worker = if venv.has_module("uvicorn_worker") { UVICORN_WORKER } else { UVICORN_BUILTIN_WORKER };
             args.extend(["--worker-class".into(), worker.into()]);
         }
         None => {}
