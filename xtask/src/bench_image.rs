@@ -148,9 +148,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
     }
     let engine = Engine::from_args(args)?;
     let (builder, why) = engine.builder(args)?;
-    let asked =
-        args.value("builder").is_some() || std::env::var(crate::engine::BUILDER_ENV).is_ok_and(|v| !v.is_empty());
-    if builder == Builder::Legacy && !asked {
+    if builder == Builder::Legacy && crate::engine::requested_builder(args)?.is_none() {
         bail!(
             "the benchmark builds with BuildKit unless told otherwise, and {} offers none ({why}): pass --engine \
              with a docker client that has it (a client before 23.0 sets DOCKER_BUILDKIT=1, e.g. /usr/bin/docker \

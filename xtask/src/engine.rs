@@ -152,6 +152,20 @@ pub(crate) const ENGINE_ENV: &str = "XTASK_ENGINE";
 /// Environment variable that picks the builder, like `--builder`.
 pub(crate) const BUILDER_ENV: &str = "XTASK_BUILDER";
 
+/// The builder asked for with `--builder` or `XTASK_BUILDER`, if any.
+pub(crate) fn requested_builder(args: &Args) -> Result<Option<Builder>> {
+    let wanted = match args.value("builder") {
+        Some(b) => Some(b.to_string()),
+        None => std::env::var(BUILDER_ENV).ok().filter(|v| !v.is_empty()),
+    };
+    Ok(match wanted.as_deref() {
+        None => None,
+        Some("buildkit") => Some(Builder::BuildKit),
+        Some("legacy") => Some(Builder::Legacy),
+        Some(other) => bail!("unknown builder '{other}': expected buildkit or legacy"),
+    })
+}
+
 /// `--engine`, shared by the tasks that talk to the engine.
 pub(crate) const ENGINE_OPT: Opt = Opt::value(
     "engine",
@@ -384,16 +398,7 @@ impl Engine {
     /// The builder to use: `--builder`/`XTASK_BUILDER` when given (an error if the engine cannot), else BuildKit
     /// when the client offers it, else the legacy builder. Returns it with a short reason.
     pub(crate) fn builder(&self, args: &Args) -> Result<(Builder, String)> {
-        let wanted = match args.value("builder") {
-            Some(b) => Some(b.to_string()),
-            None => std::env::var(BUILDER_ENV).ok().filter(|v| !v.is_empty()),
-        };
-        let wanted = match wanted.as_deref() {
-            None => None,
-            Some("buildkit") => Some(Builder::BuildKit),
-            Some("legacy") => Some(Builder::Legacy),
-            Some(other) => bail!("unknown builder '{other}': expected buildkit or legacy"),
-        };
+        let wanted = requested_builder(args)?;
         if self.kind == Kind::Podman {
             if wanted.is_some() {
                 bail!("--builder applies to docker; podman always builds with buildah");
