@@ -1662,7 +1662,7 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
     }
     let full_version = |s: &str| -> Option<Version> { Version::parse_exact_lower(s) };
     // Tilde `~1.2`
-    if let Some(rest) = constraint.strip_prefix('~').filter(|_| c0 == b'~') {
+    if let Some(rest) = constraint.strip_prefix('~') {
         if !rest.starts_with('=') {
             let version = full_version(rest.trim_start())?;
             let high =
@@ -1684,7 +1684,7 @@ fn parse_single(constraint: &str, marker: bool, pep440: bool) -> Option<Constrai
         return Some(Constraint::Range(Range::new(Some(version), Some(canon_max(high)), true, false)));
     }
     // Caret `^1.2`
-    if let Some(rest) = constraint.strip_prefix('^').filter(|_| c0 == b'^') {
+    if let Some(rest) = constraint.strip_prefix('^') {
         let version = full_version(rest.trim_start())?;
         let high = version.next_breaking();
         return Some(Constraint::Range(Range::new(Some(version), Some(canon_max(high)), true, false)));
