@@ -142,6 +142,7 @@ pub(crate) struct SelectedPackage {
 #[derive(Debug, Clone)]
 pub(crate) struct Selection {
     pub(crate) requirements: String,
+    /// Empty unless asked for (`select`; `export` and the CLI need only the text).
     pub(crate) packages: Vec<SelectedPackage>,
     /// Warnings Poetry prints on stderr (editable packages skipped in constraints.txt).
     pub(crate) warnings: Vec<String>,
@@ -285,7 +286,8 @@ fn recursion(_: Recursion) -> anyhow::Error {
     format_err!("marker too complex to simplify (poetry-core fails the same way)")
 }
 
-/// The pure core of the export: project + lock + request → text and selection.
+/// The pure core of the export: project + lock + request → text and selection (its packages listed only
+/// `with_packages`).
 pub(crate) fn select_from(
     project: &Project,
     lock: &Lock,
