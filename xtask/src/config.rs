@@ -8,16 +8,46 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use toml_edit::{Array, InlineTable, Item, TableLike, Value};
 
-use crate::flags::Args;
 use crate::paths;
 use crate::toml_file::TomlFile;
 
-/// Environment variable that overrides the base image (like `--base-image`).
-pub(crate) const BASE_IMAGE_ENV: &str = "XTASK_BASE_IMAGE";
+/// A CPython version `X.Y`: the image's Python.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PythonVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl PythonVersion {
+    /// `cp312`: the interpreter and ABI tag of the version's wheels.
+    pub fn cp(self) -> String {
+        format!("cp{}{}", self.major, self.minor)
+    }
+}
+
+impl std::fmt::Display for PythonVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl std::str::FromStr for PythonVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PythonVersion, String> {
+        let number = |p: &str| p.parse::<u32>().ok().filter(|_| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        match s.split_once('.') {
+            Some((major, minor)) => match (number(major), number(minor)) {
+                (Some(major), Some(minor)) => Ok(PythonVersion { major, minor }),
+                _ => Err("expected X.Y, e.g. 3.12".to_string()),
+            },
+            None => Err("expected X.Y, e.g. 3.12".to_string()),
+        }
+    }
+}
 
 /// How the app speaks to the server: decides the gunicorn worker and the reloading dev server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Interface {
+pub enum Interface {
     Asgi,
     Wsgi,
 }
@@ -34,51 +64,51 @@ impl Interface {
 /// A file or folder of the app that goes into the image: `source` (relative to the app directory) is copied to
 /// `dest` (relative to the image's workdir).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Include {
-    pub(crate) source: String,
-    pub(crate) dest: String,
+pub struct Include {
+    pub source: String,
+    pub dest: String,
 }
 
 /// Everything the tasks need to know about the app, after defaults.
 #[derive(Debug, Clone)]
-pub(crate) struct Config {
+pub struct Config {
     /// The app's directory (absolute).
-    pub(crate) app_dir: PathBuf,
+    pub app_dir: PathBuf,
     /// The project name as written in pyproject.toml.
-    pub(crate) project_name: String,
+    pub project_name: String,
     /// Image name (repository part of the tag).
-    pub(crate) name: String,
-    pub(crate) version: String,
-    /// The image's Python version, `X.Y`.
-    pub(crate) python: String,
-    pub(crate) base_image: String,
+    pub name: String,
+    pub version: String,
+    /// The image's Python version.
+    pub python: PythonVersion,
+    pub base_image: String,
     /// Whether `base_image` is the derived default (`python:X.Y-slim`) rather than set by the user.
-    pub(crate) base_image_is_default: bool,
+    pub base_image_is_default: bool,
     /// Target platform of the image and its wheelhouse, e.g. `linux/amd64`.
-    pub(crate) platform: String,
+    pub platform: String,
     /// The port the server listens on, in the container and for `cargo xtask server`.
-    pub(crate) port: u16,
-    pub(crate) health_path: String,
+    pub port: u16,
+    pub health_path: String,
     /// The ASGI/WSGI callable, `module:attribute`.
-    pub(crate) app: String,
-    pub(crate) interface: Interface,
+    pub app: String,
+    pub interface: Interface,
     /// gunicorn's config file, relative to the app directory, when the app has one.
-    pub(crate) gunicorn_config: Option<String>,
+    pub gunicorn_config: Option<String>,
     /// The container's command (exec form).
-    pub(crate) command: Vec<String>,
+    pub command: Vec<String>,
     /// What goes into the image besides the virtualenv.
-    pub(crate) include: Vec<Include>,
+    pub include: Vec<Include>,
     /// Dependency groups installed besides `main`.
-    pub(crate) groups: Vec<String>,
-    pub(crate) extras: Vec<String>,
+    pub groups: Vec<String>,
+    pub extras: Vec<String>,
     /// Environment variables baked into the image.
-    pub(crate) env: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
     /// Extra image labels (the OCI ones are always set).
-    pub(crate) labels: Vec<(String, String)>,
-    pub(crate) user: String,
-    pub(crate) uid: u32,
+    pub labels: Vec<(String, String)>,
+    pub user: String,
+    pub uid: u32,
     /// The app's directory inside the image.
-    pub(crate) workdir: String,
+    pub workdir: String,
 }
 
 /// Every `[tool.xtask]` key: name, type, default and meaning. The README's "Configuration reference" table is
@@ -118,44 +148,11 @@ pub(crate) const UVICORN_WORKER: &str = "uvicorn_worker.UvicornWorker";
 pub(crate) const UVICORN_BUILTIN_WORKER: &str = "uvicorn.workers.UvicornWorker";
 
 impl Config {
-    /// Loads the configuration of the app named by `--app`, or else by the workspace's Cargo.toml.
-    pub(crate) fn load(args: &Args) -> Result<Config> {
-        let app_dir = app_dir(args.value("app"))?;
-        let mut config = Config::read(&app_dir)?;
-        if let Some(python) = args.value("python") {
-            config.set_python(python)?;
-        }
-        if let Some(platform) = args.value("platform") {
-            config.platform = platform.to_string();
-        }
-        if let Some(base) = std::env::var(BASE_IMAGE_ENV).ok().filter(|v| !v.is_empty()) {
-            config.base_image = base;
-            config.base_image_is_default = false;
-        }
-        if let Some(base) = args.value("base-image") {
-            config.base_image = base.to_string();
-            config.base_image_is_default = false;
-        }
-        Ok(config)
-    }
-
     /// Reads `<app_dir>/pyproject.toml`.
     pub(crate) fn read(app_dir: &Path) -> Result<Config> {
         let path = app_dir.join("pyproject.toml");
         let file = TomlFile::read(&path, &paths::display(&path))?;
         Config::from_pyproject(app_dir, &file)
-    }
-
-    /// Changes the Python version, and the base image with it when the base image is the default one.
-    pub(crate) fn set_python(&mut self, python: &str) -> Result<()> {
-        if !is_minor_version(python) {
-            bail!("invalid Python version '{python}': expected X.Y, e.g. 3.12");
-        }
-        self.python = python.to_string();
-        if self.base_image_is_default {
-            self.base_image = default_base_image(python);
-        }
-        Ok(())
     }
 
     pub(crate) fn from_pyproject(app_dir: &Path, file: &TomlFile) -> Result<Config> {
@@ -204,9 +201,11 @@ impl Config {
             )),
             None => meta.string("version")?.map(|v| image_tag_from(&v)).unwrap_or_else(|| "0.0.0".to_string()),
         };
-        let python = match x.string("python")? {
-            Some(p) if is_minor_version(&p) => p,
-            Some(_) => return Err(x.error("python", "tool.xtask.python must be a Python version X.Y, e.g. \"3.12\"")),
+        let python = match x.string("python")?.map(|p| p.parse::<PythonVersion>()) {
+            Some(Ok(p)) => p,
+            Some(Err(_)) => {
+                return Err(x.error("python", "tool.xtask.python must be a Python version X.Y, e.g. \"3.12\""))
+            }
             None => meta.python()?,
         };
         let (base_image, base_image_is_default) = match x.string("base-image")? {
@@ -217,7 +216,7 @@ impl Config {
                     "tool.xtask.base-image must be an image reference such as \"python:3.12-slim\"",
                 ))
             }
-            None => (default_base_image(&python), true),
+            None => (default_base_image(python), true),
         };
         let platform = x.string("platform")?.unwrap_or_else(|| "linux/amd64".to_string());
         if !is_linux_platform(&platform) {
@@ -421,7 +420,7 @@ impl Config {
         let value: Value = match key {
             "name" => self.name.as_str().into(),
             "version" => self.version.as_str().into(),
-            "python" => self.python.as_str().into(),
+            "python" => self.python.to_string().into(),
             "base-image" => self.base_image.as_str().into(),
             "platform" => self.platform.as_str().into(),
             "port" => i64::from(self.port).into(),
@@ -470,7 +469,7 @@ impl Config {
 
 /// The app directory: `--app`, else `[workspace.metadata.xtask] app` of the workspace's Cargo.toml, else the
 /// workspace root when it has a pyproject.toml.
-pub(crate) fn app_dir(flag: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn app_dir(flag: Option<&Path>) -> Result<PathBuf> {
     let root = paths::workspace_root();
     let dir = match flag {
         Some(dir) => std::env::current_dir()?.join(dir),
@@ -537,7 +536,7 @@ impl Metadata<'_> {
     }
 
     /// The lowest Python `requires-python` or Poetry's `python` dependency allows.
-    fn python(&self) -> Result<String> {
+    fn python(&self) -> Result<PythonVersion> {
         let requires =
             self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
                 self.poetry
@@ -545,7 +544,7 @@ impl Metadata<'_> {
                     .and_then(|d| d.get("python"))
                     .map(|i| (i, "tool.poetry.dependencies.python"))
             });
-        let Some((item, what)) = requires else { return Ok("3.12".to_string()) };
+        let Some((item, what)) = requires else { return Ok(PythonVersion { major: 3, minor: 12 }) };
         let spec = string(self.file, item, what)?;
         lowest_python(&spec).ok_or_else(|| {
             self.file.error_at(
@@ -931,17 +930,11 @@ fn default_command(app: &str, worker: Option<&str>, gunicorn_config: Option<&str
     command
 }
 
-pub(crate) fn default_base_image(python: &str) -> String {
+pub(crate) fn default_base_image(python: PythonVersion) -> String {
     format!("python:{python}-slim")
 }
 
-fn is_minor_version(v: &str) -> bool {
-    let mut parts = v.split('.');
-    let ok = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
-}
-
-fn is_linux_platform(p: &str) -> bool {
+pub(crate) fn is_linux_platform(p: &str) -> bool {
     p.strip_prefix("linux/").is_some_and(|arch| {
         !arch.is_empty()
             && arch.split('/').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
@@ -1007,7 +1000,7 @@ fn image_tag_from(version: &str) -> String {
 }
 
 /// The lowest `3.Y` that a `requires-python` (PEP 440) or Poetry python constraint allows.
-pub(crate) fn lowest_python(spec: &str) -> Option<String> {
+pub(crate) fn lowest_python(spec: &str) -> Option<PythonVersion> {
     let alternatives: Vec<&str> = spec.split("||").flat_map(|s| s.split(" or ")).collect();
     (6..=30).find_map(|minor| {
         let allowed = alternatives.iter().any(|alt| {
@@ -1016,7 +1009,7 @@ pub(crate) fn lowest_python(spec: &str) -> Option<String> {
                 alt.split([',', ' ']).filter(|c| !c.trim().is_empty()).all(|clause| allows(clause.trim(), version))
             })
         });
-        allowed.then(|| format!("3.{minor}"))
+        allowed.then_some(PythonVersion { major: 3, minor: minor as u32 })
     })
 }
 
@@ -1515,8 +1508,10 @@ mod tests {
             (">=3.8, !=3.9.*, <4", "3.8"),
             ("~2.7 || ^3.7", "3.7"),
         ];
-        let actual: Vec<String> =
-            cases.iter().map(|(s, _)| format!("{s} -> {}", lowest_python(s).unwrap_or_default())).collect();
+        let actual: Vec<String> = cases
+            .iter()
+            .map(|(s, _)| format!("{s} -> {}", lowest_python(s).map(|p| p.to_string()).unwrap_or_default()))
+            .collect();
         let expected: Vec<String> = cases.iter().map(|(s, p)| format!("{s} -> {p}")).collect();
         assert_eq!(actual, expected);
     }

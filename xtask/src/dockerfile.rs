@@ -14,28 +14,10 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::config::{self, Config};
-use crate::flags::{Args, Opt, Task, APP};
+use crate::flags::Dockerfile;
 use crate::gen::{self, Mode, Outcome};
 use crate::paths;
-use crate::wheels::PYTHON_OPT;
-
-pub(crate) const TASK: Task = Task {
-    name: "dockerfile",
-    summary: "render docker/Dockerfile from the configuration (--check, --dry-run)",
-    about: "\
-Renders the Dockerfile of the workspace's app into docker/Dockerfile (commit it), or, for another app (--app) or
-another Python (--python), into target/xtask/<name>/Dockerfile. The file starts with a header naming this
-command and a checksum: a file someone edited is not overwritten without --force. `--check` fails when the
-file is stale (a test does this for docker/Dockerfile); `--dry-run` prints it. `cargo xtask image` runs this too.",
-    positional: "",
-    options: &[
-        APP,
-        PYTHON_OPT,
-        Opt::switch("check", "fail if the file differs from what would be generated"),
-        Opt::switch("dry-run", "print the Dockerfile; write nothing"),
-        Opt::switch("force", "overwrite the file even if someone edited it"),
-    ],
-};
+use crate::settings::{self, Settings};
 
 /// The command that regenerates the Dockerfile, named in its header.
 pub(crate) const COMMAND: &str = "cargo xtask dockerfile";
@@ -47,30 +29,30 @@ pub(crate) const CONTEXT_WHEELS: &str = "wheels";
 pub(crate) const CONTEXT_APP: &str = "app";
 
 /// Where the virtualenv lives in the image.
-pub(crate) const VENV: &str = "/opt/venv";
+pub const VENV: &str = "/opt/venv";
 
-pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let config = Config::load(args)?;
-    let mode = Mode::from_args(args)?;
-    let (path, contents) = target(&config)?;
-    match gen::apply(&path, &contents, mode, COMMAND)? {
-        Outcome::Unchanged => println!("dockerfile: {} is up to date", paths::display(&path)),
-        Outcome::Written => println!("dockerfile: wrote {}", paths::display(&path)),
-        Outcome::Printed => {}
+impl Dockerfile {
+    pub(crate) fn run(self, _sh: &Shell) -> Result<()> {
+        let settings = settings::resolve(&self.settings)?;
+        let mode = Mode::new(self.check, self.dry_run, self.force)?;
+        let (path, contents) = target(&settings)?;
+        match gen::apply(&path, &contents, mode, COMMAND)? {
+            Outcome::Unchanged => println!("dockerfile: {} is up to date", paths::display(&path)),
+            Outcome::Written => println!("dockerfile: wrote {}", paths::display(&path)),
+            Outcome::Printed => {}
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Where the Dockerfile of `config` goes and its full text: docker/Dockerfile when `config` is the workspace's
-/// app as configured (only `--base-image`/`XTASK_BASE_IMAGE`, which the Dockerfile takes as a build argument,
-/// may differ), else the app's state directory (an app elsewhere, or `--python`/`--platform` for a one-off build).
-pub(crate) fn target(config: &Config) -> Result<(PathBuf, String)> {
-    let declared = Config::read(&config.app_dir)?;
-    let contents = gen::render(COMMAND, &render(config, &default_base(&declared, config))?);
-    let is_workspace_app = config::app_dir(None).is_ok_and(|dir| dir == config.app_dir);
-    if is_workspace_app {
-        let committed = gen::render(COMMAND, &render(&declared, &declared.base_image)?);
+/// Where the Dockerfile of these settings goes and its full text: docker/Dockerfile when the app is the
+/// workspace's and renders as declared (only the base image, which the Dockerfile takes as a build argument,
+/// may differ), else the app's state directory (an app elsewhere, or `--python` for a one-off build).
+pub(crate) fn target(settings: &Settings) -> Result<(PathBuf, String)> {
+    let (declared, config) = (&settings.declared, &settings.config);
+    let contents = gen::render(COMMAND, &render(config, &default_base(declared, config))?);
+    if settings.is_workspace_app {
+        let committed = gen::render(COMMAND, &render(declared, &declared.base_image)?);
         if committed == contents {
             return Ok((paths::dockerfile(), contents));
         }
@@ -83,7 +65,7 @@ pub(crate) fn target(config: &Config) -> Result<(PathBuf, String)> {
 /// committed file does not depend on the machine.
 fn default_base(declared: &Config, config: &Config) -> String {
     if declared.base_image_is_default {
-        config::default_base_image(&config.python)
+        config::default_base_image(config.python)
     } else {
         declared.base_image.clone()
     }
@@ -232,9 +214,8 @@ mod tests {
     /// test` rewrites it.
     #[test]
     fn committed_dockerfile_is_fresh() {
-        let app = config::app_dir(None).unwrap();
-        let config = Config::read(&app).unwrap();
-        let (path, contents) = target(&config).unwrap();
+        let settings = settings::resolve(&crate::flags::Overrides::default()).unwrap();
+        let (path, contents) = target(&settings).unwrap();
         assert_eq!(path, paths::dockerfile());
         let mode = if std::env::var_os("UPDATE_EXPECT").is_some() { Mode::Write { force: false } } else { Mode::Check };
         if let Err(e) = gen::apply(&path, &contents, mode, COMMAND) {

@@ -6,20 +6,8 @@ use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::engine::{self, BuildKit};
-use crate::flags::{Args, Task};
+use crate::flags::Doctor;
 use crate::pip;
-
-pub(crate) const TASK: Task = Task {
-    name: "doctor",
-    summary: "check the tools this needs (python3, pip, docker, ...) and say how to get what is missing",
-    about: "\
-One line per tool: `ok`, `missing` (with the remedy) or `note`. Required: python3 with pip and venv (the
-wheelhouse, `server`, `test`), a docker client and a daemon that answers it (`image`, `run`). Optional: BuildKit
-(faster rebuilds; the legacy builder works too), poetry (locking, and the reference for the export tests),
-podman (an alternative engine), hadolint (lints the generated Dockerfile). Fails when a required tool is missing.",
-    positional: "",
-    options: &[],
-};
 
 /// One line of the report.
 struct Check {
@@ -29,8 +17,13 @@ struct Check {
     outcome: Result<String, String>,
 }
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
+impl Doctor {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        run(sh)
+    }
+}
+
+fn run(sh: &Shell) -> Result<()> {
     let mut checks = Vec::new();
     python_checks(sh, &mut checks);
     docker_checks(&mut checks);

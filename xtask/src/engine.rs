@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, format_err, Context, Result};
 use xshell::{Cmd, Shell};
 
-use crate::flags::{Args, Opt};
-
 /// How long a probe may take before the tool is reported as not answering (a daemon behind an unreachable
 /// `DOCKER_HOST` would otherwise hang `docker version` for minutes).
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -147,52 +145,20 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 // The engine the tasks drive: which client, which builder, and the commands `image` and `run` need.
 // ---------------------------------------------------------------------------------------------------------
 
-/// Environment variable that picks the engine, like `--engine`.
-pub(crate) const ENGINE_ENV: &str = "XTASK_ENGINE";
-/// Environment variable that picks the builder, like `--builder`.
-pub(crate) const BUILDER_ENV: &str = "XTASK_BUILDER";
-
-/// The builder asked for with `--builder` or `XTASK_BUILDER`, if any.
-pub(crate) fn requested_builder(args: &Args) -> Result<Option<Builder>> {
-    let wanted = match args.value("builder") {
-        Some(b) => Some(b.to_string()),
-        None => std::env::var(BUILDER_ENV).ok().filter(|v| !v.is_empty()),
-    };
-    Ok(match wanted.as_deref() {
-        None => None,
-        Some("buildkit") => Some(Builder::BuildKit),
-        Some("legacy") => Some(Builder::Legacy),
-        Some(other) => bail!("unknown builder '{other}': expected buildkit or legacy"),
-    })
-}
-
-/// `--engine`, shared by the tasks that talk to the engine.
-pub(crate) const ENGINE_OPT: Opt = Opt::value(
-    "engine",
-    "ENGINE",
-    "docker (default), podman, or the path of a docker client, e.g. /usr/bin/docker (env XTASK_ENGINE)",
-);
-/// `--builder`, for the tasks that build.
-pub(crate) const BUILDER_OPT: Opt = Opt::value(
-    "builder",
-    "BUILDER",
-    "buildkit or legacy (default: BuildKit when the docker client offers it; env XTASK_BUILDER)",
-);
-
 /// The label that records what an image was built from (see `image.rs`).
 pub(crate) const FINGERPRINT_LABEL: &str = "xtask.fingerprint";
 /// The label on containers `cargo xtask run` starts: the image name they run.
 pub(crate) const RUN_LABEL: &str = "xtask.run";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Docker,
     Podman,
 }
 
 /// How images get built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Builder {
+pub enum Builder {
     /// BuildKit: `DOCKER_BUILDKIT=1` (built into clients before 23, the buildx plugin after).
     BuildKit,
     /// The legacy builder: `DOCKER_BUILDKIT=0`.
@@ -201,8 +167,19 @@ pub(crate) enum Builder {
     Buildah,
 }
 
+impl std::str::FromStr for Builder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Builder, String> {
+        match s {
+            "buildkit" => Ok(Builder::BuildKit),
+            "legacy" => Ok(Builder::Legacy),
+            other => Err(format!("unknown builder '{other}': expected buildkit or legacy")),
+        }
+    }
+}
+
 impl Builder {
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Builder::BuildKit => "BuildKit",
             Builder::Legacy => "the legacy builder",
@@ -213,48 +190,50 @@ impl Builder {
 
 /// A container engine client: docker (any docker-compatible client) or podman.
 #[derive(Debug, Clone)]
-pub(crate) struct Engine {
-    pub(crate) kind: Kind,
+pub struct Engine {
+    pub kind: Kind,
     /// The program as it is shown and run by short commands: a name found on PATH (`docker`) or a path.
-    pub(crate) program: PathBuf,
+    pub program: PathBuf,
     /// Its resolved path, for long-running children and probes.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// Print the commands that change something instead of running them.
-    pub(crate) dry_run: bool,
+    pub dry_run: bool,
+    /// The builder asked for (`--builder`, `XTASK_BUILDER`), if any.
+    pub requested_builder: Option<Builder>,
 }
 
 /// What `image inspect` tells about an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ImageInfo {
-    pub(crate) id: String,
+pub struct ImageInfo {
+    pub id: String,
     /// Bytes, base layers included.
-    pub(crate) size: u64,
+    pub size: u64,
     /// `linux/amd64`
-    pub(crate) platform: String,
+    pub platform: String,
     /// The `xtask.fingerprint` label, empty when absent.
-    pub(crate) fingerprint: String,
+    pub fingerprint: String,
 }
 
 /// What `container inspect` tells about a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ContainerInfo {
+pub struct ContainerInfo {
     /// `created`, `running`, `exited`, ...
-    pub(crate) status: String,
-    pub(crate) exit_code: i32,
+    pub status: String,
+    pub exit_code: i32,
     /// The `xtask.run` label: the image name, when `cargo xtask run` started it.
-    pub(crate) run_label: String,
+    pub run_label: String,
 }
 
 /// What to build.
-pub(crate) struct BuildRequest<'a> {
-    pub(crate) context: &'a Path,
-    pub(crate) dockerfile: &'a Path,
-    pub(crate) tags: &'a [String],
-    pub(crate) build_args: &'a [(String, String)],
-    pub(crate) labels: &'a [(String, String)],
-    pub(crate) no_cache: bool,
+pub struct BuildRequest<'a> {
+    pub context: &'a Path,
+    pub dockerfile: &'a Path,
+    pub tags: &'a [String],
+    pub build_args: &'a [(String, String)],
+    pub labels: &'a [(String, String)],
+    pub no_cache: bool,
     /// Where the engine writes the new image's id.
-    pub(crate) iidfile: &'a Path,
+    pub iidfile: &'a Path,
 }
 
 /// What to run, detached.
@@ -277,14 +256,13 @@ const CONTAINER_FORMAT: &str =
     "{{.State.Status}}\t{{.State.ExitCode}}\t{{with .Config.Labels}}{{index . \"xtask.run\"}}{{end}}";
 
 impl Engine {
-    /// The engine named by `--engine`, else `XTASK_ENGINE`, else `docker`; `--dry-run` makes it print instead
-    /// of run the commands that change something.
-    pub(crate) fn from_args(args: &Args) -> Result<Engine> {
-        let spec = match args.value("engine") {
-            Some(spec) => spec.to_string(),
-            None => std::env::var(ENGINE_ENV).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "docker".to_string()),
-        };
-        Engine::find(&spec, args.has("dry-run"))
+    /// The engine client `program` (`docker`, `podman`, a path), building with `builder` when one is asked
+    /// for (see `settings::engine_choice`); `dry_run` makes it print instead of run the commands that change
+    /// something.
+    pub fn new(program: &str, builder: Option<Builder>, dry_run: bool) -> Result<Engine> {
+        let mut engine = Engine::find(program, dry_run)?;
+        engine.requested_builder = builder;
+        Ok(engine)
     }
 
     fn find(spec: &str, dry_run: bool) -> Result<Engine> {
@@ -303,7 +281,7 @@ impl Engine {
             bail!("the container engine `{spec}` is not found ({remedy}); `cargo xtask doctor` checks the setup");
         }
         let path = path.unwrap_or_else(|| program.clone());
-        Ok(Engine { kind, program, path, dry_run })
+        Ok(Engine { kind, program, path, dry_run, requested_builder: None })
     }
 
     /// A `--tmpfs` mount at `path` that only `uid` may use (the user's home in a read-only container): docker
@@ -316,7 +294,7 @@ impl Engine {
     }
 
     /// `docker` or `podman`, for messages the user may copy.
-    pub(crate) fn shown(&self) -> String {
+    pub fn shown(&self) -> String {
         self.program.display().to_string()
     }
 
@@ -344,7 +322,7 @@ impl Engine {
     }
 
     /// Inspects images; `None` for each one that does not exist. One engine call when all exist.
-    pub(crate) fn images(&self, sh: &Shell, refs: &[&str]) -> Result<Vec<Option<ImageInfo>>> {
+    pub fn images(&self, sh: &Shell, refs: &[&str]) -> Result<Vec<Option<ImageInfo>>> {
         let output = self
             .cmd(sh)
             .args(["image", "inspect", "--format", IMAGE_FORMAT])
@@ -387,7 +365,7 @@ impl Engine {
     }
 
     /// Runs `python3 -c <script>` in a throwaway container of `image` (no network) and returns its output.
-    pub(crate) fn python_in(&self, sh: &Shell, image: &str, script: &str) -> Result<String> {
+    pub fn python_in(&self, sh: &Shell, image: &str, script: &str) -> Result<String> {
         let command = self
             .cmd(sh)
             .args(["run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", script])
@@ -397,8 +375,8 @@ impl Engine {
 
     /// The builder to use: `--builder`/`XTASK_BUILDER` when given (an error if the engine cannot), else BuildKit
     /// when the client offers it, else the legacy builder. Returns it with a short reason.
-    pub(crate) fn builder(&self, args: &Args) -> Result<(Builder, String)> {
-        let wanted = requested_builder(args)?;
+    pub fn builder(&self) -> Result<(Builder, String)> {
+        let wanted = self.requested_builder;
         if self.kind == Kind::Podman {
             if wanted.is_some() {
                 bail!("--builder applies to docker; podman always builds with buildah");
@@ -427,7 +405,7 @@ impl Engine {
     }
 
     /// The build command line, without running it.
-    pub(crate) fn build_command(
+    pub fn build_command(
         &self,
         builder: Builder,
         request: &BuildRequest<'_>,
@@ -508,7 +486,7 @@ impl Engine {
     }
 
     /// Inspects a container; `None` when there is none of that name.
-    pub(crate) fn container(&self, sh: &Shell, name: &str) -> Result<Option<ContainerInfo>> {
+    pub fn container(&self, sh: &Shell, name: &str) -> Result<Option<ContainerInfo>> {
         let output = self
             .cmd(sh)
             .args(["container", "inspect", "--format", CONTAINER_FORMAT, name])
@@ -560,7 +538,7 @@ impl Engine {
     }
 
     /// The container's output so far (stdout and stderr), for error messages.
-    pub(crate) fn logs(&self, sh: &Shell, name: &str) -> String {
+    pub fn logs(&self, sh: &Shell, name: &str) -> String {
         match self.cmd(sh).args(["logs", name]).quiet().ignore_status().output() {
             Ok(output) => {
                 let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -594,7 +572,7 @@ impl Engine {
     }
 
     /// Removes a container, stopping it first if it runs.
-    pub(crate) fn remove(&self, sh: &Shell, name: &str) -> Result<()> {
+    pub fn remove(&self, sh: &Shell, name: &str) -> Result<()> {
         self.change(self.cmd(sh).args(["rm", "--force", name]).quiet().ignore_stdout())
             .with_context(|| format!("cannot remove the container {name}"))
     }

@@ -16,38 +16,16 @@ use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
 
 use crate::config;
-use crate::flags::{Args, Opt, Task, APP};
+use crate::flags::Export;
 use crate::gen;
 use crate::markers::{self, canonicalize_name, FastMap, Marker, Recursion};
 use crate::pep440;
 use crate::poetry::{self, Dependency, Lock, Package, PackageFile, Project, Source, MAIN_GROUP};
 
-pub(crate) const TASK: Task = Task {
-    name: "export",
-    summary: "write requirements.txt from poetry.lock, exactly as `poetry export` does",
-    about: "Reads the app's pyproject.toml and poetry.lock (lock versions 1.0 to 2.1) and prints what\n\
-            `poetry export` (poetry 2.5 + poetry-plugin-export 1.10) prints, without Poetry. The lock must be\n\
-            fresh (its content-hash must match pyproject.toml): run `poetry lock` after editing dependencies.",
-    positional: "",
-    options: &[
-        APP,
-        Opt::value("format", "FORMAT", "requirements.txt (default) or constraints.txt").short('f'),
-        Opt::value("output", "FILE", "write to FILE (atomically) instead of stdout").short('o'),
-        Opt::switch("without-hashes", "leave out --hash lines"),
-        Opt::switch("without-urls", "leave out the --index-url/--extra-index-url header"),
-        Opt::value("with", "GROUPS", "also export these dependency groups (comma-separated, repeatable)"),
-        Opt::value("without", "GROUPS", "leave out these dependency groups (deprecated in Poetry)"),
-        Opt::value("only", "GROUPS", "export only these dependency groups"),
-        Opt::switch("all-groups", "export every dependency group"),
-        Opt::value("extras", "EXTRAS", "extras to include (space-separated, repeatable)").short('E'),
-        Opt::switch("all-extras", "include every extra"),
-        Opt::switch("with-credentials", "put credentials of private indexes (POETRY_HTTP_BASIC_*) in the URLs"),
-    ],
-};
-
 /// The output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Format {
+    #[default]
     RequirementsTxt,
     ConstraintsTxt,
 }
@@ -97,25 +75,6 @@ impl ExportRequest {
             extras: extras.to_vec(),
             all_extras: false,
         }
-    }
-
-    fn from_args(args: &Args) -> Result<ExportRequest> {
-        let format = match args.value("format") {
-            Some(f) => f.parse::<Format>().map_err(|e| format_err!("{e}"))?,
-            None => Format::RequirementsTxt,
-        };
-        Ok(ExportRequest {
-            format,
-            with_hashes: !args.has("without-hashes"),
-            with_urls: !args.has("without-urls"),
-            with_credentials: args.has("with-credentials"),
-            with: args.values("with"),
-            without: args.values("without"),
-            only: args.values("only"),
-            all_groups: args.has("all-groups"),
-            extras: args.values("extras"),
-            all_extras: args.has("all-extras"),
-        })
     }
 }
 
@@ -822,16 +781,20 @@ fn locked_package(
     Ok(compatible.first().copied())
 }
 
-/// `cargo xtask export`.
-pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let request = ExportRequest::from_args(args)?;
-    let app_dir = config::app_dir(args.value("app"))?;
-    let selection = load_and_select(&app_dir, &request, false)?;
+impl Export {
+    /// `cargo xtask export`.
+    pub(crate) fn run(self, _sh: &Shell) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(flags: Export) -> Result<()> {
+    let app_dir = config::app_dir(flags.app.as_deref())?;
+    let selection = load_and_select(&app_dir, &flags.request, false)?;
     for w in &selection.warnings {
         eprintln!("{w}");
     }
-    match args.value("output") {
+    match &flags.output {
         Some(output) => {
             let path = std::env::current_dir().context("cannot read the current directory")?.join(output);
             gen::write_atomic(&path, selection.requirements.as_bytes())?;

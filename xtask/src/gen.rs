@@ -25,12 +25,12 @@ pub(crate) enum Mode {
 
 impl Mode {
     /// `--check`, `--dry-run` and `--force` of a generator task.
-    pub(crate) fn from_args(args: &crate::flags::Args) -> Result<Mode> {
-        match (args.has("check"), args.has("dry-run")) {
+    pub(crate) fn new(check: bool, dry_run: bool, force: bool) -> Result<Mode> {
+        match (check, dry_run) {
             (true, true) => bail!("--check and --dry-run cannot be used together"),
             (true, false) => Ok(Mode::Check),
             (false, true) => Ok(Mode::DryRun),
-            (false, false) => Ok(Mode::Write { force: args.has("force") }),
+            (false, false) => Ok(Mode::Write { force }),
         }
     }
 }
@@ -106,7 +106,7 @@ pub(crate) fn apply(path: &Path, contents: &str, mode: Mode, command: &str) -> R
 
 /// Writes `contents` to `path` through a temporary file in the same directory and a rename, so that readers
 /// see the old file or the new one, never half of one; an interruption leaves the old file in place.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let shown = paths::display(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", paths::display(dir)))?;

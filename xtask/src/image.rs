@@ -19,69 +19,41 @@ use xshell::Shell;
 use crate::config::Config;
 use crate::dockerfile;
 use crate::engine::{self, BuildRequest, Engine, ImageInfo};
-use crate::flags::{Args, Opt, Task, APP};
+use crate::flags::{EngineFlags, Image, Overrides};
 use crate::gen::{self, Mode, Outcome};
 use crate::paths;
+use crate::settings;
 use crate::sha256::Sha256;
-use crate::wheels::{self, Target, Wheelhouse, BASE_IMAGE_OPT, DRY_RUN_OPT, PLATFORM_OPT, PYTHON_OPT};
-
-pub(crate) const TASK: Task = Task {
-    name: "image",
-    summary: "build the app's Docker image: export, wheels, Dockerfile, docker build",
-    about: "\
-Runs the pipeline, each step only when its inputs changed:
-    export      the locked requirements (main, tool.xtask.groups and extras), hash-pinned
-    base image  inspected (pulled if missing); its Python, machine and glibc asked once per image id
-    wheels      the wheelhouse for the image's Python and platform (see `cargo xtask wheels --help`)
-    dockerfile  docker/Dockerfile for the workspace's app (else target/xtask/<name>/Dockerfile)
-    context     target/xtask/<name>/context: requirements.txt, wheels/, app/ (tool.xtask.include), nothing else
-    build       <engine> build, tagged <name>:<version> and <name>:<short commit> (`-dirty` when the app or
-                docker/ differ from the commit); skipped when the image already carries the fingerprint of
-                this context, Dockerfile, base image and build arguments
-Then prints the image's size, the base image's size, the difference (virtualenv, app, bytecode) and each
-step's time. The build needs no network. Labels: OCI title, version, revision, created (the commit's time),
-source, base.name, plus tool.xtask.labels.",
-    positional: "",
-    options: &[
-        APP,
-        NAME_OPT,
-        PYTHON_OPT,
-        PLATFORM_OPT,
-        BASE_IMAGE_OPT,
-        engine::ENGINE_OPT,
-        engine::BUILDER_OPT,
-        Opt::switch("no-cache", "build without the engine's layer cache (the wheelhouse is still reused)"),
-        Opt::switch("always-build", "run the build even when the image is up to date (the engine's cache applies)"),
-        Opt::switch("force", "overwrite docker/Dockerfile even if someone edited it"),
-        DRY_RUN_OPT,
-    ],
-};
-
-/// `--name`, for the tasks that make or run the image.
-pub(crate) const NAME_OPT: Opt = Opt::value(
-    "name",
-    "NAME",
-    "image name instead of tool.xtask.name (tags NAME:<version>, NAME:<commit>; names the container too)",
-);
+use crate::wheels::{self, Target, Wheelhouse};
 
 /// Label and build argument names the Dockerfile declares.
 const BUILD_ARGS: [&str; 4] = ["BASE_IMAGE", "REVISION", "CREATED", "SOURCE"];
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    build(sh, args).map(|_| ())
+impl Image {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        let request = BuildOptions {
+            settings: &self.settings,
+            engine: &self.engine,
+            no_cache: self.no_cache,
+            always_build: self.always_build,
+            force: self.force,
+            dry_run: self.dry_run,
+        };
+        build(sh, &request).map(|_| ())
+    }
 }
 
-/// The configuration with `--name` applied.
-pub(crate) fn load_config(args: &Args) -> Result<Config> {
-    let mut config = Config::load(args)?;
-    if let Some(name) = args.value("name") {
-        if !crate::config::is_image_name(name) {
-            bail!("invalid value '{name}' for --name: lowercase letters and digits, separated by . _ - or /");
-        }
-        config.name = name.to_string();
-    }
-    Ok(config)
+/// What `build` is asked: `cargo xtask image`'s flags (`run` builds with the defaults).
+pub(crate) struct BuildOptions<'a> {
+    pub(crate) settings: &'a Overrides,
+    pub(crate) engine: &'a EngineFlags,
+    /// Build without the engine's layer cache.
+    pub(crate) no_cache: bool,
+    /// Ask the engine even when the image is up to date.
+    pub(crate) always_build: bool,
+    /// Overwrite a hand-edited docker/Dockerfile.
+    pub(crate) force: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// The image `build` made or found up to date.
@@ -119,11 +91,12 @@ impl Steps {
 }
 
 /// Runs the pipeline; returns the image.
-pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
+pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let mut steps = Steps::new();
-    let config = load_config(args)?;
-    let dry_run = args.has("dry-run");
-    let engine = Engine::from_args(args)?;
+    let settings = settings::resolve(options.settings)?;
+    let config = settings.config.clone();
+    let dry_run = options.dry_run;
+    let engine = settings::engine_choice(options.engine)?.engine(dry_run)?;
     let _lock = if dry_run { None } else { Some(wheels::lock_state(&config)?) };
     let state = config.state_dir();
 
@@ -144,7 +117,7 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
     let wheelhouse = wheels::ensure(sh, &config, &selection, &target, dry_run)?;
     steps.done("wheels", if wheelhouse.refreshed { "" } else { " (up to date)" });
 
-    let (dockerfile, contents) = dockerfile::target(&config)?;
+    let (dockerfile, contents) = dockerfile::target(&settings)?;
     let shown = paths::display(&dockerfile);
     if dry_run {
         let current = std::fs::read_to_string(&dockerfile).ok();
@@ -152,7 +125,7 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
             println!("dockerfile: would write {shown} (`cargo xtask dockerfile --dry-run` prints it)");
         }
     } else {
-        match gen::apply(&dockerfile, &contents, Mode::Write { force: args.has("force") }, dockerfile::COMMAND)? {
+        match gen::apply(&dockerfile, &contents, Mode::Write { force: options.force }, dockerfile::COMMAND)? {
             Outcome::Written => println!("dockerfile: wrote {shown}"),
             _ => println!("dockerfile: {shown} is up to date"),
         }
@@ -173,7 +146,7 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
         (Some(context), Some(base)) => fingerprint(context, &contents, &base.id, &build_args, &config.platform),
         _ => String::new(),
     };
-    let rebuild = args.has("always-build") || args.has("no-cache");
+    let rebuild = options.always_build || options.no_cache;
     let up_to_date = reusable(current.as_ref(), &fingerprint, rebuild);
     let (id, note) = match up_to_date {
         Some(image) => {
@@ -181,7 +154,7 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
             (image.id.clone(), " (up to date)")
         }
         _ => {
-            let (builder, why) = engine.builder(args)?;
+            let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             let labels = vec![(engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone())];
             let iidfile = state.join("image.id");
@@ -191,7 +164,7 @@ pub(crate) fn build(sh: &Shell, args: &Args) -> Result<Built> {
                 tags: &tags,
                 build_args: &build_args,
                 labels: &labels,
-                no_cache: args.has("no-cache"),
+                no_cache: options.no_cache,
                 iidfile: &iidfile,
             };
             (engine.build(builder, &request)?, "")
@@ -266,7 +239,7 @@ fn inspect(
                      Python {}: `--base-image <image>` or `{}=<image>` (`{} images` lists the local ones){}",
                     engine.shown(),
                     config.python,
-                    crate::config::BASE_IMAGE_ENV,
+                    settings::BASE_IMAGE_ENV,
                     engine.shown(),
                     if engine.kind == engine::Kind::Podman {
                         format!("; an image docker has: `docker save {base_ref} | podman load`")

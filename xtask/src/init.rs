@@ -10,26 +10,8 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 use xshell::Shell;
 
 use crate::config::{self, Config, KEYS};
-use crate::flags::{Args, Opt, Task, APP};
+use crate::flags::Init;
 use crate::{gen, paths};
-
-pub(crate) const TASK: Task = Task {
-    name: "init",
-    summary: "set up this tool in a repository with a Poetry app",
-    about: "\
-Adds what is missing, and nothing else:
-  - the alias `xtask = \"run --package xtask --\"` in .cargo/config.toml;
-  - `xtask` in the workspace's members (writing a workspace Cargo.toml if there is none);
-  - `[workspace.metadata.xtask] app = \"<dir>\"` in Cargo.toml when the app is not at the root;
-  - a `[tool.xtask]` table in the app's pyproject.toml with every setting derived from the project, commented
-    out so that the defaults stay live (uncomment a line to change it);
-  - `/target/` in .gitignore.
-Existing settings are never changed; comments and formatting are kept byte for byte. Running it again
-changes nothing. The app is --app, else [workspace.metadata.xtask] app, else the pyproject.toml at the root,
-else the one Poetry project (a directory with pyproject.toml and poetry.lock) in the repository.",
-    positional: "",
-    options: &[APP, Opt::switch("dry-run", "print what would change, with the text it would add; write nothing")],
-};
 
 /// What the alias runs.
 const ALIAS: &str = "run --package xtask --";
@@ -38,19 +20,19 @@ const MEMBER: &str = "xtask";
 /// The first line of the commented `[tool.xtask]` block; its presence means init already ran.
 const BLOCK_MARKER: &str = "# Defaults `cargo xtask init` derived from this project; uncomment a line to change it.";
 
-pub(crate) fn run(_sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let root = paths::workspace_root();
-    let app_flag = args.value("app").map(|dir| std::env::current_dir().map(|cwd| cwd.join(dir))).transpose()?;
-    let plan = plan(&root, app_flag.as_deref())?;
-    let dry_run = args.has("dry-run");
-    print!("{}", plan.report(dry_run));
-    if !dry_run {
-        for edit in plan.edits.iter().filter(|e| e.changed()) {
-            gen::write_atomic(&edit.path, edit.text.as_bytes())?;
+impl Init {
+    pub(crate) fn run(self, _sh: &Shell) -> Result<()> {
+        let root = paths::workspace_root();
+        let app_flag = self.app.map(|dir| std::env::current_dir().map(|cwd| cwd.join(dir))).transpose()?;
+        let plan = plan(&root, app_flag.as_deref())?;
+        print!("{}", plan.report(self.dry_run));
+        if !self.dry_run {
+            for edit in plan.edits.iter().filter(|e| e.changed()) {
+                gen::write_atomic(&edit.path, edit.text.as_bytes())?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Everything init does in a repository, computed before anything is written.

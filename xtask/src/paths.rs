@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 /// The workspace root: the parent of the `xtask` crate.
-pub(crate) fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
@@ -22,9 +22,11 @@ pub(crate) fn dockerfile() -> PathBuf {
     docker_dir().join("Dockerfile")
 }
 
-/// Scratch space for one app: requirements, wheelhouse, build context, stamps. Never committed.
+/// Scratch space for one app, by its image name: requirements, wheelhouse, build context, stamps. Never
+/// committed. Apps live under `apps/`, apart from the tool's own state (`cache/`, `bench/`), and a name's `/`
+/// becomes `+` (which no image name has), so that no two names share or nest a directory.
 pub(crate) fn state_dir(image_name: &str) -> PathBuf {
-    cargo_target_dir().join("xtask").join(image_name)
+    cargo_target_dir().join("xtask").join("apps").join(image_name.replace('/', "+"))
 }
 
 /// In the state directory of an image: the wheelhouse, its stamp, the requirements the image installs, the build
@@ -74,27 +76,18 @@ pub(crate) fn venv_path_requirements(venv: &Path) -> PathBuf {
     venv.join("xtask-path-requirements.txt")
 }
 
-/// pip's download cache for the local virtualenvs, shared by every app of the workspace.
+/// pip's download cache for the wheelhouses and the local virtualenvs, shared by every app of the workspace.
 pub(crate) fn pip_cache() -> PathBuf {
-    cargo_target_dir().join("xtask").join("pip-cache")
-}
-
-/// The benchmarks' fixtures (the recipe's Dockerfiles, the app with a dependency added), committed.
-pub(crate) fn bench_fixtures() -> PathBuf {
-    workspace_root().join("xtask").join("bench")
+    cargo_target_dir().join("xtask").join("cache").join("pip")
 }
 
 /// Scratch space of `cargo xtask bench <name>`.
-pub(crate) fn bench_dir(name: &str) -> PathBuf {
+pub fn bench_dir(name: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join("bench").join(name)
 }
 
-/// The release build of this tool (`cargo xtask bench export --release` measures it).
-pub(crate) fn release_binary() -> PathBuf {
-    cargo_target_dir().join("release").join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
-}
-
-fn cargo_target_dir() -> PathBuf {
+/// cargo's target directory: `CARGO_TARGET_DIR`, else `target/` of the workspace.
+pub fn cargo_target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace_root().join(dir),
         None => workspace_root().join("target"),
@@ -102,7 +95,7 @@ fn cargo_target_dir() -> PathBuf {
 }
 
 /// `path` relative to the workspace root when it is inside it, for messages.
-pub(crate) fn display(path: &Path) -> String {
+pub fn display(path: &Path) -> String {
     let root = workspace_root();
     path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }

@@ -8,24 +8,17 @@ use signal_hook::consts::SIGINT;
 use signal_hook::iterator::Signals;
 use xshell::{cmd, Shell};
 
-use crate::config::Config;
-use crate::flags::{Args, Task, APP};
-use crate::{paths, venv};
+use crate::flags::{Overrides, Test};
+use crate::{paths, settings, venv};
 
-pub(crate) const TASK: Task = Task {
-    name: "test",
-    summary: "run the app's pytest suite in the local virtualenv",
-    about: "\
-Creates or refreshes the app's virtualenv like `cargo xtask server` (main and every non-optional group, so
-pytest comes from the lock's dev group), then runs `python -m pytest` in the app's directory. Arguments after
-`--` go to pytest, e.g. `cargo xtask test -- -k palindrome -x`. Fails when the tests fail.",
-    positional: "",
-    options: &[APP],
-};
+impl Test {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        run(sh, self)
+    }
+}
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let config = Config::load(args)?;
+fn run(sh: &Shell, flags: Test) -> Result<()> {
+    let config = settings::resolve(&Overrides { app: flags.app, ..Overrides::default() })?.config;
     let venv = venv::ensure(sh, &config)?;
     if !venv.has_module("pytest") && !venv.has_module("_pytest") {
         bail!(
@@ -34,7 +27,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         );
     }
     let python = venv.python();
-    let rest = &args.rest;
+    let rest = &flags.pytest_args;
     let _dir = sh.push_dir(&config.app_dir);
     let _path = venv::python_path(&config).map(|path| sh.push_env("PYTHONPATH", path));
     let pytest = cmd!(sh, "{python} -m pytest {rest...}");

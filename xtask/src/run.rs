@@ -13,74 +13,45 @@ use xshell::Shell;
 use crate::config::Config;
 use crate::dockerfile;
 use crate::engine::{self, Engine, RunRequest};
-use crate::flags::{Args, Opt, Task, APP};
-use crate::image::{self, NAME_OPT};
-use crate::wheels::{BASE_IMAGE_OPT, DRY_RUN_OPT, PLATFORM_OPT, PYTHON_OPT};
-
-pub(crate) const TASK: Task = Task {
-    name: "run",
-    summary: "build the image if needed and run it on 127.0.0.1, streaming logs",
-    about: "\
-Builds the image as `cargo xtask image` does (nothing to do when it is up to date), then runs it:
-    docker run --detach --name <name> --publish 127.0.0.1:<port>:<tool.xtask.port> --read-only
-               --tmpfs /tmp --tmpfs /home/<user> <image>
-waits until GET <health-path> answers 200 (or prints the container's logs and fails after --timeout seconds),
-prints the URL and streams the logs. Ctrl-C (or SIGTERM) stops the container (SIGTERM, SIGKILL after 10
-seconds) and removes it. The root file system is read-only, as in production: the app may write to /tmp and
-its home only. A container of the same name left by an earlier `cargo xtask run` is replaced when it has
-stopped; a running one is an error unless --replace.",
-    positional: "",
-    options: &[
-        APP,
-        NAME_OPT,
-        Opt::value("port", "PORT", "host port on 127.0.0.1 (default: tool.xtask.port)").short('p'),
-        Opt::switch("detach", "leave the container running once healthy, and print how to stop it").short('d'),
-        Opt::value("env", "KEY=VALUE", "set an environment variable in the container (repeatable)").short('e'),
-        Opt::value("timeout", "SECONDS", "how long to wait for the health path to answer (default: 60)"),
-        Opt::switch("replace", "replace a running container of the same name started by `cargo xtask run`"),
-        Opt::switch("writable", "do not make the container's root file system read-only"),
-        PYTHON_OPT,
-        PLATFORM_OPT,
-        BASE_IMAGE_OPT,
-        engine::ENGINE_OPT,
-        engine::BUILDER_OPT,
-        DRY_RUN_OPT,
-    ],
-};
+use crate::flags::Run;
+use crate::image::{self, BuildOptions};
 
 /// How long the container gets to stop after SIGTERM before the engine kills it.
 const STOP_TIMEOUT: u32 = 10;
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let port = match args.parse::<u16>("port")? {
-        Some(0) => bail!("invalid value '0' for --port: the port must be between 1 and 65535"),
-        port => port,
-    };
-    let timeout = Duration::from_secs(args.parse::<u64>("timeout")?.unwrap_or(60));
-    let mut env = Vec::new();
-    for pair in args.values("env") {
-        match pair.split_once('=') {
-            Some((key, value)) if !key.is_empty() => env.push((key.to_string(), value.to_string())),
-            _ => bail!("invalid value '{pair}' for --env: expected KEY=VALUE"),
-        }
+impl Run {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        run(sh, &self)
     }
+}
+
+fn run(sh: &Shell, flags: &Run) -> Result<()> {
+    let timeout = Duration::from_secs(flags.timeout_secs);
+    let env = &flags.env;
     // Catch the signals before anything starts, so that none is lost in between.
     let mut signals = crate::signals::catch_stop_signals()?;
 
-    let built = image::build(sh, args)?;
+    let options = BuildOptions {
+        settings: &flags.settings,
+        engine: &flags.engine,
+        no_cache: false,
+        always_build: false,
+        force: false,
+        dry_run: flags.dry_run,
+    };
+    let built = image::build(sh, &options)?;
     let config = &built.config;
     let engine = &built.engine;
-    let port = port.unwrap_or(config.port);
+    let port = flags.port.unwrap_or(config.port);
     let name = container_name(&config.name);
     if !engine.dry_run {
-        clear_the_way(sh, engine, &name, &config.name, args.has("replace"))?;
+        clear_the_way(sh, engine, &name, &config.name, flags.replace)?;
         crate::server::ensure_port_free(port, "run")?;
     }
     let home = dockerfile::home_dir(config);
     let tmpfs = ["/tmp".to_string(), engine.private_tmpfs(&home, config.uid)];
     let labels = [(engine::RUN_LABEL.to_string(), config.name.clone())];
-    let read_only = !args.has("writable");
+    let read_only = !flags.writable;
     let image = if engine.dry_run { built.tag.clone() } else { built.id.clone() };
     let request = RunRequest {
         name: &name,
@@ -89,7 +60,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         publish: (port, config.port),
         read_only,
         tmpfs: if read_only { &tmpfs } else { &[] },
-        env: &env,
+        env,
     };
     engine.run_detached(sh, &request)?;
     if engine.dry_run {
@@ -102,7 +73,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         return Err(e);
     }
     println!("run: {url} answers (GET {} → 200)", config.health_path);
-    if args.has("detach") {
+    if flags.detach {
         println!("run: left running; stop and remove it with `{} rm --force {name}`", engine.shown());
         return Ok(());
     }
@@ -184,7 +155,7 @@ fn wait_healthy(
 }
 
 /// The status code of `GET path` on 127.0.0.1:`port`, if anything answers.
-pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");

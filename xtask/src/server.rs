@@ -13,46 +13,23 @@ use signal_hook::iterator::Signals;
 use xshell::Shell;
 
 use crate::config::{Config, Interface, UVICORN_BUILTIN_WORKER, UVICORN_WORKER};
-use crate::flags::{Args, Opt, Task, APP};
-use crate::{paths, venv};
-
-pub(crate) const TASK: Task = Task {
-    name: "server",
-    summary: "run the app on the host from a local virtualenv (what `make server` did)",
-    about: "\
-Creates or refreshes the app's virtualenv (<app>/.venv) from poetry.lock: main and every non-optional group,
-hash-checked, and only when the lock or the host's Python changed. Then runs, in the foreground, on 127.0.0.1:
-    gunicorn --bind 127.0.0.1:<PORT> --config <gunicorn-config> <app>     (HOST and PORT are set too)
-or with --reload:
-    uvicorn <app> --reload --host 127.0.0.1 --port <PORT>                  (ASGI apps)
-    gunicorn ... --reload                                                  (WSGI apps)
-Ctrl-C (or SIGTERM) stops the server and waits for it: SIGTERM first, SIGKILL to everything it started after
-10 seconds or on a second Ctrl-C. A port already in use is reported before anything starts.",
-    positional: "",
-    options: &[
-        APP,
-        Opt::value("port", "PORT", "listen on this port (default: tool.xtask.port, else 8080)").short('p'),
-        Opt::switch("reload", "restart when the app's code changes (uvicorn --reload; gunicorn --reload for WSGI)"),
-    ],
-};
+use crate::flags::{Overrides, Server};
+use crate::{paths, settings, venv};
 
 /// How long the server gets to stop after SIGTERM before its process group is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let config = Config::load(args)?;
-    let port = match args.parse::<u16>("port")? {
-        Some(0) => bail!("invalid value '0' for --port: the port must be between 1 and 65535"),
-        Some(port) => port,
-        None => config.port,
-    };
-    ensure_port_free(port, "server")?;
-    let venv = venv::ensure(sh, &config)?;
-    let server = command(&config, &venv, port, args.has("reload"))?;
-    // Again: refreshing the virtualenv may have taken a while.
-    ensure_port_free(port, "server")?;
-    serve(&config, &server, port)
+impl Server {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        let config = settings::resolve(&Overrides { app: self.app, ..Overrides::default() })?.config;
+        let port = self.port.unwrap_or(config.port);
+        ensure_port_free(port, "server")?;
+        let venv = venv::ensure(sh, &config)?;
+        let server = command(&config, &venv, port, self.reload)?;
+        // Again: refreshing the virtualenv may have taken a while.
+        ensure_port_free(port, "server")?;
+        serve(&config, &server, port)
+    }
 }
 
 /// The server's command line.
@@ -100,7 +77,19 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
         paths::display(&server.program),
         server.args.join(" ")
     );
-    let mut expression = duct::cmd(&server.program, &server.args).dir(&config.app_dir);
+    // On Linux, the server gets SIGTERM when we die, even by SIGKILL, so that it never outlives `cargo xtask`
+    // (util-linux's setpriv sets the parent-death signal, then runs the server in its place).
+    let setpriv = which::which("setpriv").ok().filter(|_| cfg!(target_os = "linux"));
+    let mut expression = match &setpriv {
+        Some(setpriv) => {
+            let mut args: Vec<std::ffi::OsString> = vec!["--pdeathsig".into(), "TERM".into(), "--".into()];
+            args.push(server.program.clone().into());
+            args.extend(server.args.iter().map(Into::into));
+            duct::cmd(setpriv, args)
+        }
+        None => duct::cmd(&server.program, &server.args),
+    }
+    .dir(&config.app_dir);
     if let Some(path) = venv::python_path(config) {
         expression = expression.env("PYTHONPATH", path);
     }
@@ -109,10 +98,15 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
         .env("PORT", port.to_string())
         .stdin_null()
         .unchecked()
-        .before_spawn(own_process_group)
+        .before_spawn(|command| {
+            // A process group of its own: the whole server, workers included, can be signalled at once, and a
+            // terminal's Ctrl-C reaches only us.
+            std::os::unix::process::CommandExt::process_group(command, 0);
+            Ok(())
+        })
         .start()
         .with_context(|| format!("cannot start {}", paths::display(&server.program)))?;
-    let pid = handle.pids()[0] as libc::pid_t;
+    let pid = handle.pids()[0];
 
     loop {
         if let Some(output) = handle.try_wait()? {
@@ -135,36 +129,11 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
     }
 }
 
-/// Runs in the child before exec: a process group of its own (so that the whole server, workers included, can
-/// be signalled at once and a terminal's Ctrl-C reaches only us), and on Linux SIGTERM when we die, even by
-/// SIGKILL, so the server never outlives `cargo xtask`.
-fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
-    use std::os::unix::process::CommandExt;
-    command.process_group(0);
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    return Err(io::Error::other("cargo xtask exited before the server started"));
-                }
-                Ok(())
-            });
-        }
-    }
-    Ok(())
-}
-
 /// SIGTERM to the server (gunicorn's master or uvicorn's reloader stop their own workers), then waits; kills the
 /// whole process group after `STOP_TIMEOUT` or when another signal arrives.
-fn stop(handle: &duct::Handle, pid: libc::pid_t, signals: &mut Signals) -> Result<()> {
-    // SAFETY: plain kill(2) on the child we started and have not reaped yet.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+fn stop(handle: &duct::Handle, pid: u32, signals: &mut Signals) -> Result<()> {
+    // The child we started and have not reaped yet.
+    crate::signals::kill(pid, "TERM");
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
         if handle.try_wait()?.is_some() {
@@ -174,8 +143,8 @@ fn stop(handle: &duct::Handle, pid: libc::pid_t, signals: &mut Signals) -> Resul
         if again || Instant::now() >= deadline {
             let why = if again { "asked again" } else { "still running after 10 seconds" };
             eprintln!("server: {why}: killing the server's process group {pid}");
-            // SAFETY: kill(2) on the process group we created; its leader is our unreaped child.
-            unsafe { libc::killpg(pid, libc::SIGKILL) };
+            // The process group we created; its leader is our unreaped child.
+            crate::signals::kill_group(pid, "KILL");
             handle.wait()?;
             break;
         }
@@ -187,22 +156,20 @@ fn stop(handle: &duct::Handle, pid: libc::pid_t, signals: &mut Signals) -> Resul
 
 /// Kills what is left of the server's process group after its leader exited (a worker or a grandchild that
 /// outlived it).
-fn sweep(pgid: libc::pid_t) {
+fn sweep(pgid: u32) {
     let left = group_members(pgid);
     if !left.is_empty() {
         eprintln!("server: killing processes the server left behind: {}", left.join("; "));
-        // SAFETY: kill(2) on the process group we created.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        crate::signals::kill_group(pgid, "KILL");
     }
 }
 
 /// The live (not zombie) processes of a process group, as `pid command`.
-fn group_members(pgid: libc::pid_t) -> Vec<String> {
+fn group_members(pgid: u32) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(proc) = std::fs::read_dir("/proc") else {
         // No /proc (not Linux): signal the group blindly.
-        // SAFETY: kill(2) with signal 0 only checks for existence.
-        if unsafe { libc::killpg(pgid, 0) } == 0 {
+        if crate::signals::group_exists(pgid) {
             out.push(format!("process group {pgid}"));
         }
         return out;

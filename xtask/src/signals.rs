@@ -11,11 +11,54 @@ pub(crate) fn catch_stop_signals() -> Result<Signals> {
 }
 
 /// The name of a signal `catch_stop_signals` delivers, for messages.
-pub(crate) fn name(signal: libc::c_int) -> &'static str {
+pub(crate) fn name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
         SIGHUP => "SIGHUP",
         _ => "a signal",
+    }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, `INT`) to the process `pid` with the shell's `kill` (POSIX, no unsafe code);
+/// whether it was delivered.
+pub fn kill(pid: u32, signal: &str) -> bool {
+    shell_kill(signal, &pid.to_string())
+}
+
+/// Sends `signal` to every process of the process group `pgid` (`kill -- -PGID`).
+pub fn kill_group(pgid: u32, signal: &str) -> bool {
+    shell_kill(signal, &format!("-{pgid}"))
+}
+
+/// Whether the process group `pgid` has a process (`kill -0`).
+pub(crate) fn group_exists(pgid: u32) -> bool {
+    shell_kill("0", &format!("-{pgid}"))
+}
+
+fn shell_kill(signal: &str, target: &str) -> bool {
+    std::process::Command::new("/bin/sh")
+        .args(["-c", "kill -s \"$1\" -- \"$2\" 2>/dev/null", "sh", signal, target])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kills_a_process_and_a_group() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+        let pid = child.id();
+        assert!(group_exists(pid));
+        assert!(kill(pid, "TERM"));
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15));
+        let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+        assert!(kill_group(child.id(), "KILL"));
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&child.wait().unwrap()), Some(9));
+        assert!(!group_exists(child.id()));
     }
 }

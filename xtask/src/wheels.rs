@@ -21,63 +21,31 @@ use std::time::UNIX_EPOCH;
 use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
 
-use crate::config::Config;
-use crate::engine::{self, Engine, ImageInfo};
+use crate::config::{Config, PythonVersion};
+use crate::engine::{Engine, ImageInfo};
 use crate::export::{self, ExportRequest, SelectedPackage, Selection};
-use crate::flags::{Args, Opt, Task, APP};
+use crate::flags::Wheels;
+use crate::settings;
 use crate::sha256::Sha256;
 use crate::{gen, path_deps, paths, pip};
-
-pub(crate) const TASK: Task = Task {
-    name: "wheels",
-    summary: "fill the wheelhouse for the image's Python and platform, checked against the lock's hashes",
-    about: "\
-Downloads, for the image's Python (tool.xtask.python, --python) and platform (tool.xtask.platform, --platform),
-the wheel of every locked package the image installs into target/xtask/<name>/wheelhouse:
-    pip download --only-binary=:all: --python-version X.Y --implementation cp --abi cpXY
-                 --platform manylinux_2_<N>_<arch> ... --no-deps --require-hashes
-The manylinux tags go up to the base image's glibc, asked from the base image itself when the engine has it
-(else glibc 2.28 is assumed). A package that publishes only an sdist is built on the host with `pip wheel`
-and must give a pure-Python wheel; a package with neither is an error naming it. Every file is checked against
-poetry.lock's sha256 hashes. Nothing runs when the requirements and the target are unchanged.
-`cargo xtask image` does this as its second step.",
-    positional: "",
-    options: &[APP, crate::image::NAME_OPT, PYTHON_OPT, PLATFORM_OPT, BASE_IMAGE_OPT, engine::ENGINE_OPT, DRY_RUN_OPT],
-};
-
-/// `--python`, for the tasks that make the image or its wheelhouse.
-pub(crate) const PYTHON_OPT: Opt = Opt::value(
-    "python",
-    "X.Y",
-    "the image's Python version (default: tool.xtask.python); changes the default base image",
-);
-/// `--platform`.
-pub(crate) const PLATFORM_OPT: Opt = Opt::value(
-    "platform",
-    "PLATFORM",
-    "the image's platform, e.g. linux/arm64 (default: tool.xtask.platform, linux/amd64)",
-);
-/// `--base-image`.
-pub(crate) const BASE_IMAGE_OPT: Opt = Opt::value(
-    "base-image",
-    "IMAGE",
-    "the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)",
-);
-/// `--dry-run`.
-pub(crate) const DRY_RUN_OPT: Opt =
-    Opt::switch("dry-run", "print the pip and engine commands instead of running them; write nothing");
 
 /// The glibc assumed when the base image cannot be asked (no engine, or the image is not there yet): the
 /// manylinux_2_28 baseline, which Debian 10+, Ubuntu 18.10+ and RHEL 8+ meet.
 const ASSUMED_GLIBC: (u32, u32) = (2, 28);
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    args.no_positional(&TASK)?;
-    let config = crate::image::load_config(args)?;
-    let dry_run = args.has("dry-run");
-    let _lock = if dry_run { None } else { Some(lock_state(&config)?) };
-    let selection = select(&config)?;
-    let engine = Engine::from_args(args).ok();
+impl Wheels {
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+        let config = settings::resolve(&self.settings)?.config;
+        let engine = settings::engine_choice(&self.engine).and_then(|choice| choice.engine(self.dry_run));
+        fill(sh, &config, engine.ok(), self.dry_run)
+    }
+}
+
+/// `cargo xtask wheels`: the wheelhouse for the base image's target when the engine has it, else for an assumed
+/// glibc.
+fn fill(sh: &Shell, config: &Config, engine: Option<Engine>, dry_run: bool) -> Result<()> {
+    let _lock = if dry_run { None } else { Some(lock_state(config)?) };
+    let selection = select(config)?;
     let base = match &engine {
         Some(engine) if !dry_run => match engine.images(sh, &[&config.base_image]) {
             Ok(mut found) => found.pop().flatten(),
@@ -89,7 +57,7 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         _ => None,
     };
     let facts = match (&engine, &base) {
-        (Some(engine), Some(base)) => Some(base_facts(sh, engine, &config, base)?),
+        (Some(engine), Some(base)) => Some(base_facts(sh, engine, config, base)?),
         _ => {
             if !dry_run {
                 println!(
@@ -101,8 +69,8 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
             None
         }
     };
-    let target = Target::new(&config, facts.as_ref())?;
-    let wheelhouse = ensure(sh, &config, &selection, &target, dry_run)?;
+    let target = Target::new(config, facts.as_ref())?;
+    let wheelhouse = ensure(sh, config, &selection, &target, dry_run)?;
     if !dry_run {
         println!("wheels: requirements for the image in {}", paths::display(&wheelhouse.requirements));
     }
@@ -201,8 +169,7 @@ fn parse_facts(text: &str) -> Option<BaseFacts> {
 /// What the wheelhouse is built for: the image's Python and platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
-    /// `(3, 11)`
-    pub(crate) python: (u32, u32),
+    pub(crate) python: PythonVersion,
     /// The base image's full version (`3.11.2`), for `python_full_version` markers; `X.Y.0` when unknown.
     pub(crate) python_full: String,
     /// `linux/amd64`
@@ -218,8 +185,7 @@ pub(crate) struct Target {
 impl Target {
     /// The target of `config`, checked against what the base image holds (`facts`) when known.
     pub(crate) fn new(config: &Config, facts: Option<&BaseFacts>) -> Result<Target> {
-        let python = parse_minor(&config.python)
-            .ok_or_else(|| format_err!("invalid Python version '{}': expected X.Y", config.python))?;
+        let python = config.python;
         let machine = machine_of(&config.platform)?;
         let Some(facts) = facts else {
             return Ok(Target {
@@ -232,7 +198,7 @@ impl Target {
             });
         };
         let base_minor = facts.python_full.split('.').take(2).collect::<Vec<_>>().join(".");
-        if base_minor != config.python {
+        if base_minor != config.python.to_string() {
             bail!(
                 "the base image {} has Python {}, but the image is for Python {} (tool.xtask.python or --python): \
                  pass a base image with Python {} (--base-image or {}), or build for Python {base_minor} \
@@ -241,7 +207,7 @@ impl Target {
                 facts.python_full,
                 config.python,
                 config.python,
-                crate::config::BASE_IMAGE_ENV
+                settings::BASE_IMAGE_ENV
             );
         }
         let same_machine = facts.machine == machine || (machine == "i686" && facts.machine.starts_with('i'));
@@ -284,14 +250,7 @@ impl Target {
 
     /// Everything that decides which files the wheelhouse holds.
     fn key(&self) -> String {
-        format!(
-            "cp{}{} {} {} glibc {}.{}",
-            self.python.0, self.python.1, self.python_full, self.machine, self.glibc.0, self.glibc.1
-        )
-    }
-
-    fn cp(&self) -> String {
-        format!("cp{}{}", self.python.0, self.python.1)
+        format!("{} {} {} glibc {}.{}", self.python.cp(), self.python_full, self.machine, self.glibc.0, self.glibc.1)
     }
 
     /// The platform tags of wheels that run on the target, newest first: `manylinux_2_<N>_<arch>` for every glibc
@@ -325,7 +284,7 @@ impl Target {
             return false;
         }
         let n = parts.len();
-        let cp = self.cp();
+        let cp = self.python.cp();
         parts[n - 3].split('.').any(|py| {
             parts[n - 2].split('.').any(|abi| {
                 parts[n - 1].split('.').any(|plat| {
@@ -348,13 +307,13 @@ impl Target {
         let mut chars = digits.chars();
         let Some(major) = chars.next().and_then(|c| c.to_digit(10)) else { return false };
         let minor: String = chars.collect();
-        if major != self.python.0 {
+        if major != self.python.major {
             return false;
         }
         if minor.is_empty() {
             return prefix == "py";
         }
-        minor.parse::<u32>().is_ok_and(|m| m >= lowest_minor && m <= self.python.1)
+        minor.parse::<u32>().is_ok_and(|m| m >= lowest_minor && m <= self.python.minor)
     }
 
     /// The PEP 508 marker environment of the target (what `packaging.markers.default_environment()` gives inside
@@ -370,15 +329,10 @@ impl Target {
             ("platform_system", "Linux".into()),
             ("platform_version", String::new()),
             ("python_full_version", self.python_full.clone()),
-            ("python_version", format!("{}.{}", self.python.0, self.python.1)),
+            ("python_version", self.python.to_string()),
             ("sys_platform", "linux".into()),
         ]
     }
-}
-
-fn parse_minor(version: &str) -> Option<(u32, u32)> {
-    let (major, minor) = version.split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// `linux/amd64` → `x86_64`.
@@ -443,7 +397,7 @@ fn plan(package: &SelectedPackage, target: &Target, platforms: &[String]) -> Res
          this target, or build the image for another Python (--python) or platform (--platform)",
         package.name,
         package.version,
-        format_args!("CPython {}.{}", target.python.0, target.python.1),
+        format_args!("CPython {}", target.python),
         target.platform,
         target.glibc.0,
         target.glibc.1,
@@ -792,7 +746,7 @@ fn build(
                          target, or build the image for another Python (--python) or platform (--platform)",
                         package.name,
                         package.version,
-                        format_args!("CPython {}.{}", target.python.0, target.python.1),
+                        format_args!("CPython {}", target.python),
                         target.platform,
                         package.name
                     );
@@ -951,8 +905,8 @@ fn download(
     let pip_download = |sources: &[String]| {
         let mut command = pip::pip(sh, request.python, "download")
             .args(["--only-binary=:all:", "--no-deps", "--require-hashes", "--progress-bar", "off"])
-            .args(["--python-version", &format!("{}.{}", target.python.0, target.python.1)])
-            .args(["--implementation", "cp", "--abi", &target.cp()]);
+            .args(["--python-version", &target.python.to_string()])
+            .args(["--implementation", "cp", "--abi", &target.python.cp()]);
         for platform in &platforms {
             command = command.args(["--platform", platform]);
         }
@@ -1125,7 +1079,7 @@ mod tests {
 
     fn target(python: (u32, u32), glibc: (u32, u32)) -> Target {
         Target {
-            python,
+            python: PythonVersion { major: python.0, minor: python.1 },
             python_full: format!("{}.{}.2", python.0, python.1),
             platform: "linux/amd64".into(),
             machine: "x86_64".into(),

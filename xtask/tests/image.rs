@@ -70,7 +70,7 @@ fn stdout(output: &Output) -> String {
 
 /// The state directory of an image name (wheelhouse, context).
 fn state_dir(name: &str) -> PathBuf {
-    workspace().join("target/xtask").join(name)
+    workspace().join("target/xtask/apps").join(name.replace('/', "+"))
 }
 
 /// Removes what an earlier run left: the state directory, the image's tags and containers. Tags only (no
@@ -602,8 +602,15 @@ fn wheels_build_pure_sdists_and_path_dependencies() {
     let mut bytes = std::fs::read(wheelhouse.join(&flask)).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::thread::sleep(Duration::from_millis(20));
     std::fs::write(wheelhouse.join(&flask), &bytes).unwrap();
+    // A new time, as a write a moment later would give: the stamp's size and time no longer match.
+    let written = std::fs::metadata(wheelhouse.join(&flask)).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(wheelhouse.join(&flask))
+        .unwrap()
+        .set_modified(written + Duration::from_secs(1))
+        .unwrap();
     let (third, _) = run_xtask(&args);
     assert_success("xtask wheels after tampering", &third);
     assert!(text(&third).contains(&format!("{flask} changed since it was checked")), "{}", text(&third));

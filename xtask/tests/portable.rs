@@ -232,7 +232,7 @@ fn second_app_in_a_copied_repository() {
         []
     "#]]
     .assert_eq(&run(command, "docker"));
-    let context = repo.target.join("xtask").join(NAME).join("context/requirements.txt");
+    let context = repo.target.join("xtask/apps").join(NAME).join("context/requirements.txt");
     let requirements = std::fs::read_to_string(&context).unwrap_or_else(|e| panic!("{}: {e}", context.display()));
     assert!(
         !requirements.contains("file:") && requirements.lines().any(|l| l.starts_with("shout==0.1.0 ;")),

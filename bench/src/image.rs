@@ -1,5 +1,5 @@
 //! `cargo xtask bench image`: the app's image built three ways on the same base image with the same builder (by
-//! this tool, and by the recipe's single- and multi-stage Dockerfiles kept in `xtask/bench/`), measured side by
+//! this tool, and by the recipe's single- and multi-stage Dockerfiles kept in `bench/fixtures/`), measured side by
 //! side in interleaved runs: sizes (ours against the floor), cold builds, no-op rebuilds, rebuilds after an app
 //! change and after a dependency change, and `docker run` to the first 200 on the health path. Prints medians
 //! and the ratios ours/theirs, then the goals.
@@ -31,12 +31,14 @@ use anyhow::{bail, format_err, Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use xshell::Shell;
 
-use crate::bench::median;
-use crate::config::{Config, BASE_IMAGE_ENV};
-use crate::dockerfile::VENV;
-use crate::engine::{BuildRequest, Builder, Engine};
-use crate::flags::Args;
-use crate::{gen, paths};
+use xtask::config::Config;
+use xtask::dockerfile::VENV;
+use xtask::engine::{BuildRequest, Builder, Engine};
+use xtask::flags::{EngineFlags, Overrides};
+use xtask::settings::{self, BASE_IMAGE_ENV};
+use xtask::{gen, paths};
+
+use crate::{fixtures, median, xtask_binary, Image};
 
 /// The label every image of the benchmark carries (inherited from its per-run base image).
 const LABEL: &str = "xtask.bench.image";
@@ -86,7 +88,7 @@ impl Tool {
             Tool::Single => "recipe-single.Dockerfile",
             Tool::Multi => "recipe-multi.Dockerfile",
         };
-        Some(paths::bench_fixtures().join(name))
+        Some(fixtures().join(name))
     }
 }
 
@@ -136,9 +138,14 @@ impl Floor {
     }
 }
 
-pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
-    let runs = args.parse::<usize>("runs")?.unwrap_or(3).max(1);
-    let config = Config::load(args)?;
+pub(crate) fn run(sh: &Shell, flags: Image) -> Result<()> {
+    let runs = flags.runs;
+    let overrides = Overrides {
+        app: flags.app,
+        base_image: flags.base_image,
+        ..Overrides::default()
+    };
+    let config = settings::resolve(&overrides)?.config;
     if config.base_image_is_default {
         bail!(
             "which base image? pass --base-image IMAGE (or set {BASE_IMAGE_ENV}): every build of the benchmark \
@@ -146,9 +153,13 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
             config.python
         );
     }
-    let engine = Engine::from_args(args)?;
-    let (builder, why) = engine.builder(args)?;
-    if builder == Builder::Legacy && crate::engine::requested_builder(args)?.is_none() {
+    let choice = settings::engine_choice(&EngineFlags {
+        engine: flags.engine,
+        builder: flags.builder,
+    })?;
+    let engine = choice.engine(false)?;
+    let (builder, why) = engine.builder()?;
+    if builder == Builder::Legacy && choice.builder.is_none() {
         bail!(
             "the benchmark builds with BuildKit unless told otherwise, and {} offers none ({why}): pass --engine \
              with a docker client that has it (a client before 23.0 sets DOCKER_BUILDKIT=1, e.g. /usr/bin/docker \
@@ -156,26 +167,30 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
             engine.shown()
         );
     }
-    let deps_changed = match args.value("deps-changed") {
+    let deps_changed = match &flags.deps_changed {
         Some(dir) => std::env::current_dir()?.join(dir),
-        None => paths::bench_fixtures().join("deps-changed"),
+        None => fixtures().join("deps-changed"),
     };
     check_deps_changed(&config.app_dir, &deps_changed)?;
 
     let dir = paths::bench_dir("image");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", paths::display(&dir)))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}", paths::display(&dir)))?;
     let lock = File::create(dir.join("bench.lock"))?;
     if lock.try_lock().is_err() {
-        bail!("another `cargo xtask bench image` is running in this workspace; wait for it to finish");
+        bail!(
+            "another `cargo xtask bench image` is running in this workspace; wait for it to finish"
+        );
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM, SIGHUP] {
-        signal_hook::flag::register(signal, Arc::clone(&interrupted)).context("cannot install signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&interrupted))
+            .context("cannot install signal handlers")?;
     }
     let mut bench = Bench {
         sh,
-        exe: std::env::current_exe().context("cannot locate the running binary")?,
+        exe: xtask_binary(sh, false)?,
         app: dir.join("app"),
         logs: dir.join("logs"),
         ours_target: dir.join("target"),
@@ -196,7 +211,11 @@ pub(crate) fn run(sh: &Shell, args: &Args) -> Result<()> {
         ours_steps: BTreeMap::new(),
     };
     let result = bench.measure(runs);
-    let result = if bench.interrupted() { Err(format_err!("interrupted")) } else { result };
+    let result = if bench.interrupted() {
+        Err(format_err!("interrupted"))
+    } else {
+        result
+    };
     let cleaned = bench.cleanup();
     match (&result, cleaned) {
         (Ok(()), Err(e)) => return Err(e),
@@ -261,13 +280,23 @@ impl Bench<'_> {
             Builder::BuildKit => format!("BuildKit ({})", self.builder_why),
             other => other.name().to_string(),
         };
-        println!("bench image: {} built three ways, {runs} interleaved runs", paths::display(&self.config.app_dir));
+        println!(
+            "bench image: {} built three ways, {runs} interleaved runs",
+            paths::display(&self.config.app_dir)
+        );
         println!(
             "  base image: {} (each run builds on a copy with a file and a label of its own)",
             self.config.base_image
         );
-        let path = if engine.path == engine.program { String::new() } else { format!(" ({})", engine.path.display()) };
-        println!("  engine: {}{path}, builder: {builder}, the same for all three", engine.shown());
+        let path = if engine.path == engine.program {
+            String::new()
+        } else {
+            format!(" ({})", engine.path.display())
+        };
+        println!(
+            "  engine: {}{path}, builder: {builder}, the same for all three",
+            engine.shown()
+        );
         println!(
             "  ours: {} image --name {} (wheelhouse and pip cache under {})",
             self.exe.display(),
@@ -298,7 +327,10 @@ impl Bench<'_> {
             self.check()?;
             let mut order = Tool::ALL;
             order.rotate_left((run - 1) % Tool::ALL.len());
-            println!("\nrun {run}/{runs} (order: {})", order.map(Tool::title).join(", "));
+            println!(
+                "\nrun {run}/{runs} (order: {})",
+                order.map(Tool::title).join(", ")
+            );
             self.remove_bench_images()?;
             self.new_base(run)?;
             self.copy_app()?;
@@ -310,7 +342,12 @@ impl Bench<'_> {
                         std::fs::remove_dir_all(&state)
                             .with_context(|| format!("cannot remove {}", paths::display(&state)))?;
                     }
-                    self.build(run, Metric::Cold, tool, "cold build, wheelhouse and pip cache cold")?;
+                    self.build(
+                        run,
+                        Metric::Cold,
+                        tool,
+                        "cold build, wheelhouse and pip cache cold",
+                    )?;
                     self.build(run, Metric::ColdWarm, tool, "cold build, wheelhouse warm")?;
                 } else {
                     self.build(run, Metric::Cold, tool, "cold build")?;
@@ -325,11 +362,21 @@ impl Bench<'_> {
             }
             let changed = self.change_app(run)?;
             for tool in order {
-                self.build(run, Metric::AppChange, tool, &format!("rebuild after a change of {changed}"))?;
+                self.build(
+                    run,
+                    Metric::AppChange,
+                    tool,
+                    &format!("rebuild after a change of {changed}"),
+                )?;
             }
             self.change_deps()?;
             for tool in order {
-                self.build(run, Metric::DepsChange, tool, "rebuild after a dependency change")?;
+                self.build(
+                    run,
+                    Metric::DepsChange,
+                    tool,
+                    "rebuild after a dependency change",
+                )?;
             }
         }
         Ok(())
@@ -342,13 +389,21 @@ impl Bench<'_> {
         let no_cache = matches!(metric, Metric::Cold | Metric::ColdWarm);
         print!("  {:<13} {what} ... ", tool.title());
         let _ = std::io::stdout().flush();
-        let log = self.logs.join(format!("run{run}-{metric:?}-{}.log", tool.image()).to_lowercase());
+        let log = self
+            .logs
+            .join(format!("run{run}-{metric:?}-{}.log", tool.image()).to_lowercase());
         let took = match tool {
             Tool::Ours => {
                 let mut args: Vec<String> = ["image", "--app"].map(String::from).to_vec();
                 args.push(self.app.display().to_string());
-                args.extend(["--name", Tool::Ours.image(), "--base-image", &self.run_base].map(String::from));
-                args.extend(["--engine".to_string(), self.engine.program.display().to_string()]);
+                args.extend(
+                    ["--name", Tool::Ours.image(), "--base-image", &self.run_base]
+                        .map(String::from),
+                );
+                args.extend([
+                    "--engine".to_string(),
+                    self.engine.program.display().to_string(),
+                ]);
                 match self.builder {
                     Builder::BuildKit => args.extend(["--builder", "buildkit"].map(String::from)),
                     Builder::Legacy => args.extend(["--builder", "legacy"].map(String::from)),
@@ -357,7 +412,8 @@ impl Bench<'_> {
                 if no_cache {
                     args.push("--no-cache".to_string());
                 }
-                let expression = duct::cmd(&self.exe, &args).env("CARGO_TARGET_DIR", &self.ours_target);
+                let expression =
+                    duct::cmd(&self.exe, &args).env("CARGO_TARGET_DIR", &self.ours_target);
                 self.exec(expression, &log)?
             }
             _ => {
@@ -381,7 +437,11 @@ impl Bench<'_> {
         if tool == Tool::Ours {
             // `image: steps: export 0.00 s, ..., total 1.23 s`: where ours spent its time.
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(steps) = text.lines().rev().find_map(|l| l.strip_prefix("image: steps: ")) {
+            if let Some(steps) = text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("image: steps: "))
+            {
                 let busy: Vec<&str> = steps.split(", ").filter(|s| busy_step(s)).collect();
                 if !busy.is_empty() {
                     note = format!("   ({})", busy.join(", "));
@@ -398,14 +458,19 @@ impl Bench<'_> {
     /// builder, through `exec`. Returns how long it took.
     fn engine_build(&self, request: &BuildRequest<'_>, log: &Path) -> Result<Duration> {
         let (args, env) = self.engine.build_command(self.builder, request);
-        let expression = env.iter().fold(duct::cmd(&self.engine.path, &args), |e, (key, value)| e.env(key, value));
+        let expression = env
+            .iter()
+            .fold(duct::cmd(&self.engine.path, &args), |e, (key, value)| {
+                e.env(key, value)
+            });
         self.exec(expression, log)
     }
 
     /// Runs a long command in a process group of its own with its output in `log`; on a signal, passes SIGINT to
     /// the group (SIGKILL after 10 seconds) and fails. Returns how long it took.
     fn exec(&self, expression: duct::Expression, log: &Path) -> Result<Duration> {
-        let file = File::create(log).with_context(|| format!("cannot create {}", paths::display(log)))?;
+        let file =
+            File::create(log).with_context(|| format!("cannot create {}", paths::display(log)))?;
         let started = Instant::now();
         let handle = expression
             .stdin_null()
@@ -436,18 +501,18 @@ impl Bench<'_> {
             }
             if self.interrupted() {
                 // The child leads its own process group (never 0, which would be ours).
-                let group = handle.pids().first().map(|&pid| pid as libc::pid_t).filter(|&pid| pid > 0);
+                let group = handle.pids().first().copied().filter(|&pid| pid > 0);
                 if let Some(group) = group {
-                    // SAFETY: killpg(2) on the group of a child we started.
-                    unsafe { libc::killpg(group, SIGINT) };
+                    xtask::signals::kill_group(group, "INT");
                 }
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while handle.try_wait()?.is_none() {
                     if Instant::now() > deadline {
                         match group {
-                            // SAFETY: as above.
-                            Some(group) => unsafe { libc::killpg(group, libc::SIGKILL) },
-                            None => handle.kill().map(|_| 0)?,
+                            Some(group) => {
+                                xtask::signals::kill_group(group, "KILL");
+                            }
+                            None => handle.kill()?,
                         };
                         let _ = handle.wait();
                         break;
@@ -467,10 +532,16 @@ impl Bench<'_> {
         let dir = self.dir.join("base");
         std::fs::create_dir_all(&dir)?;
         let tag = format!("{BASE_NAME}:{}-{run}", std::process::id());
-        let nonce = format!("{tag} {:?}\n", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?);
+        let nonce = format!(
+            "{tag} {:?}\n",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?
+        );
         gen::write_atomic(&dir.join(RUN_FILE_NAME), nonce.as_bytes())?;
         let dockerfile = dir.join("Dockerfile");
-        let text = format!("FROM {}\nCOPY {RUN_FILE_NAME} /etc/{RUN_FILE_NAME}\n", self.config.base_image);
+        let text = format!(
+            "FROM {}\nCOPY {RUN_FILE_NAME} /etc/{RUN_FILE_NAME}\n",
+            self.config.base_image
+        );
         gen::write_atomic(&dockerfile, text.as_bytes())?;
         let request = BuildRequest {
             context: &dir,
@@ -482,17 +553,27 @@ impl Bench<'_> {
             iidfile: &dir.join("image.id"),
         };
         let buildkit = self.records_before.is_some();
-        let before: BTreeSet<String> =
-            if buildkit { self.build_records()?.into_iter().map(|r| r.id).collect() } else { BTreeSet::new() };
+        let before: BTreeSet<String> = if buildkit {
+            self.build_records()?.into_iter().map(|r| r.id).collect()
+        } else {
+            BTreeSet::new()
+        };
         self.engine_build(&request, &self.logs.join(format!("run{run}-base.log")))
-            .with_context(|| format!("cannot make this run's base image {tag} from {}", self.config.base_image))?;
+            .with_context(|| {
+                format!(
+                    "cannot make this run's base image {tag} from {}",
+                    self.config.base_image
+                )
+            })?;
         if buildkit {
             // The new layer's record: made during that build, a layer (not a build context), on a record that
             // was there before (the base image's).
             let roots: Vec<String> = self
                 .build_records()?
                 .into_iter()
-                .filter(|r| !before.contains(&r.id) && r.kind == "regular" && before.contains(&r.parent))
+                .filter(|r| {
+                    !before.contains(&r.id) && r.kind == "regular" && before.contains(&r.parent)
+                })
                 .map(|r| r.id)
                 .collect();
             self.roots.extend(roots);
@@ -504,10 +585,20 @@ impl Bench<'_> {
     /// A clean copy of the app's tracked files, as a checkout has them, plus the recipe's .dockerignore.
     fn copy_app(&self) -> Result<()> {
         let source = &self.config.app_dir;
-        let listed =
-            self.sh.cmd("git").arg("-C").arg(source).args(["ls-files", "-z", "--", "."]).quiet().read().with_context(
-                || format!("{} must be in a git repository: the recipes build a checkout", paths::display(source)),
-            )?;
+        let listed = self
+            .sh
+            .cmd("git")
+            .arg("-C")
+            .arg(source)
+            .args(["ls-files", "-z", "--", "."])
+            .quiet()
+            .read()
+            .with_context(|| {
+                format!(
+                    "{} must be in a git repository: the recipes build a checkout",
+                    paths::display(source)
+                )
+            })?;
         let files: Vec<&str> = listed.split('\0').filter(|f| !f.is_empty()).collect();
         if files.is_empty() {
             bail!("git tracks no files in {}", paths::display(source));
@@ -520,27 +611,44 @@ impl Bench<'_> {
             let to = self.app.join(file);
             std::fs::create_dir_all(to.parent().unwrap())?;
             std::fs::copy(&from, &to).with_context(|| {
-                format!("cannot copy {} (tracked by git, but missing? commit or restore it)", paths::display(&from))
+                format!(
+                    "cannot copy {} (tracked by git, but missing? commit or restore it)",
+                    paths::display(&from)
+                )
             })?;
         }
-        std::fs::copy(paths::bench_fixtures().join("recipe.dockerignore"), self.app.join(".dockerignore"))?;
+        std::fs::copy(
+            fixtures().join("recipe.dockerignore"),
+            self.app.join(".dockerignore"),
+        )?;
         Ok(())
     }
 
     /// Appends a line to the module of `tool.xtask.app` in the copy; returns its path in the app.
     fn change_app(&self, run: usize) -> Result<String> {
-        let module = self.config.app.split(':').next().unwrap_or_default().replace('.', "/");
+        let module = self
+            .config
+            .app
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .replace('.', "/");
         let candidates = [format!("{module}.py"), format!("{module}/__init__.py")];
         let found = ["", "src/"]
             .iter()
             .flat_map(|prefix| candidates.iter().map(move |c| format!("{prefix}{c}")))
             .find(|rel| self.app.join(rel).is_file())
             .ok_or_else(|| {
-                format_err!("cannot find the module of tool.xtask.app ({}) in the app to change it", self.config.app)
+                format_err!(
+                    "cannot find the module of tool.xtask.app ({}) in the app to change it",
+                    self.config.app
+                )
             })?;
         let path = self.app.join(&found);
         let mut text = std::fs::read_to_string(&path)?;
-        text.push_str(&format!("\n# An app change by `cargo xtask bench image` (run {run}).\n"));
+        text.push_str(&format!(
+            "\n# An app change by `cargo xtask bench image` (run {run}).\n"
+        ));
         std::fs::write(&path, text)?;
         Ok(found)
     }
@@ -548,8 +656,14 @@ impl Bench<'_> {
     /// Switches the copy to the pyproject.toml and poetry.lock with a dependency added.
     fn change_deps(&self) -> Result<()> {
         for file in ["pyproject.toml", "poetry.lock"] {
-            std::fs::copy(self.deps_changed.join(file), self.app.join(file))
-                .with_context(|| format!("cannot copy {}", paths::display(&self.deps_changed.join(file))))?;
+            std::fs::copy(self.deps_changed.join(file), self.app.join(file)).with_context(
+                || {
+                    format!(
+                        "cannot copy {}",
+                        paths::display(&self.deps_changed.join(file))
+                    )
+                },
+            )?;
         }
         Ok(())
     }
@@ -568,10 +682,14 @@ impl Bench<'_> {
         let found = self.engine.images(self.sh, &refs)?;
         let mut sizes = Vec::new();
         for (tag, info) in tags.iter().zip(found) {
-            sizes.push(info.ok_or_else(|| format_err!("the image {tag} is missing"))?.size);
+            sizes.push(
+                info.ok_or_else(|| format_err!("the image {tag} is missing"))?
+                    .size,
+            );
         }
         for tool in Tool::ALL {
-            self.samples.push(Metric::Size, tool, sizes[tool.index()] as f64);
+            self.samples
+                .push(Metric::Size, tool, sizes[tool.index()] as f64);
         }
         let script = format!(
             "import os, sysconfig\n\
@@ -586,12 +704,25 @@ impl Bench<'_> {
              print(size({VENV:?}), size({:?}), size(sysconfig.get_path('stdlib'), lambda p: p.endswith('.pyc')))\n",
             self.config.workdir
         );
-        let answer = self.engine.python_in(self.sh, &self.tag(Tool::Ours), &script)?;
-        let numbers: Vec<u64> = answer.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let answer = self
+            .engine
+            .python_in(self.sh, &self.tag(Tool::Ours), &script)?;
+        let numbers: Vec<u64> = answer
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
         let [venv, app, stdlib_bytecode] = numbers[..] else {
-            bail!("unexpected answer measuring the floor in {}: {answer:?}", self.tag(Tool::Ours));
+            bail!(
+                "unexpected answer measuring the floor in {}: {answer:?}",
+                self.tag(Tool::Ours)
+            );
         };
-        self.floor = Some(Floor { base: sizes[3], venv, app, stdlib_bytecode });
+        self.floor = Some(Floor {
+            base: sizes[3],
+            venv,
+            app,
+            stdlib_bytecode,
+        });
         self.base_size = sizes[4];
         println!(
             "  sizes: ours {}, single-stage {}, multi-stage {}; base {}",
@@ -615,7 +746,11 @@ impl Bench<'_> {
     /// is removed.
     fn first_200(&mut self, run: usize, tool: Tool) -> Result<()> {
         self.check()?;
-        print!("  {:<13} docker run to the first 200 on {} ... ", tool.title(), self.config.health_path);
+        print!(
+            "  {:<13} docker run to the first 200 on {} ... ",
+            tool.title(),
+            self.config.health_path
+        );
         let _ = std::io::stdout().flush();
         let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
         let name = format!("{}-{}-{run}", tool.image(), std::process::id());
@@ -623,7 +758,14 @@ impl Bench<'_> {
         let mut command = self
             .sh
             .cmd(&self.engine.program)
-            .args(["run", "--detach", "--name", &name, "--label", &format!("{LABEL}={}", self.run_base)])
+            .args([
+                "run",
+                "--detach",
+                "--name",
+                &name,
+                "--label",
+                &format!("{LABEL}={}", self.run_base),
+            ])
             .arg("--publish")
             .arg(format!("127.0.0.1:{port}:{}", self.config.port))
             .arg(self.tag(tool))
@@ -634,24 +776,32 @@ impl Bench<'_> {
             command = command.args(&self.config.command);
         }
         let started = Instant::now();
-        command.run().with_context(|| format!("cannot start a container of {}", self.tag(tool)))?;
+        command
+            .run()
+            .with_context(|| format!("cannot start a container of {}", self.tag(tool)))?;
         let mut last_check = Instant::now();
         let took = loop {
             self.check()?;
-            if crate::run::http_status(port, &self.config.health_path) == Some(200) {
+            if xtask::run::http_status(port, &self.config.health_path) == Some(200) {
                 break started.elapsed();
             }
             if last_check.elapsed() >= Duration::from_secs(1) {
                 last_check = Instant::now();
                 let info = self.engine.container(self.sh, &name)?;
-                let running = info.as_ref().is_some_and(|c| c.status == "running" || c.status == "created");
+                let running = info
+                    .as_ref()
+                    .is_some_and(|c| c.status == "running" || c.status == "created");
                 if !running || started.elapsed() > FIRST_200_TIMEOUT {
                     let logs = self.engine.logs(self.sh, &name);
                     bail!(
                         "{} did not answer 200 on {} ({}); its logs:\n{}",
                         self.tag(tool),
                         self.config.health_path,
-                        if running { "timed out" } else { "the container stopped" },
+                        if running {
+                            "timed out"
+                        } else {
+                            "the container stopped"
+                        },
                         tail(&logs, 25)
                     );
                 }
@@ -661,7 +811,8 @@ impl Bench<'_> {
         self.engine.remove(self.sh, &name)?;
         self.containers.retain(|c| *c != name);
         println!("{}", seconds(took.as_secs_f64()));
-        self.samples.push(Metric::First200, tool, took.as_secs_f64());
+        self.samples
+            .push(Metric::First200, tool, took.as_secs_f64());
         Ok(())
     }
 
@@ -690,13 +841,22 @@ impl Bench<'_> {
                 return Ok(());
             }
             if images == previous {
-                let shown: Vec<String> = images.iter().map(|(id, tag)| format!("{tag} ({id})")).collect();
+                let shown: Vec<String> = images
+                    .iter()
+                    .map(|(id, tag)| format!("{tag} ({id})"))
+                    .collect();
                 bail!("cannot remove the benchmark's images: {}", shown.join(", "));
             }
-            let tags: Vec<&str> =
-                images.iter().map(|(_, tag)| tag.as_str()).filter(|t| !t.contains("<none>")).collect();
-            let mut refs: Vec<&str> =
-                if tags.is_empty() { images.iter().map(|(id, _)| id.as_str()).collect() } else { tags };
+            let tags: Vec<&str> = images
+                .iter()
+                .map(|(_, tag)| tag.as_str())
+                .filter(|t| !t.contains("<none>"))
+                .collect();
+            let mut refs: Vec<&str> = if tags.is_empty() {
+                images.iter().map(|(id, _)| id.as_str()).collect()
+            } else {
+                tags
+            };
             refs.sort();
             refs.dedup();
             let _ = self
@@ -729,9 +889,16 @@ impl Bench<'_> {
     /// Prunes BuildKit's cache records of the runs' base images and everything above them, one by one by id,
     /// children first: what the benchmark's builds made.
     fn prune_records(&self) -> Result<()> {
-        let Some(before) = &self.records_before else { return Ok(()) };
+        let Some(before) = &self.records_before else {
+            return Ok(());
+        };
         let records = self.build_records()?;
-        let roots = self.roots.iter().cloned().chain(run_base_records(&records, before)).collect();
+        let roots = self
+            .roots
+            .iter()
+            .cloned()
+            .chain(run_base_records(&records, before))
+            .collect();
         let doomed = records_to_prune(&records, &roots);
         let mut pruned = 0;
         for id in &doomed {
@@ -747,7 +914,10 @@ impl Bench<'_> {
                 .is_ok();
             pruned += ok as usize;
         }
-        println!("bench: pruned {pruned} of the {} build cache records the benchmark's builds made", doomed.len());
+        println!(
+            "bench: pruned {pruned} of the {} build cache records the benchmark's builds made",
+            doomed.len()
+        );
         Ok(())
     }
 
@@ -764,15 +934,41 @@ impl Bench<'_> {
 
     fn report(&self, runs: usize) {
         let mut rows = Vec::new();
-        let mut add = |label: String, unit: Unit, samples: [Vec<f64>; 3]| rows.push(Row { label, unit, samples });
-        add("image size".into(), Unit::Megabytes, self.samples.get(Metric::Size));
-        add("cold build, wheelhouse cold".into(), Unit::Seconds, self.samples.get(Metric::Cold));
+        let mut add = |label: String, unit: Unit, samples: [Vec<f64>; 3]| {
+            rows.push(Row {
+                label,
+                unit,
+                samples,
+            })
+        };
+        add(
+            "image size".into(),
+            Unit::Megabytes,
+            self.samples.get(Metric::Size),
+        );
+        add(
+            "cold build, wheelhouse cold".into(),
+            Unit::Seconds,
+            self.samples.get(Metric::Cold),
+        );
         let mut warm = self.samples.get(Metric::Cold);
         warm[0] = self.samples.get(Metric::ColdWarm)[0].clone();
         add("cold build, wheelhouse warm *".into(), Unit::Seconds, warm);
-        add("no-op rebuild".into(), Unit::Seconds, self.samples.get(Metric::Noop));
-        add("rebuild after an app change".into(), Unit::Seconds, self.samples.get(Metric::AppChange));
-        add("rebuild after a dependency change".into(), Unit::Seconds, self.samples.get(Metric::DepsChange));
+        add(
+            "no-op rebuild".into(),
+            Unit::Seconds,
+            self.samples.get(Metric::Noop),
+        );
+        add(
+            "rebuild after an app change".into(),
+            Unit::Seconds,
+            self.samples.get(Metric::AppChange),
+        );
+        add(
+            "rebuild after a dependency change".into(),
+            Unit::Seconds,
+            self.samples.get(Metric::DepsChange),
+        );
         add(
             format!("docker run to first 200 on {}", self.config.health_path),
             Unit::Seconds,
@@ -787,7 +983,9 @@ impl Bench<'_> {
             megabytes(self.base_size as f64)
         );
         print!("{}", table(&rows));
-        println!("* the recipes have no wheelhouse: both cold rows compare with their one cold build");
+        println!(
+            "* the recipes have no wheelhouse: both cold rows compare with their one cold build"
+        );
         if let Some(floor) = self.floor {
             let ours = self.samples.median(Metric::Size, Tool::Ours).unwrap_or(0.0);
             let without = floor.total() - floor.stdlib_bytecode;
@@ -827,19 +1025,33 @@ impl Bench<'_> {
         let ours_size = m(Metric::Size, Tool::Ours);
         if let Some(floor) = self.floor {
             let over = ours_size - floor.total() as f64;
-            lines.push(format!("image at most 1 MB above the floor: {} above: {}", bytes(over), verdict(over <= 1e6)));
+            lines.push(format!(
+                "image at most 1 MB above the floor: {} above: {}",
+                bytes(over),
+                verdict(over <= 1e6)
+            ));
         }
         let ratio = ours_size / m(Metric::Size, Tool::Multi);
-        lines.push(format!("at most 0.35x the multi-stage image: {ratio:.2}x: {}", verdict(ratio <= 0.35)));
+        lines.push(format!(
+            "at most 0.35x the multi-stage image: {ratio:.2}x: {}",
+            verdict(ratio <= 0.35)
+        ));
         let cold = m(Metric::Cold, Tool::Ours);
-        let (single, multi) = (cold / m(Metric::Cold, Tool::Single), cold / m(Metric::Cold, Tool::Multi));
+        let (single, multi) = (
+            cold / m(Metric::Cold, Tool::Single),
+            cold / m(Metric::Cold, Tool::Multi),
+        );
         lines.push(format!(
             "cold build at most 0.3x the recipe's (wheelhouse cold): {single:.2}x single-stage, {multi:.2}x \
              multi-stage: {}",
             verdict(single <= 0.3 && multi <= 0.3)
         ));
         let noop = m(Metric::Noop, Tool::Ours);
-        lines.push(format!("no-op `cargo xtask image` under 1 s: {}: {}", seconds(noop), verdict(noop < 1.0)));
+        lines.push(format!(
+            "no-op `cargo xtask image` under 1 s: {}: {}",
+            seconds(noop),
+            verdict(noop < 1.0)
+        ));
         let first = m(Metric::First200, Tool::Ours);
         let theirs = m(Metric::First200, Tool::Single).min(m(Metric::First200, Tool::Multi));
         lines.push(format!(
@@ -855,7 +1067,9 @@ impl Bench<'_> {
 /// The fixture with a dependency added must be the app's pyproject.toml plus lines (the same project otherwise),
 /// with a poetry.lock.
 fn check_deps_changed(app: &Path, variant: &Path) -> Result<()> {
-    let read = |path: &Path| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()));
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
     let original = read(&app.join("pyproject.toml"))?;
     let changed = read(&variant.join("pyproject.toml"))?;
     if !variant.join("poetry.lock").is_file() {
@@ -872,7 +1086,10 @@ fn check_deps_changed(app: &Path, variant: &Path) -> Result<()> {
 }
 
 /// Whether every item of `small` appears in `big`, in order.
-fn is_subsequence<'a>(small: impl Iterator<Item = &'a str>, big: impl Iterator<Item = &'a str>) -> bool {
+fn is_subsequence<'a>(
+    small: impl Iterator<Item = &'a str>,
+    big: impl Iterator<Item = &'a str>,
+) -> bool {
     let mut big = big;
     small.into_iter().all(|line| big.any(|other| other == line))
 }
@@ -895,7 +1112,12 @@ fn parse_records(text: &str) -> Vec<Record> {
             let parent = fields.next()?.trim().to_string();
             let kind = fields.next()?.trim().to_string();
             let description = fields.next().unwrap_or_default().to_string();
-            (!id.is_empty()).then_some(Record { id, parent, kind, description })
+            (!id.is_empty()).then_some(Record {
+                id,
+                parent,
+                kind,
+                description,
+            })
         })
         .collect()
 }
@@ -934,8 +1156,11 @@ fn records_to_prune(records: &[Record], roots: &BTreeSet<String>) -> Vec<String>
         }
         false
     };
-    let mut ordered: Vec<(usize, &str)> =
-        records.iter().filter(|r| descends(&r.id)).map(|r| (depth(&by_id, &r.id), r.id.as_str())).collect();
+    let mut ordered: Vec<(usize, &str)> = records
+        .iter()
+        .filter(|r| descends(&r.id))
+        .map(|r| (depth(&by_id, &r.id), r.id.as_str()))
+        .collect();
     ordered.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     ordered.into_iter().map(|(_, id)| id.to_string()).collect()
 }
@@ -959,7 +1184,10 @@ fn depth(records: &BTreeMap<&str, &Record>, id: &str) -> usize {
 fn busy_step(step: &str) -> bool {
     let mut words = step.split_whitespace();
     let name = words.next().unwrap_or_default();
-    let took = words.next().and_then(|w| w.parse::<f64>().ok()).unwrap_or(0.0);
+    let took = words
+        .next()
+        .and_then(|w| w.parse::<f64>().ok())
+        .unwrap_or(0.0);
     name != "total" && took >= 0.1
 }
 
@@ -1013,7 +1241,14 @@ fn seconds(s: f64) -> String {
 
 /// The medians of each row side by side, with the ratios ours/single-stage and ours/multi-stage.
 fn table(rows: &[Row]) -> String {
-    let header = ["", "ours", "single-stage", "multi-stage", "ours/single", "ours/multi"];
+    let header = [
+        "",
+        "ours",
+        "single-stage",
+        "multi-stage",
+        "ours/single",
+        "ours/multi",
+    ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for row in rows {
         let medians = row.samples.clone().map(|s| median(&s));
@@ -1035,8 +1270,15 @@ fn table(rows: &[Row]) -> String {
             ratio(medians[2]),
         ]);
     }
-    let widths: Vec<usize> =
-        (0..header.len()).map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for row in &cells {
         let mut line = format!("{:<width$}", row[0], width = widths[0]);
@@ -1094,7 +1336,10 @@ mod tests {
             record("others-child", "other"),
         ];
         let roots: BTreeSet<String> = ["run-layer".to_string()].into();
-        assert_eq!(records_to_prune(&records, &roots), ["child", "run", "copy", "run-layer"]);
+        assert_eq!(
+            records_to_prune(&records, &roots),
+            ["child", "run", "copy", "run-layer"]
+        );
 
         let mut records = records.to_vec();
         records[0].description = "from local".into();
@@ -1107,7 +1352,12 @@ mod tests {
     fn subsequences() {
         assert!(is_subsequence("a\nc".lines(), "a\nb\nc".lines()));
         assert!(!is_subsequence("a\nc".lines(), "c\na".lines()));
-        let records = parse_records("id1\t\tsource.local\tlocal source\nid2\tid1\tregular\tmount / from exec a\tb\n");
-        assert_eq!((records[1].kind.as_str(), records[1].description.as_str()), ("regular", "mount / from exec a\tb"));
+        let records = parse_records(
+            "id1\t\tsource.local\tlocal source\nid2\tid1\tregular\tmount / from exec a\tb\n",
+        );
+        assert_eq!(
+            (records[1].kind.as_str(), records[1].description.as_str()),
+            ("regular", "mount / from exec a\tb")
+        );
     }
 }

@@ -1,0 +1,77 @@
+//! `cargo xtask`: replaces a Python app's Makefile. The binary (`main.rs`) calls `main` here; the library
+//! target exists for the workspace's benchmarks (`xtask-bench`), which drive the same engine and settings.
+//! See `cargo xtask --help` and the README's architecture section.
+
+mod bench;
+pub mod config;
+pub mod dockerfile;
+mod doctor;
+pub mod engine;
+mod export;
+pub mod flags;
+pub mod gen;
+mod image;
+mod init;
+mod markers;
+mod path_deps;
+pub mod paths;
+mod pep440;
+mod pip;
+mod poetry;
+mod pytest;
+pub mod run;
+mod server;
+pub mod settings;
+mod sha256;
+pub mod signals;
+mod toml_file;
+mod toml_tree;
+mod venv;
+mod wheels;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::flags::{Command, Parsed};
+
+/// `cargo xtask <args>`: prints the error and each of its causes on a line of its own.
+pub fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match flags::parse(&args)? {
+        Parsed::Help(help) => {
+            print!("{help}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Parsed::Run(command) => command,
+    };
+    let sh = Shell::new()?;
+    sh.change_dir(paths::workspace_root());
+    match command {
+        Command::Image(flags) => flags.run(&sh),
+        Command::Run(flags) => flags.run(&sh),
+        Command::Server(flags) => flags.run(&sh),
+        Command::Test(flags) => flags.run(&sh),
+        Command::Export(flags) => flags.run(&sh),
+        Command::Wheels(flags) => flags.run(&sh),
+        Command::Dockerfile(flags) => flags.run(&sh),
+        Command::Init(flags) => flags.run(&sh),
+        Command::Doctor(flags) => flags.run(&sh),
+        Command::Bench(flags) => flags.run(&sh),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
