@@ -629,6 +629,8 @@ impl Bench<'_> {
         let module = self
             .config
             .app
+            .as_deref()
+            .unwrap_or_default()
             .split(':')
             .next()
             .unwrap_or_default()
@@ -641,7 +643,7 @@ impl Bench<'_> {
             .ok_or_else(|| {
                 format_err!(
                     "cannot find the module of tool.xtask.app ({}) in the app to change it",
-                    self.config.app
+                    self.config.app.as_deref().unwrap_or("not found")
                 )
             })?;
         let path = self.app.join(&found);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use toml_edit::{Array, InlineTable, Item, TableLike, Value};
 
-use crate::paths;
 use crate::toml_file::TomlFile;
+use crate::{detect, paths};
 
 /// A CPython version `X.Y`: the image's Python.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,6 +76,14 @@ pub struct Config {
     pub app_dir: PathBuf,
     /// The project name as written in pyproject.toml.
     pub project_name: String,
+    /// Its version as written there (PEP 440), else `0.0.0`.
+    pub project_version: String,
+    /// Its one-line description.
+    pub project_summary: Option<String>,
+    /// Whether Poetry builds and installs the project itself (`package-mode`, true unless set false).
+    pub package_mode: bool,
+    /// The project's entry points: `(group, name, object reference)`, console scripts first.
+    pub entry_points: Vec<(String, String, String)>,
     /// Image name (repository part of the tag).
     pub name: String,
     pub version: String,
@@ -89,15 +97,31 @@ pub struct Config {
     /// The port the server listens on, in the container and for `cargo xtask server`.
     pub port: u16,
     pub health_path: String,
-    /// The ASGI/WSGI callable, `module:attribute`.
-    pub app: String,
+    /// The ASGI/WSGI callable, `module:attribute`: set, or found in the code (`detect`); `None` when neither.
+    pub app: Option<String>,
     pub interface: Interface,
     /// gunicorn's config file, relative to the app directory, when the app has one.
     pub gunicorn_config: Option<String>,
-    /// The container's command (exec form).
+    /// The container's command (exec form); empty when none can be derived (see `command_problem`).
     pub command: Vec<String>,
+    /// Why no command could be derived from the project (no callable found, no server among the
+    /// dependencies): the error `image` and `run` give.
+    pub command_problem: Option<String>,
+    /// The release step: a command run in a container of the image before the server starts (migrations).
+    pub release: Vec<String>,
     /// What goes into the image besides the virtualenv.
     pub include: Vec<Include>,
+    /// Absolute paths in the image where the app writes data: owned by the app's user, volumes in `run`.
+    pub volumes: Vec<String>,
+    /// The env file `cargo xtask run` passes to the container (relative to the app), never put in the image.
+    pub env_file: Option<String>,
+    /// Where the generated Dockerfile goes instead of the workspace's docker/Dockerfile (relative to the app).
+    pub dockerfile: Option<String>,
+    /// What the defaults were derived from (`app`: `orders.app:app, made by FastAPI(...) at orders/app.py:14`),
+    /// for `init` to say.
+    pub found: Vec<(&'static str, String)>,
+    /// Settings `init` proposes, commented out, that are off by default: key, TOML value, why.
+    pub suggestions: Vec<(&'static str, String, String)>,
     /// Dependency groups installed besides `main`.
     pub groups: Vec<String>,
     pub extras: Vec<String>,
@@ -119,20 +143,24 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("python", "string `X.Y`", "the lowest version `requires-python` (or Poetry's `python` dependency) allows, else `3.12`", "Python of the image and its wheelhouse (`--python`)"),
     ("base-image", "string", "`python:<python>-slim`", "base image of both stages (`--base-image`, env `XTASK_BASE_IMAGE`)"),
     ("platform", "string", "`linux/amd64`", "platform of the image and its wheels (`--platform`)"),
-    ("port", "integer", "`8080`", "port the server listens on, in the container and on the host"),
+    ("port", "integer", "the port of `bind` in the gunicorn config, else `8080`", "port the server listens on, in the container and on the host"),
     ("health-path", "string", "`/health`", "path the HEALTHCHECK and `cargo xtask run` probe"),
-    ("app", "string", "`<first package>.main:app`; `main:app` without packages", "the ASGI/WSGI callable, `module:attribute`"),
-    ("interface", "`\"asgi\"` or `\"wsgi\"`", "`wsgi` if the project depends on Flask, Django, Bottle, Pyramid or Falcon and not on FastAPI, Starlette, Quart or Litestar; else `asgi`", "uvicorn workers under gunicorn (asgi) or gunicorn's sync workers (wsgi)"),
+    ("app", "string", "found in the code: `[tool.fastapi] entrypoint`, the gunicorn config's `wsgi_app`, else the module-level `app = FastAPI()` (Starlette, Litestar, Quart, Flask), `app = create_app()` of a factory that makes one, or Django's `application` in `wsgi.py`/`asgi.py`", "the ASGI/WSGI callable, `module:attribute`"),
+    ("interface", "`\"asgi\"` or `\"wsgi\"`", "what the framework that makes `app` speaks; else `wsgi` if the project depends on Flask, Django, Bottle, Pyramid or Falcon and not on FastAPI, Starlette, Quart or Litestar; else `asgi`", "how the server speaks to the app"),
     ("gunicorn-config", "string", "`gunicorn.conf.py` or `gunicorn_config.py`, if the app has one", "gunicorn's config file, relative to the app"),
-    ("command", "array of strings", "`gunicorn [--config <gunicorn-config>] --bind 0.0.0.0:<port> [--worker-class <uvicorn worker>] <app>` (bind and worker class only without a config file; `uvicorn_worker.UvicornWorker` when the project depends on uvicorn-worker, else `uvicorn.workers.UvicornWorker`; none for wsgi)", "the container's command (exec form)"),
-    ("include", "array of paths or `{ include, from }` tables", "Poetry's packages (`from = \"src\"` copies `src/<pkg>` to `<pkg>`); with `package-mode = false`, the module of `app`; plus the gunicorn config", "files and folders of the app copied into the image's workdir"),
+    ("command", "array of strings", "from the servers the project depends on: `gunicorn [--config <gunicorn-config>] --bind 0.0.0.0:<port> [--worker-class <uvicorn worker>] <app>` (the worker for asgi, unless the config sets one: `uvicorn_worker.UvicornWorker` with uvicorn-worker, else `uvicorn.workers.UvicornWorker`); without gunicorn `uvicorn <app> --host 0.0.0.0 --port <port>`, hypercorn, granian, daphne or waitress", "the container's command (exec form); its executable must be in the image"),
+    ("release", "array of strings", "`[]` (`init` proposes `alembic upgrade head` with an alembic.ini, `python manage.py migrate` for Django)", "the release step: run by `cargo xtask run` in a container of the image before the server, e.g. migrations"),
+    ("include", "array of paths or `{ include, from }` tables", "Poetry's packages (`from = \"src\"` copies `src/<pkg>` to `<pkg>`); with `package-mode = false`, the module of `app`; plus what the app reads beside them: the gunicorn config, alembic.ini and its `script_location`, folders opened as `directory=\"templates\"`, Django's manage.py and settings package", "files and folders of the app copied into the image's workdir"),
+    ("volumes", "array of absolute paths", "the folders of SQLite databases the code names at absolute paths (`sqlite:////data/app.db`)", "where the app writes data: owned by its user in the image; `cargo xtask run` mounts a named volume on each"),
     ("groups", "array of strings", "`[]`", "Poetry dependency groups installed besides main (each must exist)"),
     ("extras", "array of strings", "`[]`", "extras of the project installed (each must exist)"),
     ("env", "table of strings", "`{}`", "environment variables baked into the image"),
+    ("env-file", "string", "none (`init` proposes `.env` when there is one)", "a file of `KEY=VALUE` lines `cargo xtask run` passes to the container (`--env-file`); never in the image"),
     ("labels", "table of strings", "`{}`", "image labels besides the OCI ones"),
     ("user", "string", "`app`", "the non-root user the container runs as"),
     ("uid", "integer", "`10001`", "that user's uid and gid"),
     ("workdir", "string", "`/app`", "the app's directory in the image"),
+    ("dockerfile", "string", "`docker/Dockerfile` of the workspace", "where the generated Dockerfile goes, relative to the app (for an app that has a Dockerfile of its own there)"),
 ];
 
 /// Dependencies that tell the app's interface when `interface` is not set.
@@ -165,6 +193,10 @@ impl Config {
         };
         let xtask = match tool {
             Some(tool) => table_at(file, tool, "xtask", "tool.xtask")?,
+            None => None,
+        };
+        let fastapi = match tool {
+            Some(tool) => table_at(file, tool, "fastapi", "tool.fastapi")?,
             None => None,
         };
         let empty = toml_edit::Table::new();
@@ -225,16 +257,6 @@ impl Config {
                 "tool.xtask.platform must be a Linux platform such as \"linux/amd64\" or \"linux/arm64\"",
             ));
         }
-        let port = match x.integer("port")? {
-            None => 8080,
-            Some(p) if (1..=65535).contains(&p) => p as u16,
-            Some(_) => return Err(x.error("port", "tool.xtask.port must be an integer between 1 and 65535")),
-        };
-        let health_path = x.string("health-path")?.unwrap_or_else(|| "/health".to_string());
-        if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
-            return Err(x.error("health-path", "tool.xtask.health-path must be a URL path starting with '/'"));
-        }
-
         let package_mode = match poetry.and_then(|p| p.get("package-mode")) {
             None => true,
             Some(item) => item.as_bool().ok_or_else(|| {
@@ -242,33 +264,9 @@ impl Config {
             })?,
         };
         let packages = if package_mode { poetry_packages(file, poetry, &project_name, app_dir)? } else { Vec::new() };
-        let app = match x.string("app")? {
-            Some(app) if is_app_path(&app) => app,
-            Some(_) => {
-                return Err(x.error(
-                    "app",
-                    "tool.xtask.app must be `module:attribute` with a dotted module path, e.g. \"app.main:app\"",
-                ))
-            }
-            None => match packages.first() {
-                Some(p) => format!("{}.main:app", p.dest.trim_end_matches(".py").replace('/', ".")),
-                None => "main:app".to_string(),
-            },
-        };
-        let deps = meta.dependency_names()?;
-        let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|d| d == n));
-        let interface = match x.string("interface")?.as_deref() {
-            Some("asgi") => Interface::Asgi,
-            Some("wsgi") => Interface::Wsgi,
-            Some(_) => return Err(x.error("interface", "tool.xtask.interface must be \"asgi\" or \"wsgi\"")),
-            None => {
-                if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) {
-                    Interface::Wsgi
-                } else {
-                    Interface::Asgi
-                }
-            }
-        };
+        let code = Code::read(app_dir);
+        let mut found = Vec::new();
+
         let gunicorn_config = match x.string("gunicorn-config")? {
             Some(c) => {
                 if !is_relative_inside(&c) || !app_dir.join(&c).is_file() {
@@ -281,31 +279,212 @@ impl Config {
             }
             None => GUNICORN_CONFIGS.iter().find(|c| app_dir.join(c).is_file()).map(|c| c.to_string()),
         };
-        let command = match x.strings("command")? {
+        let gunicorn_text = gunicorn_config.as_ref().and_then(|c| std::fs::read_to_string(app_dir.join(c)).ok());
+        let port = match x.integer("port")? {
+            Some(p) if (1..=65535).contains(&p) => p as u16,
+            Some(_) => return Err(x.error("port", "tool.xtask.port must be an integer between 1 and 65535")),
+            None => {
+                let bind = gunicorn_text.as_deref().and_then(|t| detect::string_setting(t, "bind"));
+                match bind.and_then(|(b, line)| detect::bind_port(&b).map(|p| (p, line))) {
+                    Some((p, line)) => {
+                        let at = format!("{}:{line}", gunicorn_config.as_deref().unwrap_or_default());
+                        found.push(("port", format!("{p}, the port gunicorn's bind names ({at})")));
+                        p
+                    }
+                    None => 8080,
+                }
+            }
+        };
+        let health_path = x.string("health-path")?.unwrap_or_else(|| "/health".to_string());
+        if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
+            return Err(x.error("health-path", "tool.xtask.health-path must be a URL path starting with '/'"));
+        }
+
+        let deps = meta.dependencies()?;
+        let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|(d, _)| d == n));
+        let callables = detect::callables(&code.sources);
+        let framework_interface =
+            if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) { Interface::Wsgi } else { Interface::Asgi };
+        let declared_interface = match x.string("interface")?.as_deref() {
+            Some("asgi") => Some(Interface::Asgi),
+            Some("wsgi") => Some(Interface::Wsgi),
+            Some(_) => return Err(x.error("interface", "tool.xtask.interface must be \"asgi\" or \"wsgi\"")),
+            None => None,
+        };
+        let servers = Servers::of(&deps);
+        let (app, detected_kind) = match x.string("app")? {
+            Some(app) if is_app_path(&app) => (Some(app), None),
+            Some(_) => {
+                return Err(x.error(
+                    "app",
+                    "tool.xtask.app must be `module:attribute` with a dotted module path, e.g. \"app.main:app\"",
+                ))
+            }
+            None => {
+                let entrypoint =
+                    fastapi.and_then(|t| t.get("entrypoint")).and_then(Item::as_str).filter(|a| is_app_path(a));
+                let wsgi_app = gunicorn_text.as_deref().and_then(|t| detect::string_setting(t, "wsgi_app"));
+                if let Some(entrypoint) = entrypoint {
+                    found.push(("app", format!("{entrypoint}, from [tool.fastapi] entrypoint")));
+                    (Some(entrypoint.to_string()), Some(Interface::Asgi))
+                } else if let Some((app, line)) = wsgi_app.filter(|(a, _)| is_app_path(a)) {
+                    let at = format!("{}:{line}", gunicorn_config.as_deref().unwrap_or_default());
+                    found.push(("app", format!("{app}, the wsgi_app of gunicorn's config ({at})")));
+                    (Some(app), None)
+                } else {
+                    // Django's wsgi.py and asgi.py both make one: the server decides.
+                    let wants_asgi = declared_interface == Some(Interface::Asgi)
+                        || (declared_interface.is_none() && !servers.gunicorn && servers.asgi_server());
+                    let django = |c: &&detect::Callable| c.app.ends_with(":application");
+                    let pick = callables
+                        .iter()
+                        .find(|c| !django(c) || (c.kind == detect::Kind::Asgi) == wants_asgi)
+                        .or(callables.first());
+                    match pick {
+                        Some(c) => {
+                            let mut why = format!("{}, made by {} at {}", c.app, c.how, c.at);
+                            let others: Vec<&str> =
+                                callables.iter().filter(|o| o.app != c.app).map(|o| o.app.as_str()).take(3).collect();
+                            if !others.is_empty() {
+                                why.push_str(&format!(" (also found: {})", others.join(", ")));
+                            }
+                            found.push(("app", why));
+                            let kind = match c.kind {
+                                detect::Kind::Asgi => Interface::Asgi,
+                                detect::Kind::Wsgi => Interface::Wsgi,
+                            };
+                            (Some(c.app.clone()), Some(kind))
+                        }
+                        None => (None, None),
+                    }
+                }
+            }
+        };
+        let interface = declared_interface.or(detected_kind).unwrap_or(framework_interface);
+        let gunicorn_sets_worker = gunicorn_text.as_deref().is_some_and(|t| detect::has_setting(t, "worker_class"));
+        let (command, command_problem) = match x.strings("command")? {
             Some(c) if c.is_empty() || c[0].is_empty() => {
                 return Err(x.error("command", "tool.xtask.command must not be empty"))
             }
-            Some(c) => c,
-            None => {
-                let worker = match interface {
-                    Interface::Wsgi => None,
-                    Interface::Asgi if has(&["uvicorn-worker"]) => Some(UVICORN_WORKER),
-                    Interface::Asgi => Some(UVICORN_BUILTIN_WORKER),
-                };
-                default_command(&app, worker, gunicorn_config.as_deref(), port)
-            }
+            Some(c) => (c, None),
+            None => match &app {
+                None => (Vec::new(), Some(NO_APP.to_string())),
+                Some(app) => {
+                    let gunicorn = gunicorn_config.as_deref().map(|c| (c, gunicorn_sets_worker));
+                    match servers.command(app, interface, gunicorn, port) {
+                        Ok(command) => (command, None),
+                        Err(why) => (Vec::new(), Some(why)),
+                    }
+                }
+            },
         };
+        let release = match x.strings("release")? {
+            Some(r) if r.first().is_some_and(|w| w.is_empty()) => {
+                return Err(x.error("release", "tool.xtask.release must not start with an empty word"))
+            }
+            Some(r) => r,
+            None => Vec::new(),
+        };
+        let mut suggestions = Vec::new();
+        if release.is_empty() {
+            if let Some(ini) = &code.alembic_ini {
+                let _ = ini;
+                suggestions.push((
+                    "release",
+                    "[\"alembic\", \"upgrade\", \"head\"]".to_string(),
+                    "alembic.ini is here: migrations to run before the server".to_string(),
+                ));
+            } else if code.manage_py.is_some() {
+                suggestions.push((
+                    "release",
+                    "[\"python\", \"manage.py\", \"migrate\", \"--noinput\"]".to_string(),
+                    "manage.py is here: Django's migrations to run before the server".to_string(),
+                ));
+            }
+        }
         let include = match x.includes(app_dir)? {
             Some(include) => include,
             None => {
-                let mut include = if package_mode { packages.clone() } else { app_module(app_dir, &app) };
-                if let Some(c) = &gunicorn_config {
-                    if !include.iter().any(|i| &i.source == c) {
-                        include.push(Include { source: c.clone(), dest: c.clone() });
+                let mut include = if package_mode {
+                    packages.clone()
+                } else {
+                    app.as_deref().map(|app| app_module(app_dir, app)).unwrap_or_default()
+                };
+                let mut add = |source: &str, why: String, found: &mut Vec<(&'static str, String)>| {
+                    let inside =
+                        include.iter().any(|i| source == i.source || source.starts_with(&format!("{}/", i.source)));
+                    if !inside && app_dir.join(source).exists() {
+                        include.push(Include { source: source.to_string(), dest: source.to_string() });
+                        found.push(("include", format!("{source} ({why})")));
                     }
+                };
+                if let Some(c) = &gunicorn_config {
+                    add(c, "gunicorn's config".to_string(), &mut found);
+                }
+                if code.manage_py.is_some() {
+                    add("manage.py", "Django's manage.py".to_string(), &mut found);
+                    if let Some(settings) = code.manage_py.as_deref().and_then(detect::django_settings) {
+                        let package = settings.split('.').next().unwrap_or_default().to_string();
+                        add(&package, format!("the package of DJANGO_SETTINGS_MODULE {settings}"), &mut found);
+                    }
+                }
+                if let Some(ini) = &code.alembic_ini {
+                    add("alembic.ini", "alembic's config".to_string(), &mut found);
+                    if let Some((scripts, line)) = detect::alembic_scripts(ini) {
+                        add(&scripts, format!("alembic's script_location, alembic.ini:{line}"), &mut found);
+                    }
+                }
+                for folder in detect::read_folders(&code.sources, app_dir) {
+                    add(&folder.value, format!("read by the app at {}", folder.at), &mut found);
                 }
                 include
             }
+        };
+        let volumes = match x.strings("volumes")? {
+            Some(volumes) => {
+                for (i, volume) in volumes.iter().enumerate() {
+                    let valid = volume.starts_with('/')
+                        && volume.trim_end_matches('/').len() > 1
+                        && !volume.contains(char::is_whitespace)
+                        && !volume.split('/').any(|c| c == "..");
+                    if !valid {
+                        return Err(x.element_error(
+                            "volumes",
+                            i,
+                            format!("tool.xtask.volumes: '{volume}' must be an absolute path in the image other than /, e.g. \"/data\""),
+                        ));
+                    }
+                }
+                volumes.iter().map(|v| v.trim_end_matches('/').to_string()).collect()
+            }
+            None => {
+                let dirs = detect::data_dirs(&code.sources, code.alembic_ini.as_deref());
+                for dir in &dirs {
+                    found.push(("volumes", format!("{} (a SQLite database there, {})", dir.value, dir.at)));
+                }
+                dirs.into_iter().map(|d| d.value).collect()
+            }
+        };
+        let env_file = match x.string("env-file")? {
+            Some(f) if is_relative_inside(&f) || f.starts_with('/') => Some(f),
+            Some(_) => return Err(x.error("env-file", "tool.xtask.env-file must be a path, e.g. \".env\"")),
+            None => None,
+        };
+        if env_file.is_none() && app_dir.join(".env").is_file() {
+            suggestions.push((
+                "env-file",
+                "\".env\"".to_string(),
+                "the variables `cargo xtask run` passes to the container; never put in the image".to_string(),
+            ));
+        }
+        let dockerfile = match x.string("dockerfile")? {
+            Some(d) if is_relative_inside(&d) || d.starts_with('/') => Some(d),
+            Some(_) => {
+                return Err(
+                    x.error("dockerfile", "tool.xtask.dockerfile must be a path, e.g. \"docker/Dockerfile.xtask\"")
+                )
+            }
+            None => None,
         };
         let groups = x.strings("groups")?.unwrap_or_default();
         let known_groups = meta.groups()?;
@@ -373,6 +552,10 @@ impl Config {
         Ok(Config {
             app_dir: app_dir.to_path_buf(),
             project_name,
+            project_version: meta.string("version")?.unwrap_or_else(|| "0.0.0".to_string()),
+            project_summary: meta.string("description")?,
+            package_mode,
+            entry_points: if package_mode { entry_points(file, project, poetry)? } else { Vec::new() },
             name,
             version,
             python,
@@ -385,7 +568,14 @@ impl Config {
             interface,
             gunicorn_config,
             command,
+            command_problem,
+            release,
             include,
+            volumes,
+            env_file,
+            dockerfile,
+            found,
+            suggestions,
             groups,
             extras,
             env,
@@ -425,13 +615,28 @@ impl Config {
             "platform" => self.platform.as_str().into(),
             "port" => i64::from(self.port).into(),
             "health-path" => self.health_path.as_str().into(),
-            "app" => self.app.as_str().into(),
+            "app" => match &self.app {
+                Some(app) => app.as_str().into(),
+                None => return String::new(),
+            },
             "interface" => self.interface.as_str().into(),
             "gunicorn-config" => match &self.gunicorn_config {
                 Some(c) => c.as_str().into(),
                 None => return String::new(),
             },
+            "command" if self.command.is_empty() => return String::new(),
             "command" => strings(&self.command),
+            "release" if self.release.is_empty() => return String::new(),
+            "release" => strings(&self.release),
+            "volumes" => strings(&self.volumes),
+            "env-file" => match &self.env_file {
+                Some(f) => f.as_str().into(),
+                None => return String::new(),
+            },
+            "dockerfile" => match &self.dockerfile {
+                Some(d) => d.as_str().into(),
+                None => return String::new(),
+            },
             "include" => {
                 let mut array = Array::new();
                 for include in &self.include {
@@ -554,22 +759,35 @@ impl Metadata<'_> {
         })
     }
 
-    /// Normalized names of the main dependencies (`[project].dependencies` and `[tool.poetry.dependencies]`).
-    fn dependency_names(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
+    /// The main dependencies (`[project].dependencies` and `[tool.poetry.dependencies]`): normalized names
+    /// with the extras asked for (`fastapi[standard]`).
+    fn dependencies(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let mut deps = Vec::new();
         if let Some(item) = self.project.and_then(|p| p.get("dependencies")) {
             for value in item.as_array().into_iter().flatten() {
                 if let Some(spec) = value.as_str() {
                     let name: String =
                         spec.chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
-                    names.push(normalize(&name));
+                    let rest = spec[name.len()..].trim_start();
+                    let extras = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                        Some((extras, _)) => extras.split(',').map(|e| normalize(e.trim())).collect(),
+                        None => Vec::new(),
+                    };
+                    deps.push((normalize(&name), extras));
                 }
             }
         }
-        if let Some(deps) = self.poetry.and_then(|p| p.get("dependencies")).and_then(Item::as_table_like) {
-            names.extend(deps.iter().map(|(name, _)| normalize(name)));
+        if let Some(table) = self.poetry.and_then(|p| p.get("dependencies")).and_then(Item::as_table_like) {
+            for (name, spec) in table.iter() {
+                let extras = spec
+                    .get("extras")
+                    .and_then(Item::as_array)
+                    .map(|a| a.iter().filter_map(|e| e.as_str()).map(normalize).collect())
+                    .unwrap_or_default();
+                deps.push((normalize(name), extras));
+            }
         }
-        Ok(names)
+        Ok(deps)
     }
 
     /// The project's dependency groups: `[tool.poetry.group.<name>]`, the legacy `dev-dependencies` (`dev`), and
@@ -915,19 +1133,174 @@ fn app_module(app_dir: &Path, app: &str) -> Vec<Include> {
     Vec::new()
 }
 
-fn default_command(app: &str, worker: Option<&str>, gunicorn_config: Option<&str>, port: u16) -> Vec<String> {
-    let mut command = vec!["gunicorn".to_string()];
-    match gunicorn_config {
-        Some(config) => command.extend(["--config".to_string(), config.to_string()]),
-        None => {
-            command.extend(["--bind".to_string(), format!("0.0.0.0:{port}")]);
-            if let Some(worker) = worker {
-                command.extend(["--worker-class".to_string(), worker.to_string()]);
+/// The project's entry points, `(group, name, reference)`: `[project.scripts]`, `[project.gui-scripts]`,
+/// `[project.entry-points.<group>]`, and Poetry's `[tool.poetry.scripts]` (a string, or a table with
+/// `reference`/`callable`) and `[tool.poetry.plugins.<group>]`.
+fn entry_points(
+    file: &TomlFile,
+    project: Option<&dyn TableLike>,
+    poetry: Option<&dyn TableLike>,
+) -> Result<Vec<(String, String, String)>> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut group = |group: &str, table: Option<&Item>, what: &str| -> Result<()> {
+        let Some(table) = table.and_then(Item::as_table_like) else { return Ok(()) };
+        for (name, value) in table.iter() {
+            let reference = match value.as_str() {
+                Some(r) => r.to_string(),
+                None => match value.get("reference").or_else(|| value.get("callable")).and_then(Item::as_str) {
+                    Some(r) if value.get("type").and_then(Item::as_str).is_none_or(|t| t == "console") => r.to_string(),
+                    Some(_) => continue,
+                    None => {
+                        return Err(file.error_at(value, format!("{what}.{name} must be a string \"module:function\"")))
+                    }
+                },
+            };
+            if !out.iter().any(|(g, n, _)| g == group && n == name) {
+                out.push((group.to_string(), name.to_string(), reference));
             }
         }
+        Ok(())
+    };
+    group("console_scripts", project.and_then(|p| p.get("scripts")), "project.scripts")?;
+    group("gui_scripts", project.and_then(|p| p.get("gui-scripts")), "project.gui-scripts")?;
+    group("console_scripts", poetry.and_then(|p| p.get("scripts")), "tool.poetry.scripts")?;
+    for (table, what) in [
+        (project.and_then(|p| p.get("entry-points")), "project.entry-points"),
+        (poetry.and_then(|p| p.get("plugins")), "tool.poetry.plugins"),
+    ] {
+        for (name, item) in
+            table.and_then(Item::as_table_like).map(|t| t.iter().collect::<Vec<_>>()).unwrap_or_default()
+        {
+            group(name, Some(item), &format!("{what}.{name}"))?;
+        }
     }
-    command.push(app.to_string());
-    command
+    Ok(out)
+}
+
+/// Why no command can be derived when no callable was found.
+const NO_APP: &str = "no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = \
+    Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = \"module:attribute\"";
+
+/// The servers the project depends on, which decide the default command.
+#[derive(Debug, Clone, Copy, Default)]
+struct Servers {
+    gunicorn: bool,
+    uvicorn: bool,
+    uvicorn_worker: bool,
+    hypercorn: bool,
+    granian: bool,
+    daphne: bool,
+    waitress: bool,
+}
+
+impl Servers {
+    /// From the main dependencies (normalized names with their extras): `fastapi[standard]` brings uvicorn.
+    fn of(deps: &[(String, Vec<String>)]) -> Servers {
+        let has = |name: &str| deps.iter().any(|(d, _)| d == name);
+        let fastapi_standard =
+            deps.iter().any(|(d, extras)| d == "fastapi" && extras.iter().any(|e| e == "standard" || e == "all"));
+        Servers {
+            gunicorn: has("gunicorn"),
+            uvicorn: has("uvicorn") || fastapi_standard,
+            uvicorn_worker: has("uvicorn-worker"),
+            hypercorn: has("hypercorn"),
+            granian: has("granian"),
+            daphne: has("daphne"),
+            waitress: has("waitress"),
+        }
+    }
+
+    fn asgi_server(&self) -> bool {
+        self.uvicorn || self.hypercorn || self.granian || self.daphne
+    }
+
+    /// The command that serves `app` on `port` with the servers at hand: gunicorn when the project has it
+    /// (with uvicorn workers for an ASGI app, unless its config sets a worker class), else the first of
+    /// uvicorn, hypercorn, granian, daphne (ASGI) or granian, waitress, uvicorn (WSGI). `gunicorn` is the config
+    /// file and whether it sets `worker_class`. The bind is always given: it wins over the config's.
+    fn command(
+        &self,
+        app: &str,
+        interface: Interface,
+        gunicorn: Option<(&str, bool)>,
+        port: u16,
+    ) -> Result<Vec<String>, String> {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        let port_text = port.to_string();
+        let bind = format!("0.0.0.0:{port}");
+        // `module:factory()`: gunicorn calls it; uvicorn and granian take the name and a flag.
+        let (factory_app, is_factory) = match app.strip_suffix("()") {
+            Some(name) => (name, true),
+            None => (app, false),
+        };
+        let gunicorn_command = |worker: Option<&str>| {
+            let mut c = words(&["gunicorn"]);
+            if let Some((config, _)) = gunicorn {
+                c.extend(words(&["--config", config]));
+            }
+            c.extend(words(&["--bind", &bind]));
+            if let Some(worker) = worker.filter(|_| !gunicorn.is_some_and(|(_, sets)| sets)) {
+                c.extend(words(&["--worker-class", worker]));
+            }
+            c.push(app.to_string());
+            c
+        };
+        let uvicorn = |extra: &[&str]| {
+            let mut c = words(&["uvicorn", factory_app]);
+            if is_factory {
+                c.push("--factory".to_string());
+            }
+            c.extend(words(extra));
+            c.extend(words(&["--host", "0.0.0.0", "--port", &port_text]));
+            c
+        };
+        let granian = |interface: &str| {
+            let mut c = words(&["granian", "--interface", interface, "--host", "0.0.0.0", "--port", &port_text]);
+            if is_factory {
+                c.push("--factory".to_string());
+            }
+            c.push(factory_app.to_string());
+            c
+        };
+        match interface {
+            Interface::Asgi if self.gunicorn && self.uvicorn_worker => Ok(gunicorn_command(Some(UVICORN_WORKER))),
+            Interface::Asgi if self.gunicorn && self.uvicorn => Ok(gunicorn_command(Some(UVICORN_BUILTIN_WORKER))),
+            Interface::Asgi if self.uvicorn => Ok(uvicorn(&[])),
+            Interface::Asgi if self.hypercorn => Ok(words(&["hypercorn", "--bind", &bind, app])),
+            Interface::Asgi if self.granian => Ok(granian("asgi")),
+            Interface::Asgi if self.daphne && !is_factory => Ok(words(&["daphne", "--bind", "0.0.0.0", "--port", &port_text, app])),
+            Interface::Asgi if self.gunicorn => Err(format!(
+                "{app} is an ASGI app and gunicorn needs uvicorn's workers to serve it: add uvicorn-worker (or uvicorn) to the project's dependencies, or set tool.xtask.command"
+            )),
+            Interface::Asgi => Err(format!(
+                "the project depends on no ASGI server to serve {app}: add uvicorn (or gunicorn with uvicorn-worker, hypercorn, granian) to its dependencies, or set tool.xtask.command"
+            )),
+            Interface::Wsgi if self.gunicorn => Ok(gunicorn_command(None)),
+            Interface::Wsgi if self.granian => Ok(granian("wsgi")),
+            Interface::Wsgi if self.waitress && !is_factory => Ok(words(&["waitress-serve", &format!("--listen={bind}"), app])),
+            Interface::Wsgi if self.uvicorn => Ok(uvicorn(&["--interface", "wsgi"])),
+            Interface::Wsgi => Err(format!(
+                "the project depends on no WSGI server to serve {app}: add gunicorn (or granian, waitress) to its dependencies, or set tool.xtask.command"
+            )),
+        }
+    }
+}
+
+/// What `detect` reads of the app's files: its Python sources, alembic.ini and Django's manage.py.
+struct Code {
+    sources: detect::Sources,
+    alembic_ini: Option<String>,
+    manage_py: Option<String>,
+}
+
+impl Code {
+    fn read(app_dir: &Path) -> Code {
+        Code {
+            sources: detect::Sources::read(app_dir),
+            alembic_ini: std::fs::read_to_string(app_dir.join("alembic.ini")).ok(),
+            manage_py: std::fs::read_to_string(app_dir.join("manage.py")).ok(),
+        }
+    }
 }
 
 pub(crate) fn default_base_image(python: PythonVersion) -> String {
@@ -1112,8 +1485,10 @@ mod tests {
         Config::from_pyproject(dir, &file)
     }
 
+    /// An app whose code makes a FastAPI app in `app/main.py`.
     fn load(pyproject: &str) -> Result<Config> {
-        load_in(&app(&[("app/__init__.py", ""), ("src/lib/__init__.py", "")]), pyproject)
+        let code = "from fastapi import FastAPI\n\napp = FastAPI()\n";
+        load_in(&app(&[("app/__init__.py", ""), ("app/main.py", code), ("src/lib/__init__.py", "")]), pyproject)
     }
 
     /// Every setting, after defaults, as `cargo xtask init` would write them.
@@ -1127,7 +1502,7 @@ mod tests {
     }
 
     const HEAD: &str = "[project]\nname = \"My_App\"\nversion = \"1.2.3\"\nrequires-python = \">=3.11,<3.14\"\n\
-                        dependencies = [\"fastapi>=0.110\"]\n[project.optional-dependencies]\nfast = [\"orjson\"]\n\
+                        dependencies = [\"fastapi>=0.110\", \"gunicorn\", \"uvicorn\"]\n[project.optional-dependencies]\nfast = [\"orjson\"]\n\
                         [tool.poetry]\npackages = [{ include = \"app\" }]\n[tool.poetry.group.dev.dependencies]\n\
                         pytest = \"*\"\n[tool.xtask]\n";
 
@@ -1146,14 +1521,18 @@ mod tests {
             interface = "asgi"
             gunicorn-config = 
             command = ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "uvicorn.workers.UvicornWorker", "app.main:app"]
+            release = 
             include = ["app"]
+            volumes = []
             groups = []
             extras = []
             env = {}
+            env-file = 
             labels = {}
             user = "app"
             uid = 10001
             workdir = "/app"
+            dockerfile = 
         "#]]
         .assert_eq(&settings(&c));
     }
@@ -1168,7 +1547,9 @@ mod tests {
                  platform = \"linux/arm64\"\nport = 9000\nhealth-path = \"/-/ready\"\napp = \"app.api:make()\"\ninterface = \"wsgi\"\n\
                  gunicorn-config = \"conf/gunicorn.py\"\ncommand = [\"python\", \"-m\", \"app\"]\n\
                  include = [\"static/\", {{ include = \"app\" }}]\ngroups = [\"dev\"]\nextras = [\"fast\"]\n\
-                 env = {{ A = \"1\", B_2 = \"two\" }}\nlabels = {{ \"org.example.team\" = \"web\" }}\nuser = \"web\"\nuid = 1234\nworkdir = \"/srv/app/\"\n"
+                 env = {{ A = \"1\", B_2 = \"two\" }}\nlabels = {{ \"org.example.team\" = \"web\" }}\nuser = \"web\"\nuid = 1234\nworkdir = \"/srv/app/\"\n\
+                 release = [\"alembic\", \"upgrade\", \"head\"]\nvolumes = [\"/data/\", \"/var/lib/app\"]\nenv-file = \".env.local\"\n\
+                 dockerfile = \"docker/Dockerfile.xtask\"\n"
             ),
         )
         .unwrap();
@@ -1184,26 +1565,34 @@ mod tests {
             interface = "wsgi"
             gunicorn-config = "conf/gunicorn.py"
             command = ["python", "-m", "app"]
+            release = ["alembic", "upgrade", "head"]
             include = ["static", "app"]
+            volumes = ["/data", "/var/lib/app"]
             groups = ["dev"]
             extras = ["fast"]
             env = { A = "1", B_2 = "two" }
+            env-file = ".env.local"
             labels = { "org.example.team" = "web" }
             user = "web"
             uid = 1234
             workdir = "/srv/app"
+            dockerfile = "docker/Dockerfile.xtask"
         "#]]
         .assert_eq(&settings(&c));
     }
 
     #[test]
     fn poetry1_project_in_src_layout() {
-        let dir = app(&[("src/greeter_web/__init__.py", ""), ("gunicorn.conf.py", "")]);
+        let dir = app(&[
+            ("src/greeter_web/__init__.py", ""),
+            ("src/greeter_web/wsgi.py", "from flask import Flask\n\napplication = Flask(__name__)\n"),
+            ("gunicorn.conf.py", ""),
+        ]);
         let c = load_in(
             &dir,
             "[tool.poetry]\nname = \"greeter\"\nversion = \"0.3.0+local.1\"\n\
              packages = [{ include = \"greeter_web\", from = \"src\" }]\n\
-             [tool.poetry.dependencies]\npython = \"^3.10\"\nflask = \"^3\"\nhumanize = { version = \"*\", optional = true }\n\
+             [tool.poetry.dependencies]\npython = \"^3.10\"\nflask = \"^3\"\ngunicorn = \"*\"\nhumanize = { version = \"*\", optional = true }\n\
              [tool.poetry.extras]\nsizes = [\"humanize\"]\n[tool.poetry.dev-dependencies]\npytest = \"*\"\n\
              [tool.xtask]\nextras = [\"Sizes\"]\ngroups = [\"dev\"]\n",
         )
@@ -1216,18 +1605,22 @@ mod tests {
             platform = "linux/amd64"
             port = 8080
             health-path = "/health"
-            app = "greeter_web.main:app"
+            app = "greeter_web.wsgi:application"
             interface = "wsgi"
             gunicorn-config = "gunicorn.conf.py"
-            command = ["gunicorn", "--config", "gunicorn.conf.py", "greeter_web.main:app"]
+            command = ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8080", "greeter_web.wsgi:application"]
+            release = 
             include = [{ include = "greeter_web", from = "src" }, "gunicorn.conf.py"]
+            volumes = []
             groups = ["dev"]
             extras = ["Sizes"]
             env = {}
+            env-file = 
             labels = {}
             user = "app"
             uid = 10001
             workdir = "/app"
+            dockerfile = 
         "#]]
         .assert_eq(&settings(&c));
         assert_eq!(c.include[0], Include { source: "src/greeter_web".into(), dest: "greeter_web".into() });
@@ -1236,7 +1629,10 @@ mod tests {
     #[test]
     fn poetry2_project_finds_its_package() {
         // No `packages`: Poetry finds the module named like the project, here under src/.
-        let dir = app(&[("src/shop_api/__init__.py", "")]);
+        let dir = app(&[
+            ("src/shop_api/__init__.py", ""),
+            ("src/shop_api/wsgi.py", "application = get_wsgi_application()\n"),
+        ]);
         let c = load_in(
             &dir,
             "[project]\nname = \"Shop.API\"\ndynamic = [\"version\"]\nrequires-python = \"~=3.12\"\n\
@@ -1244,13 +1640,13 @@ mod tests {
              [dependency-groups]\nlint = [\"ruff\"]\n[tool.xtask]\ngroups = [\"lint\"]\n",
         )
         .unwrap();
-        expect![[r#"shop-api 5.0.0 3.12 shop_api.main:app wsgi [Include { source: "src/shop_api", dest: "shop_api" }] ["lint"]"#]]
+        expect![[r#"shop-api 5.0.0 3.12 shop_api.wsgi:application wsgi [Include { source: "src/shop_api", dest: "shop_api" }] ["lint"]"#]]
             .assert_eq(&format!(
                 "{} {} {} {} {} {:?} {:?}",
                 c.name,
                 c.version,
                 c.python,
-                c.app,
+                c.app.as_deref().unwrap_or("-"),
                 c.interface.as_str(),
                 c.include,
                 c.groups
@@ -1264,9 +1660,9 @@ mod tests {
         };
         let check = |files: &[(&str, &str)], app: &str, expect: Expect| {
             let c = load_in(&self::app(files), &pyproject(app)).unwrap();
-            expect.assert_eq(&format!("{} {}", c.app, c.setting_toml("include")));
+            expect.assert_eq(&format!("{} {}", c.app.as_deref().unwrap_or("-"), c.setting_toml("include")));
         };
-        check(&[("main.py", "")], "", expect![[r#"main:app ["main.py"]"#]]);
+        check(&[("main.py", "app = FastAPI()\n")], "", expect![[r#"main:app ["main.py"]"#]]);
         check(
             &[("service/api.py", ""), ("gunicorn_config.py", "")],
             "app = \"service.api:app\"",
@@ -1280,7 +1676,7 @@ mod tests {
         // The module comes from a dependency: nothing of the app goes into the image.
         check(&[], "app = \"thirdparty.wsgi:app\"", expect!["thirdparty.wsgi:app []"]);
         check(
-            &[("main.py", ""), ("tpl/a.html", "")],
+            &[("main.py", "app = FastAPI()\n"), ("tpl/a.html", "")],
             "include = [\"main.py\", \"tpl\"]",
             expect![[r#"main:app ["main.py", "tpl"]"#]],
         );
@@ -1288,8 +1684,10 @@ mod tests {
 
     #[test]
     fn interface_from_dependencies() {
+        // No code to tell: the framework among the dependencies does.
         let check = |deps: &str, expect: Expect| {
-            let c = load(&format!("[project]\nname = \"a\"\ndependencies = [{deps}]\n")).unwrap();
+            let pyproject = format!("[project]\nname = \"a\"\ndependencies = [{deps}]\n");
+            let c = load_in(&app(&[("a/__init__.py", "")]), &pyproject).unwrap();
             expect.assert_eq(c.interface.as_str());
         };
         check("", expect!["asgi"]);
@@ -1298,28 +1696,61 @@ mod tests {
         check("\"pyramid[testing]\"", expect!["wsgi"]);
     }
 
+    /// The default command follows the servers the project depends on.
     #[test]
-    fn worker_class_from_dependencies() {
-        let check = |deps: &str, expect: Expect| {
-            let c = load(&format!("[project]\nname = \"a\"\ndependencies = [{deps}]\n")).unwrap();
-            expect.assert_eq(&c.command.join(" "));
+    fn command_from_dependencies() {
+        let check = |code: &str, deps: &str, expect: Expect| {
+            let pyproject = format!("[project]\nname = \"a\"\ndependencies = [{deps}]\n");
+            let c = load_in(&app(&[("a/__init__.py", ""), ("a/main.py", code)]), &pyproject).unwrap();
+            let problem = c.command_problem.map(|p| format!("no command: {p}")).unwrap_or_default();
+            expect.assert_eq(&format!("{}{problem}", c.command.join(" ")));
         };
+        let fastapi = "app = FastAPI()\n";
         check(
-            "\"fastapi\"",
-            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn.workers.UvicornWorker main:app"],
+            fastapi,
+            "\"fastapi\", \"gunicorn\", \"uvicorn\"",
+            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn.workers.UvicornWorker a.main:app"],
         );
         check(
-            "\"fastapi\", \"Uvicorn_Worker>=0.2\"",
-            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn_worker.UvicornWorker main:app"],
+            fastapi,
+            "\"fastapi\", \"gunicorn\", \"Uvicorn_Worker>=0.2\"",
+            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn_worker.UvicornWorker a.main:app"],
         );
-        check("\"flask\", \"uvicorn-worker\"", expect!["gunicorn --bind 0.0.0.0:8080 main:app"]);
+        check(fastapi, "\"fastapi\", \"uvicorn[standard]\"", expect!["uvicorn a.main:app --host 0.0.0.0 --port 8080"]);
+        check(fastapi, "\"fastapi[standard]>=0.115\"", expect!["uvicorn a.main:app --host 0.0.0.0 --port 8080"]);
+        check(fastapi, "\"fastapi\", \"hypercorn\"", expect!["hypercorn --bind 0.0.0.0:8080 a.main:app"]);
+        check(
+            fastapi,
+            "\"fastapi\", \"granian\"",
+            expect!["granian --interface asgi --host 0.0.0.0 --port 8080 a.main:app"],
+        );
+        check(
+            "def create_app():\n    return FastAPI()\n",
+            "\"fastapi\", \"uvicorn\"",
+            expect!["uvicorn a.main:create_app --factory --host 0.0.0.0 --port 8080"],
+        );
+        check("app = Flask(__name__)\n", "\"flask\", \"gunicorn\"", expect!["gunicorn --bind 0.0.0.0:8080 a.main:app"]);
+        check(
+            "app = Flask(__name__)\n",
+            "\"flask\", \"waitress\"",
+            expect!["waitress-serve --listen=0.0.0.0:8080 a.main:app"],
+        );
+        check(fastapi, "\"fastapi\"", expect!["no command: the project depends on no ASGI server to serve a.main:app: add uvicorn (or gunicorn with uvicorn-worker, hypercorn, granian) to its dependencies, or set tool.xtask.command"]);
+        check(fastapi, "\"fastapi\", \"gunicorn\"", expect!["no command: a.main:app is an ASGI app and gunicorn needs uvicorn's workers to serve it: add uvicorn-worker (or uvicorn) to the project's dependencies, or set tool.xtask.command"]);
+        check(
+            "",
+            "\"fastapi\", \"uvicorn\"",
+            expect![[
+                r#"no command: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute""#
+            ]],
+        );
     }
 
     /// One case per kind of error: each names `file:line:col` of the offending key or value.
     #[test]
     fn errors_point_at_the_value() {
         // Unknown keys.
-        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, app, interface, gunicorn-config, command, include, groups, extras, env, labels, user, uid, workdir"]);
+        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
         check_error(
             "health_path = \"/\"\n",
             expect!["app/pyproject.toml:13:1: unknown key tool.xtask.health_path; did you mean health-path?"],
@@ -1411,6 +1842,22 @@ mod tests {
             expect!["app/pyproject.toml:13:19: tool.xtask.gunicorn-config: no file 'gunicorn.py' in the app directory"],
         );
         check_error("command = []\n", expect!["app/pyproject.toml:13:11: tool.xtask.command must not be empty"]);
+        check_error(
+            "release = [\"\", \"x\"]\n",
+            expect!["app/pyproject.toml:13:11: tool.xtask.release must not start with an empty word"],
+        );
+        check_error(
+            "volumes = [\"data\"]\n",
+            expect![[
+                r#"app/pyproject.toml:13:12: tool.xtask.volumes: 'data' must be an absolute path in the image other than /, e.g. "/data""#
+            ]],
+        );
+        check_error(
+            "volumes = [\"/\"]\n",
+            expect![[
+                r#"app/pyproject.toml:13:12: tool.xtask.volumes: '/' must be an absolute path in the image other than /, e.g. "/data""#
+            ]],
+        );
         check_error(
             "include = [\"../secrets\"]\n",
             expect![

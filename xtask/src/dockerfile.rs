@@ -22,6 +22,10 @@ use crate::settings::{self, Settings};
 /// The command that regenerates the Dockerfile, named in its header.
 pub(crate) const COMMAND: &str = "cargo xtask dockerfile";
 
+/// What to do when the Dockerfile's place holds someone else's file.
+pub(crate) const ELSEWHERE: &str =
+    "put the generated one elsewhere with tool.xtask.dockerfile = \"docker/Dockerfile.xtask\" (a path relative to the app)";
+
 /// Where the context's parts are (`cargo xtask image` assembles it): the image's requirements, the wheelhouse,
 /// and the app's files as they go into the workdir.
 pub(crate) const CONTEXT_REQUIREMENTS: &str = "requirements.txt";
@@ -31,12 +35,15 @@ pub(crate) const CONTEXT_APP: &str = "app";
 /// Where the virtualenv lives in the image.
 pub const VENV: &str = "/opt/venv";
 
+/// The label that carries the release step (`tool.xtask.release`, exec form), for orchestrators and `run`.
+pub(crate) const RELEASE_LABEL: &str = "xtask.release";
+
 impl Dockerfile {
     pub(crate) fn run(self, _sh: &Shell) -> Result<()> {
         let settings = settings::resolve(&self.settings)?;
         let mode = Mode::new(self.check, self.dry_run, self.force)?;
         let (path, contents) = target(&settings)?;
-        match gen::apply(&path, &contents, mode, COMMAND)? {
+        match gen::apply(&path, &contents, mode, COMMAND, ELSEWHERE)? {
             Outcome::Unchanged => println!("dockerfile: {} is up to date", paths::display(&path)),
             Outcome::Written => println!("dockerfile: wrote {}", paths::display(&path)),
             Outcome::Printed => {}
@@ -51,10 +58,14 @@ impl Dockerfile {
 pub(crate) fn target(settings: &Settings) -> Result<(PathBuf, String)> {
     let (declared, config) = (&settings.declared, &settings.config);
     let contents = gen::render(COMMAND, &render(config, &default_base(declared, config))?);
-    if settings.is_workspace_app {
+    if settings.is_workspace_app || declared.dockerfile.is_some() {
         let committed = gen::render(COMMAND, &render(declared, &declared.base_image)?);
         if committed == contents {
-            return Ok((paths::dockerfile(), contents));
+            let path = match &declared.dockerfile {
+                Some(path) => declared.app_dir.join(path),
+                None => paths::dockerfile(),
+            };
+            return Ok((path, contents));
         }
     }
     Ok((paths::state_dockerfile(&config.state_dir()), contents))
@@ -79,14 +90,24 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     let workdir = &config.workdir;
     let port = config.port;
     let includes: Vec<&str> = config.include.iter().map(|i| i.dest.as_str()).collect();
-    // Each value quoted; ours unescaped, since PATH must expand `${PATH}`.
-    let mut env = vec![
-        format!("PATH=\"{VENV}/bin:${{PATH}}\""),
-        format!("VIRTUAL_ENV=\"{VENV}\""),
-        "PYTHONUNBUFFERED=\"1\"".to_string(),
-        "PYTHONDONTWRITEBYTECODE=\"1\"".to_string(),
-    ];
-    for (key, value) in &config.env {
+    if config.command.is_empty() {
+        bail!("{}", config.command_problem.as_deref().unwrap_or("tool.xtask.command is empty"));
+    }
+    // Each value quoted; ours unescaped, since PATH must expand `${PATH}`. PYTHONPATH makes the workdir
+    // importable from anywhere (console scripts such as alembic, run from another directory); PORT is the
+    // port, for servers and configs that read it.
+    // tool.xtask.env may set PYTHONPATH (it replaces ours), not another PORT than the port.
+    let set = |key: &str| config.env.iter().any(|(k, _)| k == key);
+    if let Some((_, value)) = config.env.iter().find(|(k, v)| k == "PORT" && v != &port.to_string()) {
+        bail!("tool.xtask.env.PORT = \"{value}\" contradicts tool.xtask.port = {port}: set the port with tool.xtask.port only");
+    }
+    let mut env = vec![format!("PATH=\"{VENV}/bin:${{PATH}}\""), format!("VIRTUAL_ENV=\"{VENV}\"")];
+    if !set("PYTHONPATH") {
+        env.push(format!("PYTHONPATH={}", quote_value("workdir", "", workdir)?));
+    }
+    env.extend(["PYTHONUNBUFFERED=\"1\"".to_string(), "PYTHONDONTWRITEBYTECODE=\"1\"".to_string()]);
+    env.push(format!("PORT=\"{port}\""));
+    for (key, value) in config.env.iter().filter(|(k, _)| k != "PORT") {
         env.push(format!("{key}={}", quote_value("tool.xtask.env", key, value)?));
     }
     let env = env.join(" \\\n    ");
@@ -112,12 +133,24 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
         }
         labels.push(format!("{key}={}", quote_value("tool.xtask.labels", key, value)?));
     }
+    if !config.release.is_empty() {
+        labels.push(format!("{RELEASE_LABEL}={}", quote_value("tool.xtask.release", "", &exec_form(&config.release))?));
+    }
     let labels = labels.join(" \\\n      ");
+    // The data folders: made and given to the app's user here, so that a new volume (which the engine fills
+    // from the image) is the user's too.
+    let volumes = if config.volumes.is_empty() {
+        String::new()
+    } else {
+        format!(" \\\n    && mkdir -p {dirs} \\\n    && chown {uid}:{uid} {dirs}", dirs = config.volumes.join(" "))
+    };
+    let volume_line =
+        if config.volumes.is_empty() { String::new() } else { format!("VOLUME {}\n", exec_form(&config.volumes)) };
     let base_image = quote_value("base image", "", base_image)?;
 
     Ok(format!(
         r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
-# (target/xtask/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/ and {CONTEXT_APP}/, nothing else) and passes the build
+# (target/xtask/apps/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/ and {CONTEXT_APP}/, nothing else) and passes the build
 # arguments. The build needs no network: the wheels were downloaded and checked on the host.
 
 ARG BASE_IMAGE={base_image}
@@ -136,7 +169,7 @@ RUN python3 -m venv --without-pip {VENV} \
 FROM ${{BASE_IMAGE}}
 RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
     && groupadd --gid {uid} {user} \
-    && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user}
+    && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user}{volumes}
 COPY --from=builder {VENV} {VENV}
 WORKDIR {workdir}
 # The app's files (tool.xtask.include: {includes}), owned by root: the app cannot change them.
@@ -144,7 +177,7 @@ COPY {CONTEXT_APP}/ ./
 RUN {VENV}/bin/python -m compileall -q .
 ENV {env}
 EXPOSE {port}
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+{volume_line}HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD {health}
 USER {uid}:{uid}
 CMD {command}
@@ -218,7 +251,7 @@ mod tests {
         let (path, contents) = target(&settings).unwrap();
         assert_eq!(path, paths::dockerfile());
         let mode = if std::env::var_os("UPDATE_EXPECT").is_some() { Mode::Write { force: false } } else { Mode::Check };
-        if let Err(e) = gen::apply(&path, &contents, mode, COMMAND) {
+        if let Err(e) = gen::apply(&path, &contents, mode, COMMAND, ELSEWHERE) {
             panic!("{e}\n(or run `UPDATE_EXPECT=1 cargo test -p xtask committed_dockerfile_is_fresh`)");
         }
     }
@@ -234,7 +267,7 @@ mod tests {
 name = "My Svc"
 version = "2.0.1+local"
 requires-python = ">=3.12"
-dependencies = ["flask>=3"]
+dependencies = ["flask>=3", "gunicorn"]
 
 [tool.poetry]
 packages = [{ include = "svc", from = "src" }]
@@ -254,9 +287,9 @@ workdir = "/srv/svc/"
         let config = Config::read(&dir).unwrap();
         let text = render(&config, "python:3.12-slim").unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        expect![[r#"
+        expect![[r##"
             # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
-            # (target/xtask/<name>/context: requirements.txt, wheels/ and app/, nothing else) and passes the build
+            # (target/xtask/apps/<name>/context: requirements.txt, wheels/ and app/, nothing else) and passes the build
             # arguments. The build needs no network: the wheels were downloaded and checked on the host.
 
             ARG BASE_IMAGE="python:3.12-slim"
@@ -283,8 +316,10 @@ workdir = "/srv/svc/"
             RUN /opt/venv/bin/python -m compileall -q .
             ENV PATH="/opt/venv/bin:${PATH}" \
                 VIRTUAL_ENV="/opt/venv" \
+                PYTHONPATH="/srv/svc" \
                 PYTHONUNBUFFERED="1" \
                 PYTHONDONTWRITEBYTECODE="1" \
+                PORT="9000" \
                 GREETING="say \"hi\" for \$5" \
                 WEB_CONCURRENCY="4"
             EXPOSE 9000
@@ -306,7 +341,7 @@ workdir = "/srv/svc/"
                   org.opencontainers.image.source="${SOURCE}" \
                   org.opencontainers.image.base.name="${BASE_IMAGE}" \
                   com.example.team="strings"
-        "#]]
+        "##]]
         .assert_eq(&text);
         let err = quote_value("tool.xtask.env", "X", "a\nb").unwrap_err().to_string();
         assert_eq!(err, "tool.xtask.env.X: a value with a line break cannot go into a Dockerfile");

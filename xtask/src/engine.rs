@@ -236,18 +236,25 @@ pub struct BuildRequest<'a> {
     pub iidfile: &'a Path,
 }
 
-/// What to run, detached.
+/// What to run: the server (detached, a port published) or a command in the foreground (the release step, a
+/// one-off), with the same environment, mounts and file system.
 pub(crate) struct RunRequest<'a> {
     pub(crate) name: &'a str,
     pub(crate) image: &'a str,
     pub(crate) labels: &'a [(String, String)],
     /// `(host port, container port)`, published on 127.0.0.1.
-    pub(crate) publish: (u16, u16),
+    pub(crate) publish: Option<(u16, u16)>,
     /// A read-only root file system...
     pub(crate) read_only: bool,
     /// ...with these tmpfs mounts (`/tmp`, `Engine::private_tmpfs`).
     pub(crate) tmpfs: &'a [String],
+    /// `SOURCE:PATH`: named volumes and host directories.
+    pub(crate) volumes: &'a [String],
     pub(crate) env: &'a [(String, String)],
+    /// A file of variables the engine reads itself (`--env-file`).
+    pub(crate) env_file: Option<&'a Path>,
+    /// Instead of the image's command.
+    pub(crate) command: &'a [String],
 }
 
 const IMAGE_FORMAT: &str =
@@ -513,28 +520,88 @@ impl Engine {
     }
 
     /// Starts a container in the background; returns its id.
-    pub(crate) fn run_detached(&self, sh: &Shell, request: &RunRequest<'_>) -> Result<String> {
-        let mut command = self.cmd(sh).args(["run", "--detach", "--name", request.name]);
+    /// The arguments of `run` for `request`, after `run` and its mode (`--detach`, `--rm`). The values of
+    /// `--env` are in it: never print it as it is (`shown_run`).
+    fn run_args(&self, request: &RunRequest<'_>) -> Vec<String> {
+        let mut args = vec!["--name".to_string(), request.name.to_string()];
         for (key, value) in request.labels {
-            command = command.arg("--label").arg(format!("{key}={value}"));
+            args.extend(["--label".to_string(), format!("{key}={value}")]);
         }
-        let (host, container) = request.publish;
-        command = command.arg("--publish").arg(format!("127.0.0.1:{host}:{container}"));
+        if let Some((host, container)) = request.publish {
+            args.extend(["--publish".to_string(), format!("127.0.0.1:{host}:{container}")]);
+        }
         if request.read_only {
-            command = command.arg("--read-only");
+            args.push("--read-only".to_string());
         }
         for mount in request.tmpfs {
-            command = command.arg("--tmpfs").arg(mount);
+            args.extend(["--tmpfs".to_string(), mount.clone()]);
+        }
+        for volume in request.volumes {
+            args.extend(["--volume".to_string(), volume.clone()]);
+        }
+        if let Some(file) = request.env_file {
+            args.extend(["--env-file".to_string(), file.display().to_string()]);
         }
         for (key, value) in request.env {
-            command = command.arg("--env").arg(format!("{key}={value}"));
+            args.extend(["--env".to_string(), format!("{key}={value}")]);
         }
-        command = command.arg(request.image);
+        args.push(request.image.to_string());
+        args.extend(request.command.iter().cloned());
+        args
+    }
+
+    /// `$ docker run ...` as printed: each `--env` value replaced by `***`.
+    fn shown_run(&self, mode: &[&str], args: &[String]) -> String {
+        let mut shown = vec![self.shown(), "run".to_string()];
+        shown.extend(mode.iter().map(|m| m.to_string()));
+        let mut redact = false;
+        for arg in args {
+            if redact {
+                let key = arg.split('=').next().unwrap_or_default();
+                shown.push(format!("{key}=***"));
+            } else {
+                shown.push(if arg.contains(' ') { format!("'{arg}'") } else { arg.clone() });
+            }
+            redact = arg == "--env";
+        }
+        format!("$ {}", shown.join(" "))
+    }
+
+    /// Starts the container in the background; returns its id.
+    pub(crate) fn run_detached(&self, sh: &Shell, request: &RunRequest<'_>) -> Result<String> {
+        let args = self.run_args(request);
+        println!("{}", self.shown_run(&["--detach"], &args));
         if self.dry_run {
-            println!("$ {command}");
             return Ok(String::new());
         }
-        command.read().with_context(|| format!("cannot start a container of {}", request.image))
+        self.cmd(sh)
+            .args(["run", "--detach"])
+            .args(&args)
+            .quiet()
+            .read()
+            .with_context(|| format!("cannot start a container of {}", request.image))
+    }
+
+    /// Runs the container in the foreground, its output on ours (a terminal when ours is one), and removes it;
+    /// returns its exit code.
+    pub(crate) fn run_foreground(&self, request: &RunRequest<'_>) -> Result<i32> {
+        use std::io::IsTerminal;
+        let mut mode = vec!["--rm", "--interactive"];
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            mode.push("--tty");
+        }
+        let args = self.run_args(request);
+        println!("{}", self.shown_run(&mode, &args));
+        if self.dry_run {
+            return Ok(0);
+        }
+        let status = std::process::Command::new(&self.path)
+            .arg("run")
+            .args(&mode)
+            .args(&args)
+            .status()
+            .with_context(|| format!("cannot run {}", self.shown()))?;
+        Ok(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
     }
 
     /// The container's output so far (stdout and stderr), for error messages.

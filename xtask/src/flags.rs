@@ -82,6 +82,12 @@ pub(crate) struct Run {
     pub(crate) timeout_secs: u64,
     pub(crate) replace: bool,
     pub(crate) writable: bool,
+    /// `--env-file`: variables for the container, read by the engine (never printed, never in the image).
+    pub(crate) env_file: Option<PathBuf>,
+    /// `--volume SOURCE:PATH`, besides the named volumes of `tool.xtask.volumes`.
+    pub(crate) volumes: Vec<String>,
+    /// After `--`: a one-off command run in the image instead of the server.
+    pub(crate) command: Vec<String>,
     pub(crate) dry_run: bool,
 }
 
@@ -197,6 +203,17 @@ const RUN_TIMEOUT: Opt =
 const RUN_REPLACE: Opt =
     Opt::switch("replace", "replace a running container of the same name started by `cargo xtask run`");
 const RUN_WRITABLE: Opt = Opt::switch("writable", "do not make the container's root file system read-only");
+const RUN_ENV_FILE: Opt = Opt::value(
+    "env-file",
+    "FILE",
+    "pass the variables of FILE (KEY=VALUE lines) to the container, read by the engine (default: tool.xtask.env-file)",
+);
+const RUN_VOLUME: Opt = Opt::value(
+    "volume",
+    "SOURCE:PATH",
+    "mount a volume or host directory at PATH too (repeatable; tool.xtask.volumes get named volumes of their own)",
+)
+.short('v');
 
 const SERVER_PORT: Opt =
     Opt::value("port", "PORT", "listen on this port (default: tool.xtask.port, else 8080)").short('p');
@@ -271,15 +288,18 @@ const RUN: Task = Task {
     name: "run",
     summary: "build the image if needed and run it on 127.0.0.1, streaming logs",
     about: "\
-Builds the image as `cargo xtask image` does (nothing to do when it is up to date), then runs it:
+Builds the image as `cargo xtask image` does (nothing to do when it is up to date), runs the release step
+(tool.xtask.release, e.g. migrations) in a container of it and stops if that fails, then runs the server:
     docker run --detach --name <name> --publish 127.0.0.1:<port>:<tool.xtask.port> --read-only
-               --tmpfs /tmp --tmpfs /home/<user> <image>
+               --tmpfs /tmp --tmpfs /home/<user> --volume <name>-<path>:<path> ... <image>
 waits until GET <health-path> answers 200 (or prints the container's logs and fails after --timeout seconds),
 prints the URL and streams the logs. Ctrl-C (or SIGTERM) stops the container (SIGTERM, SIGKILL after 10
-seconds) and removes it. The root file system is read-only, as in production: the app may write to /tmp and
-its home only. A container of the same name left by an earlier `cargo xtask run` is replaced when it has
-stopped; a running one is an error unless --replace.",
-    positional: "",
+seconds) and removes it. The root file system is read-only, as in production: the app may write to /tmp, its
+home and tool.xtask.volumes, each a named volume kept from one run to the next. A container of the same name
+left by an earlier `cargo xtask run` is replaced when it has stopped; a running one is an error unless
+--replace. `cargo xtask run -- <command>...` runs a one-off command in the image instead (like `docker compose
+run`): the same environment, env file, volumes and user, no port, no release step; its exit code is ours.",
+    positional: "[-- COMMAND...]",
     options: &[
         APP,
         NAME,
@@ -289,6 +309,8 @@ stopped; a running one is an error unless --replace.",
         RUN_TIMEOUT,
         RUN_REPLACE,
         RUN_WRITABLE,
+        RUN_ENV_FILE,
+        RUN_VOLUME,
         PYTHON,
         PLATFORM,
         BASE_IMAGE,
@@ -439,6 +461,9 @@ fn command(task: &'static Task, m: &mut Matches) -> Result<Command> {
             timeout_secs: m.parse(&RUN_TIMEOUT)?.unwrap_or(60),
             replace: m.switch(&RUN_REPLACE),
             writable: m.switch(&RUN_WRITABLE),
+            env_file: m.path(&RUN_ENV_FILE),
+            volumes: m.values(&RUN_VOLUME),
+            command: std::mem::take(&mut m.rest),
             dry_run: m.switch(&DRY_RUN),
         }),
         "server" => Command::Server(Server {
@@ -843,7 +868,7 @@ mod tests {
         check(
             "run -p 9000 -e A=1 -e B=x=y --detach --timeout 5",
             expect![[
-                r#"Run(Run { settings: Overrides { app: None, name: None, python: None, platform: None, base_image: None }, engine: EngineFlags { engine: None, builder: None }, port: Some(9000), detach: true, env: [("A", "1"), ("B", "x=y")], timeout_secs: 5, replace: false, writable: false, dry_run: false })"#
+                r#"Run(Run { settings: Overrides { app: None, name: None, python: None, platform: None, base_image: None }, engine: EngineFlags { engine: None, builder: None }, port: Some(9000), detach: true, env: [("A", "1"), ("B", "x=y")], timeout_secs: 5, replace: false, writable: false, env_file: None, volumes: [], command: [], dry_run: false })"#
             ]],
         );
         check("run -e A", expect!["error: invalid value 'A' for --env: expected KEY=VALUE"]);

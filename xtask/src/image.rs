@@ -21,10 +21,11 @@ use crate::dockerfile;
 use crate::engine::{self, BuildRequest, Engine, ImageInfo};
 use crate::flags::{EngineFlags, Image, Overrides};
 use crate::gen::{self, Mode, Outcome};
-use crate::paths;
+use crate::project_wheel::{self, ProjectWheel};
 use crate::settings;
 use crate::sha256::Sha256;
 use crate::wheels::{self, Target, Wheelhouse};
+use crate::{inventory, paths};
 
 /// Label and build argument names the Dockerfile declares.
 const BUILD_ARGS: [&str; 4] = ["BASE_IMAGE", "REVISION", "CREATED", "SOURCE"];
@@ -115,6 +116,16 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     };
     let target = Target::new(&config, facts.as_ref())?;
     let wheelhouse = wheels::ensure(sh, &config, &selection, &target, dry_run)?;
+    // The project's own wheel, and what all of them hold: checked against the settings before any build.
+    let project = if dry_run { None } else { project_wheel::write(&config, &paths::project_wheel_dir(&state))? };
+    if !dry_run {
+        let mut all: Vec<(PathBuf, String)> =
+            wheelhouse.files.iter().map(|(name, sha256)| (wheelhouse.dir.join(name), sha256.clone())).collect();
+        all.extend(project.iter().map(|p| (p.path.clone(), p.sha256.clone())));
+        let environment = target.marker_environment();
+        let inventory = inventory::read(sh, &wheels::host_python()?, &all, &environment, &paths::inventory(&state))?;
+        inventory::check(&config, &inventory)?;
+    }
     steps.done("wheels", if wheelhouse.refreshed { "" } else { " (up to date)" });
 
     let (dockerfile, contents) = dockerfile::target(&settings)?;
@@ -125,7 +136,8 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             println!("dockerfile: would write {shown} (`cargo xtask dockerfile --dry-run` prints it)");
         }
     } else {
-        match gen::apply(&dockerfile, &contents, Mode::Write { force: options.force }, dockerfile::COMMAND)? {
+        let mode = Mode::Write { force: options.force };
+        match gen::apply(&dockerfile, &contents, mode, dockerfile::COMMAND, dockerfile::ELSEWHERE)? {
             Outcome::Written => println!("dockerfile: wrote {shown}"),
             _ => println!("dockerfile: {shown} is up to date"),
         }
@@ -137,7 +149,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         println!("context: would assemble {} (requirements.txt, wheels/, app/)", paths::display(&context_dir));
         None
     } else {
-        Some(assemble(&config, &wheelhouse, &context_dir)?)
+        Some(assemble(&config, &wheelhouse, project.as_ref(), &context_dir)?)
     };
     steps.done("context", "");
 
@@ -347,12 +359,30 @@ struct Wanted {
 
 /// Makes `dir` hold exactly the image's requirements, the wheelhouse and the included app files; copies only
 /// what changed.
-pub(crate) fn assemble(config: &Config, wheelhouse: &Wheelhouse, dir: &Path) -> Result<BuildContext> {
+pub(crate) fn assemble(
+    config: &Config,
+    wheelhouse: &Wheelhouse,
+    project: Option<&ProjectWheel>,
+    dir: &Path,
+) -> Result<BuildContext> {
     let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
-    wanted.insert(
-        dockerfile::CONTEXT_REQUIREMENTS.to_string(),
-        Wanted { source: wheelhouse.requirements.clone(), sha256: None },
-    );
+    // The image's requirements: the wheelhouse's, and the project's own wheel after them.
+    let requirements = match project {
+        None => wheelhouse.requirements.clone(),
+        Some(project) => {
+            let path = dir.with_extension("requirements.txt");
+            let mut text = std::fs::read_to_string(&wheelhouse.requirements)
+                .with_context(|| format!("cannot read {}", paths::display(&wheelhouse.requirements)))?;
+            text.push_str(&project.requirement);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                gen::write_atomic(&path, text.as_bytes())?;
+            }
+            let wheel = format!("{}/{}", dockerfile::CONTEXT_WHEELS, project.file_name);
+            wanted.insert(wheel, Wanted { source: project.path.clone(), sha256: Some(project.sha256.clone()) });
+            path
+        }
+    };
+    wanted.insert(dockerfile::CONTEXT_REQUIREMENTS.to_string(), Wanted { source: requirements, sha256: None });
     for (name, sha256) in &wheelhouse.files {
         wanted.insert(
             format!("{}/{name}", dockerfile::CONTEXT_WHEELS),
@@ -414,13 +444,14 @@ pub(crate) fn assemble(config: &Config, wheelhouse: &Wheelhouse, dir: &Path) -> 
         manifest.push((rel.clone(), mode, sha256));
     }
     gen::write_atomic(&cache_path, new_cache.as_bytes())?;
+    let wheels = wheelhouse.files.len() + usize::from(project.is_some());
     println!(
         "context: {} holds {} files ({}): requirements.txt, {} wheels, {} app files ({copied} copied, {removed} removed)",
         paths::display(dir),
         manifest.len(),
         megabytes(bytes),
-        wheelhouse.files.len(),
-        manifest.len() - 1 - wheelhouse.files.len(),
+        wheels,
+        manifest.len() - 1 - wheels,
     );
     Ok(BuildContext { manifest })
 }

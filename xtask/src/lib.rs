@@ -4,6 +4,7 @@
 
 mod bench;
 pub mod config;
+mod detect;
 pub mod dockerfile;
 mod doctor;
 pub mod engine;
@@ -12,12 +13,14 @@ pub mod flags;
 pub mod gen;
 mod image;
 mod init;
+mod inventory;
 mod markers;
 mod path_deps;
 pub mod paths;
 mod pep440;
 mod pip;
 mod poetry;
+mod project_wheel;
 mod pytest;
 pub mod run;
 mod server;
@@ -61,17 +64,17 @@ fn try_main() -> Result<ExitCode> {
     };
     let sh = Shell::new()?;
     sh.change_dir(paths::workspace_root());
+    let done = |()| ExitCode::SUCCESS;
     match command {
-        Command::Image(flags) => flags.run(&sh),
+        Command::Image(flags) => flags.run(&sh).map(done),
         Command::Run(flags) => flags.run(&sh),
-        Command::Server(flags) => flags.run(&sh),
-        Command::Test(flags) => flags.run(&sh),
-        Command::Export(flags) => flags.run(&sh),
-        Command::Wheels(flags) => flags.run(&sh),
-        Command::Dockerfile(flags) => flags.run(&sh),
-        Command::Init(flags) => flags.run(&sh),
-        Command::Doctor(flags) => flags.run(&sh),
-        Command::Bench(flags) => flags.run(&sh),
-    }?;
-    Ok(ExitCode::SUCCESS)
+        Command::Server(flags) => flags.run(&sh).map(done),
+        Command::Test(flags) => flags.run(&sh).map(done),
+        Command::Export(flags) => flags.run(&sh).map(done),
+        Command::Wheels(flags) => flags.run(&sh).map(done),
+        Command::Dockerfile(flags) => flags.run(&sh).map(done),
+        Command::Init(flags) => flags.run(&sh).map(done),
+        Command::Doctor(flags) => flags.run(&sh).map(done),
+        Command::Bench(flags) => flags.run(&sh).map(done),
+    }
 }

@@ -51,6 +51,16 @@ pub(crate) fn base_image_facts(state: &Path) -> PathBuf {
     state.join("base-image.txt")
 }
 
+/// What the image's wheels hold (`inventory.rs`), kept for the same wheels.
+pub(crate) fn inventory(state: &Path) -> PathBuf {
+    state.join("inventory.txt")
+}
+
+/// The project's own wheel (`project_wheel.rs`).
+pub(crate) fn project_wheel_dir(state: &Path) -> PathBuf {
+    state.join("project")
+}
+
 pub(crate) fn state_dockerfile(state: &Path) -> PathBuf {
     state.join("Dockerfile")
 }

@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -20,14 +22,14 @@ use crate::image::{self, BuildOptions};
 const STOP_TIMEOUT: u32 = 10;
 
 impl Run {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    /// Exits with the one-off command's code, or 0 once the server stopped.
+    pub(crate) fn run(self, sh: &Shell) -> Result<ExitCode> {
         run(sh, &self)
     }
 }
 
-fn run(sh: &Shell, flags: &Run) -> Result<()> {
+fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
     let timeout = Duration::from_secs(flags.timeout_secs);
-    let env = &flags.env;
     // Catch the signals before anything starts, so that none is lost in between.
     let mut signals = crate::signals::catch_stop_signals()?;
 
@@ -44,27 +46,59 @@ fn run(sh: &Shell, flags: &Run) -> Result<()> {
     let engine = &built.engine;
     let port = flags.port.unwrap_or(config.port);
     let name = container_name(&config.name);
-    if !engine.dry_run {
-        clear_the_way(sh, engine, &name, &config.name, flags.replace)?;
-        crate::server::ensure_port_free(port, "run")?;
-    }
+    let env_file = env_file(config, flags.env_file.as_deref())?;
     let home = dockerfile::home_dir(config);
     let tmpfs = ["/tmp".to_string(), engine.private_tmpfs(&home, config.uid)];
     let labels = [(engine::RUN_LABEL.to_string(), config.name.clone())];
     let read_only = !flags.writable;
     let image = if engine.dry_run { built.tag.clone() } else { built.id.clone() };
-    let request = RunRequest {
+    let mut volumes: Vec<String> =
+        config.volumes.iter().map(|path| format!("{}:{path}", volume_name(&name, path))).collect();
+    volumes.extend(flags.volumes.iter().cloned());
+    let server = RunRequest {
         name: &name,
         image: &image,
         labels: &labels,
-        publish: (port, config.port),
+        publish: Some((port, config.port)),
         read_only,
         tmpfs: if read_only { &tmpfs } else { &[] },
-        env,
+        volumes: &volumes,
+        env: &flags.env,
+        env_file: env_file.as_deref(),
+        command: &[],
     };
-    engine.run_detached(sh, &request)?;
+
+    // A one-off command: in the foreground, like the server's container but without its port.
+    if !flags.command.is_empty() {
+        let one_off = format!("{name}-run-{}", std::process::id());
+        let code =
+            engine.run_foreground(&RunRequest { name: &one_off, publish: None, command: &flags.command, ..server })?;
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
+
+    if !engine.dry_run {
+        clear_the_way(sh, engine, &name, &config.name, flags.replace)?;
+        crate::server::ensure_port_free(port, "run")?;
+    }
+    // The release step, before the server: the same image, environment and volumes.
+    if !config.release.is_empty() {
+        println!("run: the release step first: {}", config.release.join(" "));
+        let release = format!("{name}-release");
+        let code =
+            engine.run_foreground(&RunRequest { name: &release, publish: None, command: &config.release, ..server })?;
+        if let Some(signal) = signals.pending().next() {
+            bail!("{} received during the release step: the server was not started", crate::signals::name(signal));
+        }
+        if code != 0 {
+            bail!(
+                "the release step `{}` failed with exit code {code} (its output is above): the server was not started",
+                config.release.join(" ")
+            );
+        }
+    }
+    engine.run_detached(sh, &server)?;
     if engine.dry_run {
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let url = format!("http://127.0.0.1:{port}");
     println!("run: started container {name} of {} on {url}; waiting for {}", built.tag, config.health_path);
@@ -75,10 +109,37 @@ fn run(sh: &Shell, flags: &Run) -> Result<()> {
     println!("run: {url} answers (GET {} → 200)", config.health_path);
     if flags.detach {
         println!("run: left running; stop and remove it with `{} rm --force {name}`", engine.shown());
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     println!("run: logs follow; Ctrl-C stops and removes the container");
-    follow(sh, engine, &name, &mut signals)
+    follow(sh, engine, &name, &mut signals).map(|()| ExitCode::SUCCESS)
+}
+
+/// The env file for the container: `--env-file` (which must exist), else `tool.xtask.env-file` when the
+/// developer has that file (relative to the app).
+fn env_file(config: &Config, flag: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(file) = flag {
+        let path = std::env::current_dir()?.join(file);
+        if !path.is_file() {
+            bail!("--env-file {}: no such file", file.display());
+        }
+        return Ok(Some(path));
+    }
+    let Some(file) = &config.env_file else { return Ok(None) };
+    let path = config.app_dir.join(file);
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        println!("run: note: tool.xtask.env-file {file} is not there; running without it");
+        Ok(None)
+    }
+}
+
+/// The named volume `run` mounts at the data path `path` of the container `container`: `notes-data` for
+/// `/data`, kept from one run to the next (`docker volume rm` deletes it).
+pub(crate) fn volume_name(container: &str, path: &str) -> String {
+    let slug: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    container_name(&format!("{container}-{}", slug.join("-")))
 }
 
 /// The container's name: the image name, made valid for a container (`team/api` → `team-api`).
@@ -215,6 +276,12 @@ fn follow(sh: &Shell, engine: &Engine, name: &str, signals: &mut Signals) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_names() {
+        assert_eq!(volume_name("notes", "/data"), "notes-data");
+        assert_eq!(volume_name("site", "/var/lib/site/"), "site-var-lib-site");
+    }
 
     #[test]
     fn container_names() {

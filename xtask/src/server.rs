@@ -39,11 +39,26 @@ struct ServerCommand {
 }
 
 fn command(config: &Config, venv: &venv::Venv, port: u16, reload: bool) -> Result<ServerCommand> {
-    if reload && config.interface == Interface::Asgi {
-        let mut args = vec![config.app.clone(), "--reload".into()];
+    let Some(app) = config.app.clone() else {
+        bail!("{}", config.command_problem.as_deref().unwrap_or("tool.xtask.app is not set"));
+    };
+    let has_gunicorn = venv.dir.join("bin").join("gunicorn").is_file();
+    // Without gunicorn, an ASGI app runs under uvicorn alone, as in the image.
+    if config.interface == Interface::Asgi && (reload || !has_gunicorn) {
+        let (module, factory) = match app.strip_suffix("()") {
+            Some(name) => (name.to_string(), true),
+            None => (app.clone(), false),
+        };
+        let mut args = vec![module];
+        if factory {
+            args.push("--factory".into());
+        }
+        if reload {
+            args.push("--reload".into());
+        }
         // Watch the app's own packages only: by default uvicorn would poll every .py file under the app
         // directory, the virtualenv's thousands included.
-        for include in &config.include {
+        for include in config.include.iter().filter(|_| reload) {
             if config.app_dir.join(&include.source).is_dir() {
                 args.extend(["--reload-dir".into(), include.source.clone()]);
             }
@@ -63,7 +78,7 @@ fn command(config: &Config, venv: &venv::Venv, port: u16, reload: bool) -> Resul
     if reload {
         args.push("--reload".into());
     }
-    args.push(config.app.clone());
+    args.push(app);
     Ok(ServerCommand { program: venv.script("gunicorn", "gunicorn")?, args })
 }
 

@@ -55,7 +55,12 @@ impl Sha256 {
     }
 
     /// The digest as lowercase hex.
-    pub(crate) fn hex(mut self) -> String {
+    pub(crate) fn hex(self) -> String {
+        self.bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The digest.
+    pub(crate) fn bytes(mut self) -> [u8; 32] {
         let bits = self.length.wrapping_mul(8);
         let mut pad = vec![0x80u8];
         while (self.buffered + pad.len()) % 64 != 56 {
@@ -65,7 +70,11 @@ impl Sha256 {
         let length = self.length;
         self.update(&pad);
         self.length = length;
-        self.state.iter().map(|w| format!("{w:08x}")).collect()
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_mut(4).zip(self.state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        out
     }
 
     fn compress(&mut self, block: &[u8; 64]) {
@@ -99,6 +108,13 @@ impl Sha256 {
             *s = s.wrapping_add(v);
         }
     }
+}
+
+/// SHA-256 of `data`.
+pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::default();
+    h.update(data);
+    h.bytes()
 }
 
 /// SHA-256 of `data` as lowercase hex.

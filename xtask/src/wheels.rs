@@ -318,7 +318,7 @@ impl Target {
 
     /// The PEP 508 marker environment of the target (what `packaging.markers.default_environment()` gives inside
     /// the image, as far as it is known without running it).
-    fn marker_environment(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn marker_environment(&self) -> Vec<(&'static str, String)> {
         vec![
             ("implementation_name", "cpython".into()),
             ("implementation_version", self.python_full.clone()),
@@ -600,7 +600,7 @@ fn split_index_options(requirements: &str) -> (Vec<(String, String)>, String) {
 }
 
 /// The host's python3, which runs pip.
-fn host_python() -> Result<PathBuf> {
+pub(crate) fn host_python() -> Result<PathBuf> {
     which::which("python3").map_err(|_| {
         format_err!(
             "python3 is not on PATH: the wheelhouse is made with the host's pip (Debian: `apt-get install -y python3 \
