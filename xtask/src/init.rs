@@ -573,6 +573,133 @@ mod tests {
         out
     }
 
+    /// A repository whose root is a copy of the fixture app `name` (`xtask/tests/fixtures/apps/<name>`), as a
+    /// real app's repository is.
+    fn fixture_repo(name: &str) -> PathBuf {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap().flatten() {
+                let target = to.join(entry.file_name());
+                if entry.path().is_dir() {
+                    copy(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), target).unwrap();
+                }
+            }
+        }
+        let root = repo(&[]);
+        copy(&paths::workspace_root().join("xtask/tests/fixtures/apps").join(name), &root);
+        root
+    }
+
+    /// What init finds in each layout of a real app, and the settings it writes (the lines that depend on the
+    /// code: the callable, the command, the release step, the files beside the package, the data folders).
+    #[test]
+    fn reads_each_layout() {
+        let check = |name: &str, expect: Expect| {
+            let root = fixture_repo(name);
+            let plan = plan(&root, None).unwrap();
+            let mut out: String = plan
+                .report(true)
+                .lines()
+                .filter(|l| l.starts_with("found:") || l.starts_with("note:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let pyproject = plan.edits.iter().find(|e| e.display == "pyproject.toml").unwrap();
+            for line in pyproject.text.lines() {
+                let key = line.trim_start_matches("# ").split([' ', ':']).next().unwrap_or_default();
+                if ["port", "app", "command", "release", "include", "volumes", "dockerfile", "env-file"].contains(&key)
+                {
+                    out.push_str(&format!("{}\n", line.split("  # ").next().unwrap()));
+                }
+            }
+            std::fs::remove_dir_all(&root).unwrap();
+            expect.assert_eq(&out);
+        };
+        check(
+            "orders",
+            expect![[r#"
+            found: app = orders.app:app, made by FastAPI(...) at orders/app.py:14
+            found: include = templates (read by the app at orders/app.py:12)
+            # port = 8080
+            # app = "orders.app:app"
+            # command = ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "uvicorn.workers.UvicornWorker", "orders.app:app"]
+            # release = []
+            # include = ["orders", "templates"]
+            # volumes = []
+        "#]],
+        );
+        check(
+            "web-py",
+            expect![[r#"
+            found: app = web:app, made by FastAPI(...) at web.py:5
+            # port = 8080
+            # app = "web:app"
+            # command = ["uvicorn", "web:app", "--host", "0.0.0.0", "--port", "8080"]
+            # release = []
+            # include = ["web.py"]
+            # volumes = []
+        "#]],
+        );
+        check(
+            "flask-shop",
+            expect![[r#"
+            found: port = 8000, the port gunicorn's bind names (gunicorn.conf.py:4)
+            found: app = shop.wsgi:app, the wsgi_app of gunicorn's config (gunicorn.conf.py:3)
+            found: include = gunicorn.conf.py (gunicorn's config)
+            # port = 8000
+            # app = "shop.wsgi:app"
+            # command = ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "shop.wsgi:app"]
+            # release = []
+            # include = ["shop", "gunicorn.conf.py"]
+            # volumes = []
+        "#]],
+        );
+        check(
+            "django-site",
+            expect![[r#"
+            found: app = mysite.wsgi:application, made by get_wsgi_application() at mysite/wsgi.py:9 (also found: mysite.asgi:application)
+            found: include = manage.py (Django's manage.py)
+            found: volumes = /data (a SQLite database there, mysite/settings.py:29)
+            # port = 8080
+            # app = "mysite.wsgi:application"
+            # command = ["gunicorn", "--bind", "0.0.0.0:8080", "mysite.wsgi:application"]
+            # release = ["python", "manage.py", "migrate", "--noinput"]
+            # include = ["mysite", "manage.py"]
+            # volumes = ["/data"]
+        "#]],
+        );
+        check(
+            "notes",
+            expect![[r#"
+            found: app = notes.main:app, made by FastAPI(...) at notes/main.py:10
+            found: include = alembic.ini (alembic's config)
+            found: include = alembic (alembic's script_location, alembic.ini:5)
+            found: volumes = /data (a SQLite database there, notes/db.py:8)
+            # port = 8080
+            # app = "notes.main:app"
+            # command = ["uvicorn", "notes.main:app", "--host", "0.0.0.0", "--port", "8080"]
+            # release = ["alembic", "upgrade", "head"]
+            # include = ["notes", "alembic.ini", "alembic"]
+            # volumes = ["/data"]
+        "#]],
+        );
+    }
+
+    /// docker/Dockerfile of the app's own: init points the generated one elsewhere, live, and leaves theirs.
+    #[test]
+    fn an_apps_own_dockerfile_is_left_alone() {
+        let root = fixture_repo("web-py");
+        std::fs::create_dir_all(root.join("docker")).unwrap();
+        std::fs::write(root.join("docker/Dockerfile"), "FROM python:3.12\nCOPY . /app\n").unwrap();
+        let out = init(&root, None);
+        assert!(out.contains("note: docker/Dockerfile is your own"), "{out}");
+        let config = Config::read(&root).unwrap();
+        assert_eq!(config.dockerfile.as_deref(), Some("docker/Dockerfile.xtask"));
+        assert_eq!(std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap(), "FROM python:3.12\nCOPY . /app\n");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     const PYPROJECT: &str = r#"# The greeter service.
 [tool.poetry]
 name = "greeter"   # the distribution name

@@ -9,7 +9,7 @@ mod local;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use local::*;
@@ -17,72 +17,6 @@ use local::*;
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------------
-
-/// The docker client the tests use to look at images and containers.
-fn docker() -> Command {
-    Command::new("docker")
-}
-
-/// The base image for Python 3.11 (or 3.13), checked to exist: a clear failure, not a confusing one, when the
-/// machine is not set up.
-fn base_image(var: &str, default: &str) -> String {
-    let image = std::env::var(var).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string());
-    let output = docker()
-        .args(["image", "inspect", "--format", "{{.Id}}", &image])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run docker ({e}): install Docker (`bash .ci/setup` does)"));
-    assert!(
-        output.status.success(),
-        "the base image {image} is missing ({var}): `bash .ci/setup` builds the local stand-ins \
-         (or `bash .ci/base-image bookworm {image}`)\n{}",
-        text(&output)
-    );
-    image
-}
-
-fn base_311() -> String {
-    base_image("XTASK_TEST_BASE_IMAGE", "xtask-local/python:3.11-slim")
-}
-
-fn base_313() -> String {
-    base_image("XTASK_TEST_BASE_IMAGE_313", "xtask-local/python:3.13-slim")
-}
-
-/// `xtask <args>` without the caller's engine and base image settings.
-fn xtask_clean() -> Command {
-    let mut command = xtask();
-    for var in ["XTASK_ENGINE", "XTASK_BUILDER", "XTASK_BASE_IMAGE", "DOCKER_BUILDKIT"] {
-        command.env_remove(var);
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-fn run_xtask(args: &[&str]) -> (Output, Duration) {
-    let started = Instant::now();
-    let output = xtask_clean().args(args).output().unwrap();
-    (output, started.elapsed())
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The state directory of an image name (wheelhouse, context).
-fn state_dir(name: &str) -> PathBuf {
-    workspace().join("target/xtask/apps").join(name.replace('/', "+"))
-}
-
-/// Removes what an earlier run left: the state directory, the image's tags and containers. Tags only (no
-/// pruning): parallel builds may be reusing the layers underneath.
-fn clean(name: &str) {
-    let _ = std::fs::remove_dir_all(state_dir(name));
-    let _ = docker().args(["rm", "--force", name]).output();
-    let listed = docker().args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name]).output().unwrap();
-    for tag in stdout(&listed).lines().filter(|t| !t.is_empty()) {
-        let _ = docker().args(["rmi", "--no-prune", tag]).output();
-    }
-}
 
 fn inspect(image: &str, format: &str) -> String {
     let output = docker().args(["image", "inspect", "--format", format, image]).output().unwrap();
