@@ -97,6 +97,8 @@ pub struct Config {
     /// The port the server listens on, in the container and for `cargo xtask server`.
     pub port: u16,
     pub health_path: String,
+    /// Seconds the server gets to finish its requests when stopped (`tool.xtask.stop-timeout`).
+    pub stop_timeout: u32,
     /// The ASGI/WSGI callable, `module:attribute`: set, or found in the code (`detect`); `None` when neither.
     pub app: Option<String>,
     pub interface: Interface,
@@ -145,6 +147,7 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("platform", "string", "`linux/amd64`", "platform of the image and its wheels (`--platform`)"),
     ("port", "integer", "the port of `bind` in the gunicorn config, else `8080`", "port the server listens on, in the container and on the host"),
     ("health-path", "string", "`/health`", "path the HEALTHCHECK and `cargo xtask run` probe"),
+    ("stop-timeout", "integer", "`30` (gunicorn's graceful timeout)", "seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (`docker run --stop-timeout`, label `xtask.stop-timeout`: set Kubernetes' `terminationGracePeriodSeconds` to it)"),
     ("app", "string", "found in the code: `[tool.fastapi] entrypoint`, the gunicorn config's `wsgi_app`, else the module-level `app = FastAPI()` (Starlette, Litestar, Quart, Flask), `app = create_app()` of a factory that makes one, or Django's `application` in `wsgi.py`/`asgi.py`", "the ASGI/WSGI callable, `module:attribute`"),
     ("interface", "`\"asgi\"` or `\"wsgi\"`", "what the framework that makes `app` speaks; else `wsgi` if the project depends on Flask, Django, Bottle, Pyramid or Falcon and not on FastAPI, Starlette, Quart or Litestar; else `asgi`", "how the server speaks to the app"),
     ("gunicorn-config", "string", "`gunicorn.conf.py` or `gunicorn_config.py`, if the app has one", "gunicorn's config file, relative to the app"),
@@ -234,7 +237,17 @@ impl Config {
             None => meta.string("version")?.map(|v| image_tag_from(&v)).unwrap_or_else(|| "0.0.0".to_string()),
         };
         let python = match x.string("python")?.map(|p| p.parse::<PythonVersion>()) {
-            Some(Ok(p)) => p,
+            Some(Ok(p)) => {
+                if let Some((what, spec)) = meta.requires_python()? {
+                    if !python_allowed(&spec, p) {
+                        return Err(x.error(
+                            "python",
+                            format!("tool.xtask.python = \"{p}\" is not allowed by {what} = \"{spec}\": pick a Python the project supports"),
+                        ));
+                    }
+                }
+                p
+            }
             Some(Err(_)) => {
                 return Err(x.error("python", "tool.xtask.python must be a Python version X.Y, e.g. \"3.12\""))
             }
@@ -296,10 +309,28 @@ impl Config {
             }
         };
         let health_path = x.string("health-path")?.unwrap_or_else(|| "/health".to_string());
-        if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
-            return Err(x.error("health-path", "tool.xtask.health-path must be a URL path starting with '/'"));
+        if health_path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(x.error(
+                "health-path",
+                "tool.xtask.health-path must not contain spaces or control characters (percent-encode them)",
+            ));
+        }
+        if !health_path.starts_with('/') {
+            return Err(x.error(
+                "health-path",
+                format!("tool.xtask.health-path must be a URL path starting with '/', not {health_path:?}"),
+            ));
         }
 
+        let stop_timeout = match x.integer("stop-timeout")? {
+            None => DEFAULT_STOP_TIMEOUT,
+            Some(t) if (1..=3600).contains(&t) => t as u32,
+            Some(_) => {
+                return Err(
+                    x.error("stop-timeout", "tool.xtask.stop-timeout must be a number of seconds between 1 and 3600")
+                )
+            }
+        };
         let deps = meta.dependencies()?;
         let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|(d, _)| d == n));
         let callables = detect::callables(&code.sources);
@@ -371,7 +402,7 @@ impl Config {
                 None => (Vec::new(), Some(NO_APP.to_string())),
                 Some(app) => {
                     let gunicorn = gunicorn_config.as_deref().map(|c| (c, gunicorn_sets_worker));
-                    match servers.command(app, interface, gunicorn, port) {
+                    match servers.command(app, interface, gunicorn, port, stop_timeout) {
                         Ok(command) => (command, None),
                         Err(why) => (Vec::new(), Some(why)),
                     }
@@ -541,11 +572,14 @@ impl Config {
             Some(_) => return Err(x.error("uid", "tool.xtask.uid must be a positive integer (0 is root)")),
         };
         let workdir = x.string("workdir")?.unwrap_or_else(|| "/app".to_string());
-        if !workdir.starts_with('/')
-            || workdir.trim_end_matches('/').is_empty()
-            || workdir.contains(char::is_whitespace)
-        {
+        if !workdir.starts_with('/') || workdir.trim_end_matches('/').is_empty() {
             return Err(x.error("workdir", "tool.xtask.workdir must be an absolute path other than /, e.g. \"/app\""));
+        }
+        if workdir.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'\\$".contains(c)) {
+            return Err(x.error(
+                "workdir",
+                "tool.xtask.workdir must not contain spaces, quotes, backslashes or $ (it is a path in the Dockerfile)",
+            ));
         }
         let workdir = workdir.trim_end_matches('/').to_string();
 
@@ -564,6 +598,7 @@ impl Config {
             platform,
             port,
             health_path,
+            stop_timeout,
             app,
             interface,
             gunicorn_config,
@@ -615,6 +650,7 @@ impl Config {
             "platform" => self.platform.as_str().into(),
             "port" => i64::from(self.port).into(),
             "health-path" => self.health_path.as_str().into(),
+            "stop-timeout" => i64::from(self.stop_timeout).into(),
             "app" => match &self.app {
                 Some(app) => app.as_str().into(),
                 None => return String::new(),
@@ -741,6 +777,21 @@ impl Metadata<'_> {
     }
 
     /// The lowest Python `requires-python` or Poetry's `python` dependency allows.
+    /// `requires-python` (or Poetry's `python` dependency): where it is written and its text.
+    fn requires_python(&self) -> Result<Option<(&'static str, String)>> {
+        let requires =
+            self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
+                self.poetry
+                    .and_then(|p| p.get("dependencies"))
+                    .and_then(|d| d.get("python"))
+                    .map(|i| (i, "tool.poetry.dependencies.python"))
+            });
+        match requires {
+            Some((item, what)) => Ok(Some((what, string(self.file, item, what)?))),
+            None => Ok(None),
+        }
+    }
+
     fn python(&self) -> Result<PythonVersion> {
         let requires =
             self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
@@ -1177,6 +1228,9 @@ fn entry_points(
     Ok(out)
 }
 
+/// gunicorn's default graceful timeout: the seconds a server gets to finish its requests when stopped.
+const DEFAULT_STOP_TIMEOUT: u32 = 30;
+
 /// Why no command can be derived when no callable was found.
 const NO_APP: &str = "no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = \
     Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = \"module:attribute\"";
@@ -1217,13 +1271,15 @@ impl Servers {
     /// The command that serves `app` on `port` with the servers at hand: gunicorn when the project has it
     /// (with uvicorn workers for an ASGI app, unless its config sets a worker class), else the first of
     /// uvicorn, hypercorn, granian, daphne (ASGI) or granian, waitress, uvicorn (WSGI). `gunicorn` is the config
-    /// file and whether it sets `worker_class`. The bind is always given: it wins over the config's.
+    /// file and whether it sets `worker_class`. The bind is always given: it wins over the config's. The
+    /// graceful timeout is `stop_timeout` (a gunicorn config's own `graceful_timeout` is left to decide).
     fn command(
         &self,
         app: &str,
         interface: Interface,
         gunicorn: Option<(&str, bool)>,
         port: u16,
+        stop_timeout: u32,
     ) -> Result<Vec<String>, String> {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
         let port_text = port.to_string();
@@ -1239,6 +1295,9 @@ impl Servers {
                 c.extend(words(&["--config", config]));
             }
             c.extend(words(&["--bind", &bind]));
+            if gunicorn.is_none() {
+                c.extend(words(&["--graceful-timeout", &stop_timeout.to_string()]));
+            }
             if let Some(worker) = worker.filter(|_| !gunicorn.is_some_and(|(_, sets)| sets)) {
                 c.extend(words(&["--worker-class", worker]));
             }
@@ -1252,6 +1311,7 @@ impl Servers {
             }
             c.extend(words(extra));
             c.extend(words(&["--host", "0.0.0.0", "--port", &port_text]));
+            c.extend(words(&["--timeout-graceful-shutdown", &stop_timeout.to_string()]));
             c
         };
         let granian = |interface: &str| {
@@ -1386,6 +1446,17 @@ pub(crate) fn lowest_python(spec: &str) -> Option<PythonVersion> {
     })
 }
 
+/// Whether a `requires-python` (PEP 440) or Poetry python constraint allows some release of `python`.
+fn python_allowed(spec: &str, python: PythonVersion) -> bool {
+    let alternatives: Vec<&str> = spec.split("||").flat_map(|s| s.split(" or ")).collect();
+    alternatives.iter().any(|alt| {
+        (0u64..=99).any(|patch| {
+            let version = [u64::from(python.major), u64::from(python.minor), patch];
+            alt.split([',', ' ']).filter(|c| !c.trim().is_empty()).all(|clause| allows(clause.trim(), version))
+        })
+    })
+}
+
 fn allows(clause: &str, v: [u64; 3]) -> bool {
     let ops = ["~=", "==", "!=", ">=", "<=", ">", "<", "^", "~", "="];
     let (op, rest) =
@@ -1517,10 +1588,11 @@ mod tests {
             platform = "linux/amd64"
             port = 8080
             health-path = "/health"
+            stop-timeout = 30
             app = "app.main:app"
             interface = "asgi"
             gunicorn-config = 
-            command = ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "uvicorn.workers.UvicornWorker", "app.main:app"]
+            command = ["gunicorn", "--bind", "0.0.0.0:8080", "--graceful-timeout", "30", "--worker-class", "uvicorn.workers.UvicornWorker", "app.main:app"]
             release = 
             include = ["app"]
             volumes = []
@@ -1561,6 +1633,7 @@ mod tests {
             platform = "linux/arm64"
             port = 9000
             health-path = "/-/ready"
+            stop-timeout = 30
             app = "app.api:make()"
             interface = "wsgi"
             gunicorn-config = "conf/gunicorn.py"
@@ -1605,6 +1678,7 @@ mod tests {
             platform = "linux/amd64"
             port = 8080
             health-path = "/health"
+            stop-timeout = 30
             app = "greeter_web.wsgi:application"
             interface = "wsgi"
             gunicorn-config = "gunicorn.conf.py"
@@ -1709,15 +1783,23 @@ mod tests {
         check(
             fastapi,
             "\"fastapi\", \"gunicorn\", \"uvicorn\"",
-            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn.workers.UvicornWorker a.main:app"],
+            expect!["gunicorn --bind 0.0.0.0:8080 --graceful-timeout 30 --worker-class uvicorn.workers.UvicornWorker a.main:app"],
         );
         check(
             fastapi,
             "\"fastapi\", \"gunicorn\", \"Uvicorn_Worker>=0.2\"",
-            expect!["gunicorn --bind 0.0.0.0:8080 --worker-class uvicorn_worker.UvicornWorker a.main:app"],
+            expect!["gunicorn --bind 0.0.0.0:8080 --graceful-timeout 30 --worker-class uvicorn_worker.UvicornWorker a.main:app"],
         );
-        check(fastapi, "\"fastapi\", \"uvicorn[standard]\"", expect!["uvicorn a.main:app --host 0.0.0.0 --port 8080"]);
-        check(fastapi, "\"fastapi[standard]>=0.115\"", expect!["uvicorn a.main:app --host 0.0.0.0 --port 8080"]);
+        check(
+            fastapi,
+            "\"fastapi\", \"uvicorn[standard]\"",
+            expect!["uvicorn a.main:app --host 0.0.0.0 --port 8080 --timeout-graceful-shutdown 30"],
+        );
+        check(
+            fastapi,
+            "\"fastapi[standard]>=0.115\"",
+            expect!["uvicorn a.main:app --host 0.0.0.0 --port 8080 --timeout-graceful-shutdown 30"],
+        );
         check(fastapi, "\"fastapi\", \"hypercorn\"", expect!["hypercorn --bind 0.0.0.0:8080 a.main:app"]);
         check(
             fastapi,
@@ -1727,9 +1809,13 @@ mod tests {
         check(
             "def create_app():\n    return FastAPI()\n",
             "\"fastapi\", \"uvicorn\"",
-            expect!["uvicorn a.main:create_app --factory --host 0.0.0.0 --port 8080"],
+            expect!["uvicorn a.main:create_app --factory --host 0.0.0.0 --port 8080 --timeout-graceful-shutdown 30"],
         );
-        check("app = Flask(__name__)\n", "\"flask\", \"gunicorn\"", expect!["gunicorn --bind 0.0.0.0:8080 a.main:app"]);
+        check(
+            "app = Flask(__name__)\n",
+            "\"flask\", \"gunicorn\"",
+            expect!["gunicorn --bind 0.0.0.0:8080 --graceful-timeout 30 a.main:app"],
+        );
         check(
             "app = Flask(__name__)\n",
             "\"flask\", \"waitress\"",
@@ -1750,7 +1836,7 @@ mod tests {
     #[test]
     fn errors_point_at_the_value() {
         // Unknown keys.
-        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
+        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
         check_error(
             "health_path = \"/\"\n",
             expect!["app/pyproject.toml:13:1: unknown key tool.xtask.health_path; did you mean health-path?"],
@@ -1825,7 +1911,9 @@ mod tests {
         );
         check_error(
             "health-path = \"health\"\n",
-            expect!["app/pyproject.toml:13:15: tool.xtask.health-path must be a URL path starting with '/'"],
+            expect![[
+                r#"app/pyproject.toml:13:15: tool.xtask.health-path must be a URL path starting with '/', not "health""#
+            ]],
         );
         check_error(
             "app = \"app.main\"\n",
@@ -1880,6 +1968,24 @@ mod tests {
         check_error(
             "uid = 0\n",
             expect!["app/pyproject.toml:13:7: tool.xtask.uid must be a positive integer (0 is root)"],
+        );
+        check_error("workdir = \"/my app\"\n", expect!["app/pyproject.toml:13:11: tool.xtask.workdir must not contain spaces, quotes, backslashes or $ (it is a path in the Dockerfile)"]);
+        check_error("health-path = \"/he alth\"\n", expect!["app/pyproject.toml:13:15: tool.xtask.health-path must not contain spaces or control characters (percent-encode them)"]);
+        check_error(
+            "health-path = '\"/health\"'\n",
+            expect![[
+                r#"app/pyproject.toml:13:15: tool.xtask.health-path must be a URL path starting with '/', not "\"/health\"""#
+            ]],
+        );
+        check_error(
+            "python = \"3.8\"\n",
+            expect![[
+                r#"app/pyproject.toml:13:10: tool.xtask.python = "3.8" is not allowed by project.requires-python = ">=3.11,<3.14": pick a Python the project supports"#
+            ]],
+        );
+        check_error(
+            "stop-timeout = 0\n",
+            expect!["app/pyproject.toml:13:16: tool.xtask.stop-timeout must be a number of seconds between 1 and 3600"],
         );
         check_error(
             "workdir = \"/\"\n",

@@ -35,6 +35,15 @@ pub(crate) const CONTEXT_APP: &str = "app";
 /// Where the virtualenv lives in the image.
 pub const VENV: &str = "/opt/venv";
 
+/// The label that says how long an engine or orchestrator should wait after SIGTERM before it kills.
+pub(crate) const STOP_TIMEOUT_LABEL: &str = "xtask.stop-timeout";
+
+/// How long the engine waits after SIGTERM before it kills: the server's graceful timeout and 5 seconds for
+/// the server to exit after its last response.
+pub(crate) fn engine_stop_timeout(config: &Config) -> u32 {
+    config.stop_timeout + 5
+}
+
 /// The label that carries the release step (`tool.xtask.release`, exec form), for orchestrators and `run`.
 pub(crate) const RELEASE_LABEL: &str = "xtask.release";
 
@@ -122,9 +131,6 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     let mut labels = vec![
         format!("{oci}.title={}", quote_value("title", "", &config.project_name)?),
         format!("{oci}.version={}", quote_value("version", "", &config.version)?),
-        format!("{oci}.revision=\"${{REVISION}}\""),
-        format!("{oci}.created=\"${{CREATED}}\""),
-        format!("{oci}.source=\"${{SOURCE}}\""),
         format!("{oci}.base.name=\"${{BASE_IMAGE}}\""),
     ];
     for (key, value) in &config.labels {
@@ -133,6 +139,7 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
         }
         labels.push(format!("{key}={}", quote_value("tool.xtask.labels", key, value)?));
     }
+    labels.push(format!("{STOP_TIMEOUT_LABEL}=\"{}\"", engine_stop_timeout(config)));
     if !config.release.is_empty() {
         labels.push(format!("{RELEASE_LABEL}={}", quote_value("tool.xtask.release", "", &exec_form(&config.release))?));
     }
@@ -165,11 +172,13 @@ RUN python3 -m venv --without-pip {VENV} \
         --requirement /wheels/{CONTEXT_REQUIREMENTS}
 
 # Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
-# could not write it, so every start would compile it again), the user, the virtualenv and the app.
+# could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
+# passwd, mount: nothing the app could gain privileges through), the virtualenv and the app.
 FROM ${{BASE_IMAGE}}
 RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
     && groupadd --gid {uid} {user} \
-    && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user}{volumes}
+    && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user} \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {{}} +{volumes}
 COPY --from=builder {VENV} {VENV}
 WORKDIR {workdir}
 # The app's files (tool.xtask.include: {includes}), owned by root: the app cannot change them.
@@ -182,12 +191,9 @@ EXPOSE {port}
 USER {uid}:{uid}
 CMD {command}
 
-# Set by `cargo xtask image`: the commit, its time and the repository. Declared last, so that a new commit
-# changes only this metadata and rebuilds no layer.
+# The commit, its time and the repository are labels `cargo xtask image` gives the build (`--label`), when
+# it knows them: a new commit changes only this metadata and rebuilds no layer.
 ARG BASE_IMAGE
-ARG REVISION=""
-ARG CREATED=""
-ARG SOURCE=""
 LABEL {labels}
 "#,
         project = config.project_name,
@@ -304,11 +310,13 @@ workdir = "/srv/svc/"
                     --requirement /wheels/requirements.txt
 
             # Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
-            # could not write it, so every start would compile it again), the user, the virtualenv and the app.
+            # could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
+            # passwd, mount: nothing the app could gain privileges through), the virtualenv and the app.
             FROM ${BASE_IMAGE}
             RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
                 && groupadd --gid 4242 svc \
-                && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc
+                && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc \
+                && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
             COPY --from=builder /opt/venv /opt/venv
             WORKDIR /srv/svc
             # The app's files (tool.xtask.include: svc), owned by root: the app cannot change them.
@@ -326,21 +334,16 @@ workdir = "/srv/svc/"
             HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
                 CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9000/healthz?full=\\'1\\'', timeout=4).status != 200)"]
             USER 4242:4242
-            CMD ["gunicorn", "--bind", "0.0.0.0:9000", "svc.api:app"]
+            CMD ["gunicorn", "--bind", "0.0.0.0:9000", "--graceful-timeout", "30", "svc.api:app"]
 
-            # Set by `cargo xtask image`: the commit, its time and the repository. Declared last, so that a new commit
-            # changes only this metadata and rebuilds no layer.
+            # The commit, its time and the repository are labels `cargo xtask image` gives the build (`--label`), when
+            # it knows them: a new commit changes only this metadata and rebuilds no layer.
             ARG BASE_IMAGE
-            ARG REVISION=""
-            ARG CREATED=""
-            ARG SOURCE=""
             LABEL org.opencontainers.image.title="My Svc" \
                   org.opencontainers.image.version="2.0.1-local" \
-                  org.opencontainers.image.revision="${REVISION}" \
-                  org.opencontainers.image.created="${CREATED}" \
-                  org.opencontainers.image.source="${SOURCE}" \
                   org.opencontainers.image.base.name="${BASE_IMAGE}" \
-                  com.example.team="strings"
+                  com.example.team="strings" \
+                  xtask.stop-timeout="35"
         "##]]
         .assert_eq(&text);
         let err = quote_value("tool.xtask.env", "X", "a\nb").unwrap_err().to_string();

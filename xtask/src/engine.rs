@@ -145,6 +145,9 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 // The engine the tasks drive: which client, which builder, and the commands `image` and `run` need.
 // ---------------------------------------------------------------------------------------------------------
 
+/// The most processes a container of `run` may have: a server's workers and their threads, with room to spare.
+pub(crate) const PIDS_LIMIT: u32 = 512;
+
 /// The label that records what an image was built from (see `image.rs`).
 pub(crate) const FINGERPRINT_LABEL: &str = "xtask.fingerprint";
 /// The label on containers `cargo xtask run` starts: the image name they run.
@@ -255,6 +258,8 @@ pub(crate) struct RunRequest<'a> {
     pub(crate) env_file: Option<&'a Path>,
     /// Instead of the image's command.
     pub(crate) command: &'a [String],
+    /// Seconds the engine waits after SIGTERM before it kills the container (`docker stop` too).
+    pub(crate) stop_timeout: u32,
 }
 
 const IMAGE_FORMAT: &str =
@@ -424,7 +429,11 @@ impl Engine {
                 env.push(("DOCKER_BUILDKIT".to_string(), "1".to_string()));
                 args.push("--progress=plain".into());
             }
-            Builder::Legacy => env.push(("DOCKER_BUILDKIT".to_string(), "0".to_string())),
+            Builder::Legacy => {
+                env.push(("DOCKER_BUILDKIT".to_string(), "0".to_string()));
+                // A failed step's container goes too, not only those of the steps that worked.
+                args.push("--force-rm".into());
+            }
             // The OCI format drops HEALTHCHECK; the docker format keeps it.
             Builder::Buildah => args.extend(["--format".into(), "docker".into()]),
         }
@@ -533,6 +542,11 @@ impl Engine {
         if request.read_only {
             args.push("--read-only".to_string());
         }
+        // Defence in depth, as Docker's and Kubernetes' baseline ask: no capability (the app binds a port
+        // above 1024 as its own user), no gaining privileges through setuid files, a bound on processes.
+        args.extend(["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit"].map(String::from));
+        args.push(PIDS_LIMIT.to_string());
+        args.extend(["--stop-timeout".to_string(), request.stop_timeout.to_string()]);
         for mount in request.tmpfs {
             args.extend(["--tmpfs".to_string(), mount.clone()]);
         }

@@ -115,9 +115,24 @@ pub(crate) fn apply(path: &Path, contents: &str, mode: Mode, command: &str, else
 }
 
 /// Writes `contents` to `path` through a temporary file in the same directory and a rename, so that readers
-/// see the old file or the new one, never half of one; an interruption leaves the old file in place.
+/// see the old file or the new one, never half of one; an interruption leaves the old file in place. A
+/// symbolic link stays a link: its target is written. Something there that is not a regular file (a FIFO, a
+/// device, `/dev/stdout`) is written into, as a shell's `>` would: a rename would replace it.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let shown = paths::display(path);
+    let mut target = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&target) {
+            Ok(link) => target = target.parent().unwrap_or(Path::new("")).join(link),
+            Err(_) => break,
+        }
+    }
+    let path = target.as_path();
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+        let mut file =
+            std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("cannot open {shown}"))?;
+        return file.write_all(contents).with_context(|| format!("cannot write {shown}"));
+    }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", paths::display(dir)))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");

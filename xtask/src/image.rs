@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
 use xshell::Shell;
@@ -21,14 +21,12 @@ use crate::dockerfile;
 use crate::engine::{self, BuildRequest, Engine, ImageInfo};
 use crate::flags::{EngineFlags, Image, Overrides};
 use crate::gen::{self, Mode, Outcome};
+use crate::identity::{self, Identity};
 use crate::project_wheel::{self, ProjectWheel};
 use crate::settings;
 use crate::sha256::Sha256;
 use crate::wheels::{self, Target, Wheelhouse};
 use crate::{inventory, paths};
-
-/// Label and build argument names the Dockerfile declares.
-const BUILD_ARGS: [&str; 4] = ["BASE_IMAGE", "REVISION", "CREATED", "SOURCE"];
 
 impl Image {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
@@ -153,9 +151,12 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     };
     steps.done("context", "");
 
-    let build_args = build_args(&config, git.as_ref());
+    let build_args = vec![("BASE_IMAGE".to_string(), config.base_image.clone())];
+    let mut labels = commit_labels(git.as_ref());
     let fingerprint = match (&context, &base) {
-        (Some(context), Some(base)) => fingerprint(context, &contents, &base.id, &build_args, &config.platform),
+        (Some(context), Some(base)) => {
+            fingerprint(context, &contents, &base.id, &build_args, &labels, &config.platform)
+        }
         _ => String::new(),
     };
     let rebuild = options.always_build || options.no_cache;
@@ -168,7 +169,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         _ => {
             let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
-            let labels = vec![(engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone())];
+            labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
             let iidfile = state.join("image.id");
             let request = BuildRequest {
                 context: &context_dir,
@@ -328,16 +329,26 @@ fn without_credentials(url: &str) -> String {
     }
 }
 
-/// The build arguments the Dockerfile declares.
-fn build_args(config: &Config, git: Option<&Git>) -> Vec<(String, String)> {
-    let (revision, created, source) = match git {
-        Some(git) => {
-            let revision = if git.dirty { format!("{}-dirty", git.full) } else { git.full.clone() };
-            (revision, git.created.clone(), git.source.clone())
-        }
-        None => Default::default(),
-    };
-    BUILD_ARGS.iter().map(|k| k.to_string()).zip([config.base_image.clone(), revision, created, source]).collect()
+/// The OCI labels of the commit, given to the build (`--label`): they change the image's configuration, no
+/// layer. Only what is known: no revision or time outside git, and the source only when the remote is a URL
+/// others can reach (not a path on this machine).
+fn commit_labels(git: Option<&Git>) -> Vec<(String, String)> {
+    let Some(git) = git else { return Vec::new() };
+    let oci = "org.opencontainers.image";
+    let revision = if git.dirty { format!("{}-dirty", git.full) } else { git.full.clone() };
+    let mut labels = vec![(format!("{oci}.revision"), revision), (format!("{oci}.created"), git.created.clone())];
+    if is_remote_url(&git.source) {
+        labels.push((format!("{oci}.source"), git.source.clone()));
+    }
+    labels
+}
+
+/// `https://host/repo`, `ssh://...`, `git@host:org/repo`: a repository on another machine.
+fn is_remote_url(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((scheme, rest)) => scheme != "file" && !rest.is_empty() && !rest.starts_with('/'),
+        None => url.split_once(':').is_some_and(|(host, _)| host.contains('@') && !host.contains('/')),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -407,43 +418,53 @@ pub(crate) fn assemble(
         }
     }
 
-    // The hashes of unchanged sources are remembered between runs (by size and time).
+    // The hashes of sources and of what the context holds are remembered between runs, with the files'
+    // identities (size, times, inode): a file whose identity changed is hashed again, so the context follows
+    // the bytes, whatever the times say.
     let cache_path = dir.with_extension("stamp");
-    let cache = read_hash_cache(&cache_path);
+    let cache = ContextStamp::read(&cache_path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", paths::display(dir)))?;
     let removed = prune(dir, dir, &wanted)?;
     let mut copied = 0;
     let mut bytes = 0;
     let mut manifest = Vec::new();
-    let mut new_cache = String::new();
+    let mut new_cache = ContextStamp::default();
     for (rel, file) in &wanted {
         let meta = std::fs::metadata(&file.source).with_context(|| format!("cannot read {}", file.source.display()))?;
         let mode =
             if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 { 0o755 } else { 0o644 };
-        let mtime = meta.modified().with_context(|| format!("cannot read {}", file.source.display()))?;
-        let mtime_ns = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let identity = Identity::of(&meta);
+        let source_key = file.source.display().to_string();
+        let sha256 = match (&file.sha256, cache.sources.get(&source_key)) {
+            (Some(known), _) => known.clone(),
+            (None, Some((sha, recorded))) if identity.vouches(recorded, cache.written_ns) => sha.clone(),
+            (None, _) => wheels::sha256_file(&file.source)?,
+        };
         let dest = dir.join(rel);
-        let same = std::fs::metadata(&dest).is_ok_and(|d| {
-            d.is_file()
-                && d.len() == meta.len()
-                && d.modified().ok() == Some(mtime)
-                && std::os::unix::fs::PermissionsExt::mode(&d.permissions()) & 0o777 == mode
-        });
+        let held = std::fs::metadata(&dest)
+            .ok()
+            .filter(|d| d.is_file() && std::os::unix::fs::PermissionsExt::mode(&d.permissions()) & 0o777 == mode);
+        // The context is ours: what it holds is what was written there, as long as the file is the same one.
+        let same = match (held, cache.context.get(rel)) {
+            (Some(d), Some((sha, recorded))) => *sha == sha256 && Identity::of(&d) == *recorded,
+            _ => false,
+        };
         if !same {
+            let mtime = meta.modified().with_context(|| format!("cannot read {}", file.source.display()))?;
             copy_file(&file.source, &dest, mode, mtime)?;
+            // What the context holds is what was hashed (a source changed between the two is hashed again).
+            if file.sha256.is_none() && wheels::sha256_file(&dest)? != sha256 {
+                bail!("{} changed while it was copied into the context; run the command again", file.source.display());
+            }
             copied += 1;
         }
-        let cache_key = format!("{} {} {mtime_ns}", file.source.display(), meta.len());
-        let sha256 = match (&file.sha256, cache.get(&cache_key)) {
-            (Some(known), _) => known.clone(),
-            (None, Some(cached)) => cached.clone(),
-            (None, None) => wheels::sha256_file(&file.source)?,
-        };
-        new_cache.push_str(&format!("{sha256} {cache_key}\n"));
+        let held = Identity::read(&dest).with_context(|| format!("cannot read {}", paths::display(&dest)))?;
+        new_cache.sources.insert(source_key, (sha256.clone(), identity));
+        new_cache.context.insert(rel.clone(), (sha256.clone(), held));
         bytes += meta.len();
         manifest.push((rel.clone(), mode, sha256));
     }
-    gen::write_atomic(&cache_path, new_cache.as_bytes())?;
+    new_cache.write(&cache_path)?;
     let wheels = wheelhouse.files.len() + usize::from(project.is_some());
     println!(
         "context: {} holds {} files ({}): requirements.txt, {} wheels, {} app files ({copied} copied, {removed} removed)",
@@ -554,9 +575,43 @@ fn copy_file(source: &Path, dest: &Path, mode: u32, mtime: std::time::SystemTime
     Ok(())
 }
 
-fn read_hash_cache(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|l| l.split_once(' ')).map(|(sha, key)| (key.to_string(), sha.to_string())).collect()
+/// What the context's stamp records: the sha256 and identity of each source file and of each file the
+/// context holds, and when that was recorded (for the racy rule of `Identity::vouches`).
+#[derive(Debug, Default)]
+struct ContextStamp {
+    written_ns: i128,
+    sources: BTreeMap<String, (String, Identity)>,
+    context: BTreeMap<String, (String, Identity)>,
+}
+
+impl ContextStamp {
+    fn read(path: &Path) -> ContextStamp {
+        let mut stamp = ContextStamp::default();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for line in text.lines() {
+            let mut words = line.splitn(4, ' ');
+            match (words.next(), words.next(), words.next(), words.next()) {
+                (Some("written"), Some(ns), None, None) => stamp.written_ns = ns.parse().unwrap_or(0),
+                (Some(kind @ ("source" | "context")), Some(sha), Some(identity), Some(path)) => {
+                    let Some(identity) = Identity::parse(identity) else { continue };
+                    let map = if kind == "source" { &mut stamp.sources } else { &mut stamp.context };
+                    map.insert(path.to_string(), (sha.to_string(), identity));
+                }
+                _ => {}
+            }
+        }
+        stamp
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let mut text = format!("written {}\n", identity::now_ns());
+        for (kind, map) in [("source", &self.sources), ("context", &self.context)] {
+            for (path, (sha, identity)) in map {
+                text.push_str(&format!("{kind} {sha} {} {path}\n", identity.to_text()));
+            }
+        }
+        gen::write_atomic(path, text.as_bytes())
+    }
 }
 
 /// A checksum of everything the image is built from: the context's files (paths, modes, contents), the
@@ -566,10 +621,11 @@ fn fingerprint(
     dockerfile: &str,
     base_id: &str,
     build_args: &[(String, String)],
+    labels: &[(String, String)],
     platform: &str,
 ) -> String {
     let mut hasher = Sha256::default();
-    hasher.update(b"xtask image 2\n");
+    hasher.update(b"xtask image 3\n");
     for (path, mode, sha256) in &context.manifest {
         hasher.update(format!("file {path} {mode:o} {sha256}\n").as_bytes());
     }
@@ -578,6 +634,9 @@ fn fingerprint(
     hasher.update(format!("base {base_id}\nplatform {platform}\n").as_bytes());
     for (key, value) in build_args {
         hasher.update(format!("arg {key}={value}\n").as_bytes());
+    }
+    for (key, value) in labels {
+        hasher.update(format!("label {key}={value}\n").as_bytes());
     }
     format!("sha256:{}", hasher.hex())
 }
@@ -621,6 +680,17 @@ mod tests {
         assert_eq!(reusable(Some(&image), "sha256:g", false), None);
         assert_eq!(reusable(Some(&image), "", false), None);
         assert_eq!(reusable(None, "sha256:f", false), None);
+    }
+
+    #[test]
+    fn only_a_remote_is_a_source() {
+        assert!(is_remote_url("https://github.com/o/r.git"));
+        assert!(is_remote_url("git@github.com:o/r.git"));
+        assert!(is_remote_url("ssh://git@host/o/r"));
+        assert!(!is_remote_url("/srv/git/app.git"));
+        assert!(!is_remote_url("../app.git"));
+        assert!(!is_remote_url("file:///srv/git/app.git"));
+        assert!(!is_remote_url(""));
     }
 
     #[test]

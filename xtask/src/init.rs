@@ -619,27 +619,27 @@ mod tests {
         check(
             "orders",
             expect![[r#"
-            found: app = orders.app:app, made by FastAPI(...) at orders/app.py:14
-            found: include = templates (read by the app at orders/app.py:12)
-            # port = 8080
-            # app = "orders.app:app"
-            # command = ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "uvicorn.workers.UvicornWorker", "orders.app:app"]
-            # release = []
-            # include = ["orders", "templates"]
-            # volumes = []
-        "#]],
+                found: app = orders.app:app, made by FastAPI(...) at orders/app.py:14
+                found: include = templates (read by the app at orders/app.py:12)
+                # port = 8080
+                # app = "orders.app:app"
+                # command = ["gunicorn", "--bind", "0.0.0.0:8080", "--graceful-timeout", "30", "--worker-class", "uvicorn.workers.UvicornWorker", "orders.app:app"]
+                # release = []
+                # include = ["orders", "templates"]
+                # volumes = []
+            "#]],
         );
         check(
             "web-py",
             expect![[r#"
-            found: app = web:app, made by FastAPI(...) at web.py:5
-            # port = 8080
-            # app = "web:app"
-            # command = ["uvicorn", "web:app", "--host", "0.0.0.0", "--port", "8080"]
-            # release = []
-            # include = ["web.py"]
-            # volumes = []
-        "#]],
+                found: app = web:app, made by FastAPI(...) at web.py:5
+                # port = 8080
+                # app = "web:app"
+                # command = ["uvicorn", "web:app", "--host", "0.0.0.0", "--port", "8080", "--timeout-graceful-shutdown", "30"]
+                # release = []
+                # include = ["web.py"]
+                # volumes = []
+            "#]],
         );
         check(
             "flask-shop",
@@ -658,31 +658,31 @@ mod tests {
         check(
             "django-site",
             expect![[r#"
-            found: app = mysite.wsgi:application, made by get_wsgi_application() at mysite/wsgi.py:9 (also found: mysite.asgi:application)
-            found: include = manage.py (Django's manage.py)
-            found: volumes = /data (a SQLite database there, mysite/settings.py:29)
-            # port = 8080
-            # app = "mysite.wsgi:application"
-            # command = ["gunicorn", "--bind", "0.0.0.0:8080", "mysite.wsgi:application"]
-            # release = ["python", "manage.py", "migrate", "--noinput"]
-            # include = ["mysite", "manage.py"]
-            # volumes = ["/data"]
-        "#]],
+                found: app = mysite.wsgi:application, made by get_wsgi_application() at mysite/wsgi.py:9 (also found: mysite.asgi:application)
+                found: include = manage.py (Django's manage.py)
+                found: volumes = /data (a SQLite database there, mysite/settings.py:29)
+                # port = 8080
+                # app = "mysite.wsgi:application"
+                # command = ["gunicorn", "--bind", "0.0.0.0:8080", "--graceful-timeout", "30", "mysite.wsgi:application"]
+                # release = ["python", "manage.py", "migrate", "--noinput"]
+                # include = ["mysite", "manage.py"]
+                # volumes = ["/data"]
+            "#]],
         );
         check(
             "notes",
             expect![[r#"
-            found: app = notes.main:app, made by FastAPI(...) at notes/main.py:10
-            found: include = alembic.ini (alembic's config)
-            found: include = alembic (alembic's script_location, alembic.ini:5)
-            found: volumes = /data (a SQLite database there, notes/db.py:8)
-            # port = 8080
-            # app = "notes.main:app"
-            # command = ["uvicorn", "notes.main:app", "--host", "0.0.0.0", "--port", "8080"]
-            # release = ["alembic", "upgrade", "head"]
-            # include = ["notes", "alembic.ini", "alembic"]
-            # volumes = ["/data"]
-        "#]],
+                found: app = notes.main:app, made by FastAPI(...) at notes/main.py:10
+                found: include = alembic.ini (alembic's config)
+                found: include = alembic (alembic's script_location, alembic.ini:5)
+                found: volumes = /data (a SQLite database there, notes/db.py:8)
+                # port = 8080
+                # app = "notes.main:app"
+                # command = ["uvicorn", "notes.main:app", "--host", "0.0.0.0", "--port", "8080", "--timeout-graceful-shutdown", "30"]
+                # release = ["alembic", "upgrade", "head"]
+                # include = ["notes", "alembic.ini", "alembic"]
+                # volumes = ["/data"]
+            "#]],
         );
     }
 
@@ -730,7 +730,7 @@ build-backend = "poetry.core.masonry.api"
             .cargo/config.toml (created):
               + [alias] xtask = "run --package xtask --"
             services/greeter/pyproject.toml (changed):
-              + [tool.xtask] with the 19 settings derived from the project, commented out
+              + [tool.xtask] with the 20 settings derived from the project, commented out
             .gitignore (changed):
               + /target/ (cargo's and this tool's build output)
             note: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute"
@@ -774,6 +774,7 @@ build-backend = "poetry.core.masonry.api"
             # platform = "linux/amd64"  # platform of the image and its wheels (--platform)
             # port = 8080  # port the server listens on, in the container and on the host
             # health-path = "/health"  # path the HEALTHCHECK and cargo xtask run probe
+            # stop-timeout = 30  # seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (docker run --stop-timeout, label xtask.stop-timeout: set Kubernetes' terminationGracePeriodSeconds to it)
             # app: not found in the code; set app = "module:attribute", the ASGI/WSGI callable, module:attribute
             # interface = "wsgi"  # how the server speaks to the app
             # release = []  # the release step: run by cargo xtask run in a container of the image before the server, e.g. migrations
@@ -836,7 +837,7 @@ build-backend = "poetry.core.masonry.api"
             .cargo/config.toml (changed):
               + [alias] xtask = "run --package xtask --"
             pyproject.toml (changed):
-              + 17 commented settings with their derived values in [tool.xtask]
+              + 18 commented settings with their derived values in [tool.xtask]
             note: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute"
             note: pyproject.toml has no poetry.lock next to it: run `poetry lock` there; the image is built from the lock
             Set up for the app at the repository root. Next: `cargo xtask image`, then commit these files, docker/Dockerfile and Cargo.lock.
@@ -877,6 +878,7 @@ build-backend = "poetry.core.masonry.api"
             # python = "3.12"  # Python of the image and its wheelhouse (--python)
             # base-image = "python:3.12-slim"  # base image of both stages (--base-image, env XTASK_BASE_IMAGE)
             # platform = "linux/amd64"  # platform of the image and its wheels (--platform)
+            # stop-timeout = 30  # seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (docker run --stop-timeout, label xtask.stop-timeout: set Kubernetes' terminationGracePeriodSeconds to it)
             # app: not found in the code; set app = "module:attribute", the ASGI/WSGI callable, module:attribute
             # interface = "asgi"  # how the server speaks to the app
             # release = []  # the release step: run by cargo xtask run in a container of the image before the server, e.g. migrations
@@ -963,7 +965,7 @@ build-backend = "poetry.core.masonry.api"
             &[(".venv/pyproject.toml", py), ("target/pyproject.toml", py)],
             expect!["found no Poetry project (a directory with pyproject.toml) in <repo>: pass --app DIR"],
         );
-        check(&[("pyproject.toml", "[tool.xtask]\nprot = 1\n[project]\nname = \"a\"\n")], expect!["<repo>/pyproject.toml:2:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
+        check(&[("pyproject.toml", "[tool.xtask]\nprot = 1\n[project]\nname = \"a\"\n")], expect!["<repo>/pyproject.toml:2:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod engine;
 mod export;
 pub mod flags;
 pub mod gen;
+mod identity;
 mod image;
 mod init;
 mod inventory;
@@ -68,7 +69,7 @@ fn try_main() -> Result<ExitCode> {
     match command {
         Command::Image(flags) => flags.run(&sh).map(done),
         Command::Run(flags) => flags.run(&sh),
-        Command::Server(flags) => flags.run(&sh).map(done),
+        Command::Server(flags) => flags.run(&sh),
         Command::Test(flags) => flags.run(&sh).map(done),
         Command::Export(flags) => flags.run(&sh).map(done),
         Command::Wheels(flags) => flags.run(&sh).map(done),

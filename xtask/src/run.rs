@@ -18,9 +18,6 @@ use crate::engine::{self, Engine, RunRequest};
 use crate::flags::Run;
 use crate::image::{self, BuildOptions};
 
-/// How long the container gets to stop after SIGTERM before the engine kills it.
-const STOP_TIMEOUT: u32 = 10;
-
 impl Run {
     /// Exits with the one-off command's code, or 0 once the server stopped.
     pub(crate) fn run(self, sh: &Shell) -> Result<ExitCode> {
@@ -66,6 +63,7 @@ fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
         env: &flags.env,
         env_file: env_file.as_deref(),
         command: &[],
+        stop_timeout: dockerfile::engine_stop_timeout(config),
     };
 
     // A one-off command: in the foreground, like the server's container but without its port.
@@ -87,7 +85,11 @@ fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
         let code =
             engine.run_foreground(&RunRequest { name: &release, publish: None, command: &config.release, ..server })?;
         if let Some(signal) = signals.pending().next() {
-            bail!("{} received during the release step: the server was not started", crate::signals::name(signal));
+            println!(
+                "run: {} received during the release step: the server was not started",
+                crate::signals::name(signal)
+            );
+            return Ok(crate::signals::exit_code(signal));
         }
         if code != 0 {
             bail!(
@@ -102,9 +104,16 @@ fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
     }
     let url = format!("http://127.0.0.1:{port}");
     println!("run: started container {name} of {} on {url}; waiting for {}", built.tag, config.health_path);
-    if let Err(e) = wait_healthy(sh, engine, config, &name, port, timeout, &mut signals) {
-        let _ = engine.remove(sh, &name);
-        return Err(e);
+    match wait_healthy(sh, engine, config, &name, port, timeout, &mut signals) {
+        Ok(None) => {}
+        Ok(Some(signal)) => {
+            engine.remove(sh, &name)?;
+            return Ok(crate::signals::exit_code(signal));
+        }
+        Err(e) => {
+            let _ = engine.remove(sh, &name);
+            return Err(e);
+        }
     }
     println!("run: {url} answers (GET {} → 200)", config.health_path);
     if flags.detach {
@@ -112,7 +121,7 @@ fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("run: logs follow; Ctrl-C stops and removes the container");
-    follow(sh, engine, &name, &mut signals).map(|()| ExitCode::SUCCESS)
+    follow(sh, engine, &name, server.stop_timeout, &mut signals)
 }
 
 /// The env file for the container: `--env-file` (which must exist), else `tool.xtask.env-file` when the
@@ -178,16 +187,16 @@ fn wait_healthy(
     port: u16,
     timeout: Duration,
     signals: &mut Signals,
-) -> Result<()> {
+) -> Result<Option<i32>> {
     let started = Instant::now();
     let mut last_check = Instant::now();
     loop {
         if let Some(signal) = signals.pending().next() {
             println!("run: {} received while waiting: removing {name}", crate::signals::name(signal));
-            bail!("interrupted before {name} answered");
+            return Ok(Some(signal));
         }
         if http_status(port, &config.health_path) == Some(200) {
-            return Ok(());
+            return Ok(None);
         }
         if last_check.elapsed() >= Duration::from_secs(1) {
             last_check = Instant::now();
@@ -227,30 +236,31 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Streams the container's logs until it stops by itself or a signal asks to stop it; then removes it.
-fn follow(sh: &Shell, engine: &Engine, name: &str, signals: &mut Signals) -> Result<()> {
+/// Streams the container's logs until it stops by itself (0) or a signal asks to stop it (128 + the signal);
+/// then removes it.
+fn follow(sh: &Shell, engine: &Engine, name: &str, stop_timeout: u32, signals: &mut Signals) -> Result<ExitCode> {
     let logs = engine.follow_logs(name)?;
-    let mut stopping = false;
+    let mut stopping = None;
     loop {
         if logs.try_wait()?.is_some() {
             break;
         }
         if let Some(signal) = signals.pending().next() {
-            if stopping {
+            if stopping.is_some() {
                 println!("run: {} received again: killing {name}", crate::signals::name(signal));
                 engine.remove(sh, name)?;
             } else {
                 println!(
-                    "run: {} received: stopping {name} (up to {STOP_TIMEOUT} seconds)",
+                    "run: {} received: stopping {name} (up to {stop_timeout} seconds)",
                     crate::signals::name(signal)
                 );
-                stopping = true;
+                stopping = Some(signal);
                 // The logs end when the container has stopped, showing its last lines.
                 let (sh_engine, container) = (engine.clone(), name.to_string());
                 std::thread::spawn(move || {
                     let sh = Shell::new().ok();
                     if let Some(sh) = sh {
-                        let _ = sh_engine.stop(&sh, &container, STOP_TIMEOUT);
+                        let _ = sh_engine.stop(&sh, &container, stop_timeout);
                     }
                 });
             }
@@ -260,13 +270,13 @@ fn follow(sh: &Shell, engine: &Engine, name: &str, signals: &mut Signals) -> Res
     let info = engine.container(sh, name)?;
     engine.remove(sh, name)?;
     match info {
-        Some(_) if stopping => {
+        Some(_) if stopping.is_some() => {
             println!("run: stopped and removed {name}");
-            Ok(())
+            Ok(stopping.map(crate::signals::exit_code).unwrap_or(ExitCode::SUCCESS))
         }
         Some(info) if info.exit_code == 0 => {
             println!("run: {name} exited; removed it");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Some(info) => bail!("the container {name} exited with code {} (logs above); removed it", info.exit_code),
         None => bail!("the container {name} disappeared (removed by someone else?)"),

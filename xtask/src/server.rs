@@ -6,6 +6,7 @@
 use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,7 @@ use crate::{paths, settings, venv};
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
-    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
+    pub(crate) fn run(self, sh: &Shell) -> Result<ExitCode> {
         let config = settings::resolve(&Overrides { app: self.app, ..Overrides::default() })?.config;
         let port = self.port.unwrap_or(config.port);
         ensure_port_free(port, "server")?;
@@ -82,7 +83,8 @@ fn command(config: &Config, venv: &venv::Venv, port: u16, reload: bool) -> Resul
     Ok(ServerCommand { program: venv.script("gunicorn", "gunicorn")?, args })
 }
 
-fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
+/// Serves until the server exits (0) or a signal stops it: then 128 + the signal, as a shell reports it.
+fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<ExitCode> {
     // Catch the signals before the server exists, so that none is lost in between.
     let mut signals = crate::signals::catch_stop_signals()?;
     println!("server: http://127.0.0.1:{port} (Ctrl-C stops it)");
@@ -129,7 +131,7 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
             sweep(pid);
             if status.success() {
                 println!("server: the server exited");
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             ensure_port_free(port, "server")?;
             bail!("the server exited with {status} (see its output above)");
@@ -138,7 +140,7 @@ fn serve(config: &Config, server: &ServerCommand, port: u16) -> Result<()> {
             println!("server: {} received: stopping the server (pid {pid})", crate::signals::name(signal));
             stop(&handle, pid, &mut signals)?;
             println!("server: stopped");
-            return Ok(());
+            return Ok(crate::signals::exit_code(signal));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -20,6 +20,12 @@ pub(crate) fn name(signal: i32) -> &'static str {
     }
 }
 
+/// The exit code of a task a signal stopped: 128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell
+/// reports a command a signal ended, so that no supervisor reads success.
+pub(crate) fn exit_code(signal: i32) -> std::process::ExitCode {
+    std::process::ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+}
+
 /// Sends `signal` (`TERM`, `KILL`, `INT`) to the process `pid` with the shell's `kill` (POSIX, no unsafe code);
 /// whether it was delivered.
 pub fn kill(pid: u32, signal: &str) -> bool {

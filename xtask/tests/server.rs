@@ -102,7 +102,8 @@ impl Server {
         self.signal(signal, whole_group);
         let status = self.wait_exit();
         let log = self.log();
-        assert!(status.success(), "xtask server exited with {status}\n{log}");
+        // As a shell reports a command a signal stopped: 130 after SIGINT, 143 after SIGTERM.
+        assert_eq!(status.code(), Some(128 + signal), "xtask server exited with {status}\n{log}");
         assert!(log.contains("server: stopped"), "{log}");
         assert!(!listening(self.port), "something still listens on {} after xtask exited\n{log}", self.port);
         let port = self.port.to_string();
