@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn container_names() {
-        assert_eq!(container_name("string-service"), "string-service");
+        assert_eq!(container_name("orders-api"), "orders-api");
         assert_eq!(container_name("registry.example.com/team/api"), "registry.example.com-team-api");
     }
 }
