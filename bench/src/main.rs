@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use xshell::Shell;
-use xtask::flags::{parse_tasks, Matches, Opt, Parsed, Program, Task};
+use xtask::flags::{parse_tasks, Matches, Opt, Parsed, Program, Task, ENGINE};
 
 /// `cargo xtask bench export`.
 #[derive(Debug)]
@@ -65,11 +65,6 @@ const BASE_IMAGE: Opt = Opt::value(
     "base-image",
     "IMAGE",
     "the base image of every build (default: $XTASK_BASE_IMAGE; required)",
-);
-const ENGINE: Opt = Opt::value(
-    "engine",
-    "ENGINE",
-    "docker (default), podman, or the path of a docker client, e.g. /usr/bin/docker (env XTASK_ENGINE)",
 );
 const BUILDER: Opt = Opt::value(
     "builder",

@@ -779,28 +779,23 @@ impl Metadata<'_> {
     /// The lowest Python `requires-python` or Poetry's `python` dependency allows.
     /// `requires-python` (or Poetry's `python` dependency): where it is written and its text.
     fn requires_python(&self) -> Result<Option<(&'static str, String)>> {
-        let requires =
-            self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
-                self.poetry
-                    .and_then(|p| p.get("dependencies"))
-                    .and_then(|d| d.get("python"))
-                    .map(|i| (i, "tool.poetry.dependencies.python"))
-            });
-        match requires {
+        match self.requires_python_item() {
             Some((item, what)) => Ok(Some((what, string(self.file, item, what)?))),
             None => Ok(None),
         }
     }
 
+    fn requires_python_item(&self) -> Option<(&Item, &'static str)> {
+        self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
+            self.poetry
+                .and_then(|p| p.get("dependencies"))
+                .and_then(|d| d.get("python"))
+                .map(|i| (i, "tool.poetry.dependencies.python"))
+        })
+    }
+
     fn python(&self) -> Result<PythonVersion> {
-        let requires =
-            self.project.and_then(|p| p.get("requires-python")).map(|i| (i, "project.requires-python")).or_else(|| {
-                self.poetry
-                    .and_then(|p| p.get("dependencies"))
-                    .and_then(|d| d.get("python"))
-                    .map(|i| (i, "tool.poetry.dependencies.python"))
-            });
-        let Some((item, what)) = requires else { return Ok(PythonVersion { major: 3, minor: 12 }) };
+        let Some((item, what)) = self.requires_python_item() else { return Ok(PythonVersion { major: 3, minor: 12 }) };
         let spec = string(self.file, item, what)?;
         lowest_python(&spec).ok_or_else(|| {
             self.file.error_at(
@@ -1104,7 +1099,7 @@ fn listing(names: &[String]) -> String {
 }
 
 /// PEP 503/685 name normalization: lowercase, runs of `-_.` become `-`.
-fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if "-_.".contains(c) {

@@ -175,7 +175,7 @@ const BASE_IMAGE: Opt = Opt::value(
     "IMAGE",
     "the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)",
 );
-const ENGINE: Opt = Opt::value(
+pub const ENGINE: Opt = Opt::value(
     "engine",
     "ENGINE",
     "docker (default), podman, or the path of a docker client, e.g. /usr/bin/docker (env XTASK_ENGINE)",

@@ -94,17 +94,7 @@ fn wheel(config: &Config) -> (String, Vec<u8>) {
 
 /// A distribution name as wheel file names spell it: runs of `-_.` become `_`, lowercase.
 fn escape(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if "-_.".contains(c) {
-            if !out.ends_with('_') {
-                out.push('_');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
+    crate::config::normalize(name).replace('-', "_")
 }
 
 /// URL-safe base64 without padding, as RECORD writes hashes.

@@ -127,7 +127,9 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             let rest = &code[i + "crate::".len()..];
             if let Some(group) = rest.strip_prefix('{') {
                 let group = &group[..group.find('}').unwrap_or(group.len())];
-                uses.extend(group.split(',').map(|part| part.trim().split("::").next().unwrap_or_default().to_string()));
+                uses.extend(
+                    group.split(',').map(|part| part.trim().split("::").next().unwrap_or_default().to_string()),
+                );
             } else {
                 uses.insert(rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect());
             }
