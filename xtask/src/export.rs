@@ -18,7 +18,8 @@ use xshell::Shell;
 use crate::config;
 use crate::flags::{Args, Opt, Task, APP};
 use crate::gen;
-use crate::markers::{self, canonicalize_name, FastMap, Marker, Recursion};
+use crate::markers::{self, canonicalize_name, Marker, Recursion};
+use crate::memo::FastMap;
 use crate::pep440;
 use crate::poetry::{self, Dependency, Lock, Package, PackageFile, Project, Source, MAIN_GROUP};
 

@@ -13,6 +13,7 @@ mod gen;
 mod image;
 mod init;
 mod markers;
+mod memo;
 mod path_deps;
 mod paths;
 mod pep440;

@@ -11,6 +11,7 @@ use crate::toml_tree::{Document, Node, Table, Value};
 use anyhow::{bail, format_err, Context, Result};
 
 use crate::markers::{self, canonicalize_name, MResult, Marker, Recursion};
+use crate::memo::{memo, FastMap, Memo};
 use crate::pep440::{self, Constraint as VersionConstraint, Version};
 use crate::sha256;
 
@@ -491,7 +492,7 @@ struct PythonVersions {
 
 thread_local! {
     static ANY_PYTHON: std::mem::ManuallyDrop<Rc<str>> = std::mem::ManuallyDrop::new(Rc::from("*"));
-    static PYTHON_VERSIONS: markers::Memo<markers::FastMap<String, Rc<PythonVersions>>> = markers::memo(Default::default());
+    static PYTHON_VERSIONS: Memo<FastMap<String, Rc<PythonVersions>>> = memo(Default::default());
 }
 
 /// `None` for an invalid constraint, an error for one that makes no marker.
@@ -522,7 +523,7 @@ struct MarkerFacts {
 }
 
 thread_local! {
-    static MARKER_FACTS: markers::Memo<markers::FastMap<Marker, Rc<MarkerFacts>>> = markers::memo(Default::default());
+    static MARKER_FACTS: Memo<FastMap<Marker, Rc<MarkerFacts>>> = memo(Default::default());
 }
 
 fn marker_facts(marker: &Marker) -> MResult<Rc<MarkerFacts>> {
