@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, format_err, Context, Result};
+use poetry_export::sha256::Sha256;
 use xshell::Shell;
 
 use crate::config::Config;
@@ -22,7 +23,6 @@ use crate::engine::{self, BuildRequest, Engine, ImageInfo};
 use crate::flags::{Args, Opt, Task, APP};
 use crate::gen::{self, Mode, Outcome};
 use crate::paths;
-use crate::sha256::Sha256;
 use crate::wheels::{self, Target, Wheelhouse, BASE_IMAGE_OPT, DRY_RUN_OPT, PLATFORM_OPT, PYTHON_OPT};
 
 pub(crate) const TASK: Task = Task {

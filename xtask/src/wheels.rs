@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, format_err, Context, Result};
+use poetry_export::sha256::Sha256;
+use poetry_export::{ExportRequest, SelectedPackage, Selection};
 use xshell::Shell;
 
 use crate::config::Config;
 use crate::engine::{self, Engine, ImageInfo};
-use crate::export::{self, ExportRequest, SelectedPackage, Selection};
+use crate::export;
 use crate::flags::{Args, Opt, Task, APP};
-use crate::sha256::Sha256;
 use crate::{gen, path_deps, paths, pip};
 
 pub(crate) const TASK: Task = Task {
@@ -1121,7 +1122,7 @@ fn add_hash(requirements: &str, package: &SelectedPackage, hash: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::poetry::PackageFile;
+    use poetry_export::PackageFile;
 
     fn target(python: (u32, u32), glibc: (u32, u32)) -> Target {
         Target {

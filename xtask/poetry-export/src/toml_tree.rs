@@ -3,8 +3,8 @@
 //! strings are spans of the text unless they contain escapes, and every value keeps its offset so that errors
 //! still say `path:line:col`. Lock files take a direct parser (`fast`); anything it does not read goes through
 //! `toml_parser` (the lexer `toml_edit` uses) without `toml_edit`'s formatting-preserving model, which is
-//! several times slower. Syntax errors are reported through `TomlFile`, so they read exactly like everywhere
-//! else in the tool.
+//! several times slower. Syntax errors are phrased by `toml_edit`, so they read exactly like those of every
+//! other TOML file the tool reads.
 
 use std::borrow::Cow;
 
@@ -13,8 +13,6 @@ use toml_parser::decoder::Encoding;
 use toml_parser::decoder::ScalarKind;
 use toml_parser::parser::EventReceiver;
 use toml_parser::{ErrorSink, ParseError, Raw, Source, Span};
-
-use crate::toml_file::{line_col, TomlFile};
 
 /// The end of a list.
 const NONE: u32 = u32::MAX;
@@ -438,7 +436,11 @@ impl<'a> Document<'a> {
             Ok(slots) => Ok(Document { text, display: display.to_string(), slots }),
             Err((at, message)) => {
                 // Let the formatting-preserving parser phrase the error like everywhere else.
-                TomlFile::parse(display, text.to_string())?;
+                if let Err(e) = toml_edit::Document::parse(text) {
+                    let (line, col) = line_col(text, e.span().map_or(0, |s| s.start));
+                    let message = e.message().trim_end().replace('\n', " ");
+                    bail!("{display}:{line}:{col}: invalid TOML: {message}");
+                }
                 let (line, col) = line_col(text, at);
                 Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"))
             }
@@ -460,6 +462,16 @@ impl<'a> Document<'a> {
     pub(crate) fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
         format_err!("{}: {message}", self.location(node))
     }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = text[line_start..offset].chars().count() + 1;
+    (line, col)
 }
 
 // ---------------------------------------------------------------------------------------------------------

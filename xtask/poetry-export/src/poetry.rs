@@ -1555,9 +1555,9 @@ fn content_hashes(
 /// One distribution file of a locked package: its name and `algorithm:hex` hash (or a bare hash in very
 /// old locks).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PackageFile {
-    pub(crate) file: String,
-    pub(crate) hash: String,
+pub struct PackageFile {
+    pub file: String,
+    pub hash: String,
 }
 
 /// A `PackageFile` as the lock's text has it.

@@ -13,7 +13,7 @@ const K: [u32; 64] = [
 ];
 
 /// An incremental SHA-256 hasher.
-pub(crate) struct Sha256 {
+pub struct Sha256 {
     state: [u32; 8],
     buffer: [u8; 64],
     buffered: usize,
@@ -32,7 +32,7 @@ impl Default for Sha256 {
 }
 
 impl Sha256 {
-    pub(crate) fn update(&mut self, mut data: &[u8]) {
+    pub fn update(&mut self, mut data: &[u8]) {
         self.length += data.len() as u64;
         if self.buffered > 0 {
             let take = (64 - self.buffered).min(data.len());
@@ -55,7 +55,7 @@ impl Sha256 {
     }
 
     /// The digest as lowercase hex.
-    pub(crate) fn hex(mut self) -> String {
+    pub fn hex(mut self) -> String {
         let bits = self.length.wrapping_mul(8);
         let mut pad = vec![0x80u8];
         while (self.buffered + pad.len()) % 64 != 56 {
@@ -102,7 +102,7 @@ impl Sha256 {
 }
 
 /// SHA-256 of `data` as lowercase hex.
-pub(crate) fn hex_digest(data: &[u8]) -> String {
+pub fn hex_digest(data: &[u8]) -> String {
     let mut h = Sha256::default();
     h.update(data);
     h.hex()

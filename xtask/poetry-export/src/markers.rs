@@ -1036,7 +1036,7 @@ impl fmt::Display for Marker {
 }
 
 /// PEP 503 normalization: lowercase, runs of `-`, `_`, `.` become one `-`.
-pub(crate) fn canonicalize_name(name: &str) -> String {
+pub fn canonicalize_name(name: &str) -> String {
     // Most names are canonical already: one copy, no pushing char by char.
     let b = name.as_bytes();
     let mut canonical = true;
