@@ -107,11 +107,8 @@ impl<'a> Slots<'a> {
         if t.start == DECODED {
             return self.decoded[t.len as usize].as_str();
         }
-        let (start, end) = (t.start as usize, t.start as usize + t.len as usize);
-        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(end));
-        // SAFETY: texts are made by `span` and the direct parser, inside `text` and at char boundaries.
-        // Unchecked: the checked slicing would run in the unoptimized `core` copy `cargo xtask` links.
-        unsafe { self.text.get_unchecked(start..end) }
+        // Texts are made by `span` and the direct parser, inside `text` and at char boundaries.
+        &self.text[t.start as usize..t.start as usize + t.len as usize]
     }
 
     /// The span of `s`, a slice of the text.
@@ -748,35 +745,19 @@ mod fast {
     }
 
     /// The first byte of `b` from `i` on that may need a look in a string delimited by `quote` (see
-    /// `special_bytes`), or the end: sixteen bytes at a time with SSE2 (every x86_64 has it), then eight.
+    /// `special_bytes`), or the end: sixteen bytes at a time (two words, independent), then eight, then one.
     fn skip_plain(b: &[u8], mut i: usize, quote: u8) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::*;
-            // SAFETY: SSE2 is part of x86_64; each load reads sixteen bytes inside the slice, unaligned.
-            unsafe {
-                // (Loaded, not `_mm_set1_epi8`: its generic helper would be an unoptimized call here.)
-                let splat = |byte: u8| _mm_loadu_si128([byte; 16].as_ptr().cast());
-                let (quote, backslash, space, delete) = (splat(quote), splat(b'\\'), splat(0x20), splat(0x7f));
-                while i + 16 <= b.len() {
-                    let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
-                    // Signed: bytes from 0x80 on are below 0x20 too (they need a look as well).
-                    let special = _mm_or_si128(
-                        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                        _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, delete)),
-                    );
-                    let mask = _mm_movemask_epi8(special) as u32;
-                    if mask != 0 {
-                        return i + mask.trailing_zeros() as usize;
-                    }
-                    i += 16;
-                }
+        let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap());
+        while let Some(chunk) = b.get(i..i + 16) {
+            let (low, high) = (special_bytes(word(&chunk[..8]), quote), special_bytes(word(&chunk[8..]), quote));
+            if low | high != 0 {
+                let special = if low != 0 { low.trailing_zeros() } else { 64 + high.trailing_zeros() };
+                return i + (special / 8) as usize;
             }
+            i += 16;
         }
-        while i + 8 <= b.len() {
-            // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
-            let w = u64::from_le(unsafe { b.as_ptr().add(i).cast::<u64>().read_unaligned() });
-            let special = special_bytes(w, quote);
+        if let Some(chunk) = b.get(i..i + 8) {
+            let special = special_bytes(word(chunk), quote);
             if special != 0 {
                 return i + (special.trailing_zeros() / 8) as usize;
             }
@@ -810,10 +791,8 @@ mod fast {
         }
         /// The text from `start` to the current position.
         fn cut(&self, start: usize) -> &'a str {
-            debug_assert!(self.s.is_char_boundary(start) && self.s.is_char_boundary(self.i));
-            // SAFETY: `start <= i <= len`, and the parser cuts only next to ASCII bytes (char boundaries).
-            // Unchecked: the checked slicing would run in the unoptimized `core` copy `cargo xtask` links.
-            unsafe { self.s.get_unchecked(start..self.i) }
+            // `start <= i <= len`, and the parser cuts only next to ASCII bytes (char boundaries).
+            &self.s[start..self.i]
         }
         fn eat(&mut self, c: u8) -> bool {
             if self.i < self.b.len() && self.b[self.i] == c {
@@ -1201,7 +1180,7 @@ lock-version = "2.0"
             "s = 'a long literal string with a \\ backslash and é non-ASCII characters in it'\n",
             "k = \"a long basic string with é non-ASCII characters, and a tab\there, past sixteen bytes\"\n",
         ];
-        for text in texts {
+        let agree = |text: &str| {
             let fast = fast::parse(text).unwrap_or_else(|| panic!("fast path gave up on {text:?}"));
             let full = Builder::parse(text).unwrap_or_else(|(at, m)| panic!("{text:?}: {at}: {m}"));
             let show = |s: &Slots<'_>| show_table(Table { slots: s, id: ROOT });
@@ -1213,6 +1192,21 @@ lock-version = "2.0"
                 v
             };
             assert_eq!(offsets(&fast), offsets(&full), "{text}");
+        };
+        for text in texts {
+            agree(text);
+        }
+        // Strings of every length up to 40 with a byte to look at in every position: the scan, sixteen and eight
+        // bytes at a time, must stop at the first one, near the end of the text too.
+        let specials = [("\"", "\\n"), ("\"", "é"), ("\"", "\t"), ("\"", "'"), ("'", "\\"), ("'", "\""), ("'", "é")];
+        for len in 0..40 {
+            for at in 0..len {
+                for (quote, special) in specials {
+                    let (before, after) = ("a".repeat(at), "b".repeat(len - at - 1));
+                    agree(&format!("s = {quote}{before}{special}{after}{quote}\n"));
+                    agree(&format!("s = {quote}{before}{special}{after}{quote}\nt = {quote}{after}{quote}\n"));
+                }
+            }
         }
         // Not handled by the fast path: the full parser takes these.
         for text in [
