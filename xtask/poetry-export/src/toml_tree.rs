@@ -171,20 +171,24 @@ impl<'a> Slots<'a> {
         None
     }
 
-    /// Whether the string `t` is `s` (lengths first: most keys differ in length).
+    /// Whether the string `t` is `s` (lengths first: most keys differ in length). Byte by byte, without slicing
+    /// the text: at opt-level 1 a `str` slice is a call.
     fn is(&self, t: Text, s: &str) -> bool {
-        if t.start != DECODED && t.len as usize != s.len() {
-            return false;
-        }
-        let (a, b) = (self.str(t).as_bytes(), s.as_bytes());
-        if a.len() != b.len() {
+        let s = s.as_bytes();
+        let (text, start, len) = if t.start == DECODED {
+            let decoded = self.decoded[t.len as usize].as_bytes();
+            (decoded, 0, decoded.len())
+        } else {
+            (self.text.as_bytes(), t.start as usize, t.len as usize)
+        };
+        if len != s.len() {
             return false;
         }
         let mut i = 0;
-        while i < a.len() && a[i] == b[i] {
+        while i < len && text[start + i] == s[i] {
             i += 1;
         }
-        i == a.len()
+        i == len
     }
 
     /// Adds a new table `key` to `parent`.
@@ -747,17 +751,17 @@ mod fast {
     /// The first byte of `b` from `i` on that may need a look in a string delimited by `quote` (see
     /// `special_bytes`), or the end: sixteen bytes at a time (two words, independent), then eight, then one.
     fn skip_plain(b: &[u8], mut i: usize, quote: u8) -> usize {
-        let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap());
-        while let Some(chunk) = b.get(i..i + 16) {
-            let (low, high) = (special_bytes(word(&chunk[..8]), quote), special_bytes(word(&chunk[8..]), quote));
+        while let Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) = b.get(i..i + 16) {
+            let low = special_bytes(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]), quote);
+            let high = special_bytes(u64::from_le_bytes([b8, b9, b10, b11, b12, b13, b14, b15]), quote);
             if low | high != 0 {
                 let special = if low != 0 { low.trailing_zeros() } else { 64 + high.trailing_zeros() };
                 return i + (special / 8) as usize;
             }
             i += 16;
         }
-        if let Some(chunk) = b.get(i..i + 8) {
-            let special = special_bytes(word(chunk), quote);
+        if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = b.get(i..i + 8) {
+            let special = special_bytes(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]), quote);
             if special != 0 {
                 return i + (special.trailing_zeros() / 8) as usize;
             }
