@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 
 use crate::config::PythonVersion;
 use crate::engine::Builder;
-use crate::export::ExportRequest;
+use poetry_export::ExportRequest;
 
 // ---------------------------------------------------------------------------------------------------------
 // The tasks' flags

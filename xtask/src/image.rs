@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
+use poetry_export::sha256::Sha256;
 use xshell::Shell;
 
 use crate::config::Config;
@@ -24,7 +25,6 @@ use crate::gen::{self, Mode, Outcome};
 use crate::identity::{self, Identity};
 use crate::project_wheel::{self, ProjectWheel};
 use crate::settings;
-use crate::sha256::Sha256;
 use crate::wheels::{self, Target, Wheelhouse};
 use crate::{inventory, paths};
 

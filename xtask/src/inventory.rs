@@ -13,7 +13,7 @@ use xshell::Shell;
 
 use crate::config::Config;
 use crate::gen;
-use crate::sha256::Sha256;
+use poetry_export::sha256::Sha256;
 
 /// The wheels' contents that `image` checks the settings against.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, format_err, Context, Result};
+use poetry_export::{canonicalize_name, sha256};
 use xshell::Shell;
 
-use crate::markers::canonicalize_name;
-use crate::{gen, paths, pip, sha256};
+use crate::{gen, paths, pip};
 
 /// One requirement of the exported requirements that names a local path.
 #[derive(Debug, Clone, PartialEq, Eq)]

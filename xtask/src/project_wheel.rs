@@ -14,7 +14,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::gen;
-use crate::sha256;
+use poetry_export::sha256;
 
 /// The project's wheel, written into the state directory.
 #[derive(Debug, Clone)]

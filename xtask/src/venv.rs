@@ -7,10 +7,11 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use anyhow::{bail, format_err, Context, Result};
+use poetry_export::ExportRequest;
 use xshell::{cmd, Shell};
 
 use crate::config::Config;
-use crate::export::{self, ExportRequest};
+use crate::export;
 use crate::toml_file::TomlFile;
 use crate::{gen, paths, pip};
 

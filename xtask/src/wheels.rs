@@ -19,14 +19,15 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, format_err, Context, Result};
+use poetry_export::sha256::Sha256;
+use poetry_export::{ExportRequest, SelectedPackage, Selection};
 use xshell::Shell;
 
 use crate::config::{Config, PythonVersion};
 use crate::engine::{Engine, ImageInfo};
-use crate::export::{self, ExportRequest, SelectedPackage, Selection};
+use crate::export;
 use crate::flags::Wheels;
 use crate::settings;
-use crate::sha256::Sha256;
 use crate::{gen, path_deps, paths, pip};
 
 /// The glibc assumed when the base image cannot be asked (no engine, or the image is not there yet): the
@@ -1075,7 +1076,7 @@ fn add_hash(requirements: &str, package: &SelectedPackage, hash: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::poetry::PackageFile;
+    use poetry_export::PackageFile;
 
     fn target(python: (u32, u32), glibc: (u32, u32)) -> Target {
         Target {

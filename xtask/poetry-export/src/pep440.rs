@@ -8,6 +8,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use crate::memo::{memo, FastMap, Memo};
+
 // ---------------------------------------------------------------------------------------------------------
 // Versions
 // ---------------------------------------------------------------------------------------------------------
@@ -1512,12 +1514,12 @@ pub(crate) fn parse_marker_constraint(s: &str) -> Option<Constraint> {
     cached_parse(&MARKER_CONSTRAINT_CACHE, s, true)
 }
 
-type ParseCache = crate::markers::Memo<crate::markers::FastMap<String, Option<Constraint>>>;
+type ParseCache = Memo<FastMap<String, Option<Constraint>>>;
 
 thread_local! {
     // Lock files repeat the same few constraints thousands of times (poetry-core caches these too).
-    static CONSTRAINT_CACHE: ParseCache = crate::markers::memo(Default::default());
-    static MARKER_CONSTRAINT_CACHE: ParseCache = crate::markers::memo(Default::default());
+    static CONSTRAINT_CACHE: ParseCache = memo(Default::default());
+    static MARKER_CONSTRAINT_CACHE: ParseCache = memo(Default::default());
 }
 
 fn cached_parse(cache: &'static std::thread::LocalKey<ParseCache>, s: &str, marker: bool) -> Option<Constraint> {

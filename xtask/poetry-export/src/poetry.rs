@@ -11,6 +11,7 @@ use crate::toml_tree::{Document, Node, Table, Value};
 use anyhow::{bail, format_err, Context, Result};
 
 use crate::markers::{self, canonicalize_name, MResult, Marker, Recursion};
+use crate::memo::{memo, FastMap, Memo};
 use crate::pep440::{self, Constraint as VersionConstraint, Version};
 use crate::sha256;
 
@@ -491,7 +492,7 @@ struct PythonVersions {
 
 thread_local! {
     static ANY_PYTHON: std::mem::ManuallyDrop<Rc<str>> = std::mem::ManuallyDrop::new(Rc::from("*"));
-    static PYTHON_VERSIONS: markers::Memo<markers::FastMap<String, Rc<PythonVersions>>> = markers::memo(Default::default());
+    static PYTHON_VERSIONS: Memo<FastMap<String, Rc<PythonVersions>>> = memo(Default::default());
 }
 
 /// `None` for an invalid constraint, an error for one that makes no marker.
@@ -522,7 +523,7 @@ struct MarkerFacts {
 }
 
 thread_local! {
-    static MARKER_FACTS: markers::Memo<markers::FastMap<Marker, Rc<MarkerFacts>>> = markers::memo(Default::default());
+    static MARKER_FACTS: Memo<FastMap<Marker, Rc<MarkerFacts>>> = memo(Default::default());
 }
 
 fn marker_facts(marker: &Marker) -> MResult<Rc<MarkerFacts>> {
@@ -1021,326 +1022,38 @@ impl Project {
         Project::from_file(dir, &file)
     }
 
+    /// The project as `poetry export` reads it from `file`, section by section; `dir` is where relative path
+    /// dependencies start.
     pub(crate) fn from_file(dir: &Path, file: &Document<'_>) -> Result<Project> {
-        let root = file.root();
-        let project = match root.get("project") {
-            Some(item) => Some(table_like(file, item, "[project]")?),
-            None => None,
-        };
-        let tool_poetry = match root.get("tool").and_then(|t| t.get("poetry")) {
-            Some(item) => Some(table_like(file, item, "[tool.poetry]")?),
-            None => None,
-        };
-        let dependency_groups = match root.get("dependency-groups") {
-            Some(item) => Some(table_like(file, item, "[dependency-groups]")?),
-            None => None,
-        };
-        let poetry_get = |key: &str| tool_poetry.and_then(|t| t.get(key));
-        let project_get = |key: &str| project.and_then(|t| t.get(key));
-
-        // Validation, as `Factory.validate` reports it.
-        let mut errors: Vec<String> = Vec::new();
-        if let Some(project) = project {
-            if project.get("name").is_none() {
-                errors.push("project must contain ['name'] properties".to_string());
-            }
-            for key in ["name", "version", "requires-python"] {
-                if let Some(item) = project.get(key) {
-                    if !item.is_str() {
-                        errors.push(format!("project.{key} must be string"));
-                    }
-                }
-            }
+        let pyproject = Pyproject::tables(dir, file)?;
+        pyproject.validate()?;
+        let requires_python = pyproject.requires_python()?;
+        let mut declared =
+            Declared { groups: Vec::new(), extras: Vec::new(), python_versions: requires_python.clone() };
+        let last_dependencies_nonempty = pyproject.read_project_dependencies(&mut declared)?;
+        if let Some(deps) = pyproject.poetry("dependencies") {
+            let i = declared.group_index(MAIN_GROUP);
+            pyproject.read_poetry_dependencies(&mut declared, i, deps, "tool.poetry.dependencies")?;
         }
-        let package_mode = match poetry_get("package-mode") {
-            Some(item) => {
-                item.as_bool().ok_or_else(|| file.error_at(item, "tool.poetry.package-mode must be true or false"))?
-            }
-            None => true,
-        };
-        if package_mode {
-            for key in ["name", "version"] {
-                let value = project_get(key).and_then(Node::as_str).or_else(|| poetry_get(key).and_then(Node::as_str));
-                if value.is_none_or(str::is_empty) {
-                    errors.push(format!("Either [project.{key}] or [tool.poetry.{key}] is required in package mode."));
-                }
-            }
+        pyproject.read_groups(&mut declared)?;
+        if let Some(deps) = pyproject.poetry("dev-dependencies") {
+            let i = declared.group_index("dev");
+            pyproject.read_poetry_dependencies(&mut declared, i, deps, "tool.poetry.dev-dependencies")?;
         }
-        if !errors.is_empty() {
-            let mut message = String::from("The Poetry configuration is invalid:\n");
-            for e in &errors {
-                message.push_str(&format!("  - {e}\n"));
-            }
-            bail!("{}", message.trim_end());
-        }
-
-        let name = project_get("name")
-            .and_then(Node::as_str)
-            .filter(|s| !s.is_empty())
-            .or_else(|| poetry_get("name").and_then(Node::as_str))
-            .unwrap_or("non-package-mode")
-            .to_string();
-
-        // Python
-        let requires_python = match project_get("requires-python") {
-            Some(item) => item_str(file, item, "project.requires-python")?.to_string(),
-            None => "*".to_string(),
-        };
-        let mut python_versions = requires_python.clone();
-
-        let mut groups: Vec<DependencyGroup> = Vec::new();
-        fn group_index(groups: &mut Vec<DependencyGroup>, name: &str) -> usize {
-            let canonical = canonicalize_name(name);
-            match groups.iter().position(|g| g.name == canonical) {
-                Some(i) => i,
-                None => {
-                    groups.push(DependencyGroup::new(name));
-                    groups.len() - 1
-                }
-            }
-        }
-        let mut extras: Vec<(String, Vec<String>)> = Vec::new();
-
-        // [project] dependencies and optional-dependencies
-        let dependencies = project_get("dependencies");
-        let optional_dependencies = project_get("optional-dependencies");
-        let has_optional = optional_dependencies.and_then(Node::as_table).is_some_and(|t| !t.is_empty());
-        // Python scoping in poetry-core: `dependencies` ends as the last extra's list.
-        let mut last_dependencies_nonempty = false;
-        if dependencies.is_some() || has_optional {
-            let dynamic = match project_get("dynamic") {
-                Some(item) => string_list(file, item, "project.dynamic")?,
-                None => Vec::new(),
-            };
-            let i = group_index(&mut groups, MAIN_GROUP);
-            groups[i].mixed_dynamic = dynamic.iter().any(|d| d == "dependencies" || d == "optional-dependencies");
-            if let Some(item) = dependencies {
-                let deps = string_list(file, item, "project.dependencies")?;
-                last_dependencies_nonempty = !deps.is_empty();
-                for d in deps {
-                    let dep = dependency_from_pep_508(&d, dir).map_err(|e| file.error_at(item, e))?;
-                    groups[i].add_dependency(dep);
-                }
-            }
-            if let Some(item) = optional_dependencies {
-                for (extra, reqs) in table_like(file, item, "project.optional-dependencies")?.iter() {
-                    let extra = canonicalize_name(extra);
-                    let reqs = string_list(file, reqs, "project.optional-dependencies")?;
-                    last_dependencies_nonempty = !reqs.is_empty();
-                    let mut names = Vec::new();
-                    for r in reqs {
-                        let mut dep = dependency_from_pep_508(&r, dir).map_err(|e| file.error_at(item, e))?;
-                        dep.optional = true;
-                        dep.in_extras = vec![extra.clone()];
-                        names.push(dep.name.clone());
-                        groups[i].add_dependency(dep);
-                    }
-                    extras.push((extra, names));
-                }
-            }
-        }
-
-        // [tool.poetry.dependencies]
-        let poetry_group_deps = |groups: &mut Vec<DependencyGroup>,
-                                 python_versions: &mut String,
-                                 group: usize,
-                                 deps: Node<'_>,
-                                 what: &str|
-         -> Result<()> {
-            let table = table_like(file, deps, what)?;
-            for (dep_name, spec) in table.iter() {
-                let specs = spec_items(spec);
-                for s in specs {
-                    if dep_name.eq_ignore_ascii_case("python") {
-                        if groups[group].name == MAIN_GROUP {
-                            if let Some(v) = s.as_str() {
-                                *python_versions = v.to_string();
-                            }
-                        }
-                        continue;
-                    }
-                    let dep = dependency_from_spec(dep_name, s, dir)
-                        .map_err(|e| file.error_at(spec, format!("{what}.{dep_name}: {e}")))?;
-                    groups[group].poetry_dependencies.push(dep);
-                }
-            }
-            Ok(())
-        };
-        if let Some(deps) = poetry_get("dependencies") {
-            let i = group_index(&mut groups, MAIN_GROUP);
-            poetry_group_deps(&mut groups, &mut python_versions, i, deps, "tool.poetry.dependencies")?;
-        }
-
-        // [dependency-groups] (PEP 735), then [tool.poetry.group.*]
-        let poetry_groups = match poetry_get("group") {
-            Some(item) => Some(table_like(file, item, "tool.poetry.group")?),
-            None => None,
-        };
-        let group_optional = |name: &str| -> Result<bool> {
-            let Some(pg) = poetry_groups else { return Ok(false) };
-            for (n, config) in pg.iter() {
-                if canonicalize_name(n) == canonicalize_name(name) {
-                    if let Some(item) = config.get("optional") {
-                        return item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"));
-                    }
-                }
-            }
-            Ok(false)
-        };
-        let mut includes: Vec<(String, Vec<String>)> = Vec::new();
-        if let Some(dg) = dependency_groups {
-            for (group_name, entries) in dg.iter() {
-                // `optional` only decides what `poetry install` installs; export checks its type.
-                group_optional(group_name)?;
-                groups.push(DependencyGroup::new(group_name));
-                let i = groups.len() - 1;
-                let array = entries
-                    .as_array()
-                    .ok_or_else(|| file.error_at(entries, format!("dependency-groups.{group_name} must be a list")))?;
-                let mut included = Vec::new();
-                for v in array {
-                    if let Some(s) = v.as_str() {
-                        let mut dep = dependency_from_pep_508(s, dir).map_err(|e| file.error_at(entries, e))?;
-                        dep.optional = false;
-                        groups[i].add_dependency(dep);
-                    } else if let Some(include) =
-                        v.as_table().and_then(|t| t.get("include-group")).and_then(|v| v.as_str())
-                    {
-                        included.push(include.to_string());
-                    }
-                }
-                includes.push((group_name.to_string(), included));
-            }
-        }
-        if let Some(pg) = poetry_groups {
-            for (group_name, config) in pg.iter() {
-                let config = table_like(file, config, &format!("tool.poetry.group.{group_name}"))?;
-                let i = match groups.iter().position(|g| g.name == canonicalize_name(group_name)) {
-                    Some(i) => i,
-                    None => {
-                        if let Some(item) = config.get("optional") {
-                            item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?;
-                        }
-                        groups.push(DependencyGroup::new(group_name));
-                        groups.len() - 1
-                    }
-                };
-                let included = match config.get("include-groups") {
-                    Some(item) => string_list(file, item, "include-groups")?,
-                    None => Vec::new(),
-                };
-                includes.push((group_name.to_string(), included));
-                if let Some(deps) = config.get("dependencies") {
-                    poetry_group_deps(
-                        &mut groups,
-                        &mut python_versions,
-                        i,
-                        deps,
-                        &format!("tool.poetry.group.{group_name}.dependencies"),
-                    )?;
-                }
-            }
-        }
-        for (group_name, included) in includes {
-            let i = groups.iter().position(|g| g.name == canonicalize_name(&group_name)).unwrap();
-            for inc in included {
-                let canonical = canonicalize_name(&inc);
-                if !groups.iter().any(|g| g.name == canonical) {
-                    bail!("Group '{group_name}' includes group '{inc}' which is not defined.");
-                }
-                if canonical == groups[i].name {
-                    bail!("Cannot include the dependency group to itself.");
-                }
-                if !groups[i].included.contains(&canonical) {
-                    groups[i].included.push(canonical);
-                }
-            }
-        }
-        if let Some(deps) = poetry_get("dev-dependencies") {
-            let i = group_index(&mut groups, "dev");
-            poetry_group_deps(&mut groups, &mut python_versions, i, deps, "tool.poetry.dev-dependencies")?;
-        }
-
-        // Extras from [tool.poetry.extras] when [project] declares no dependencies.
         if !last_dependencies_nonempty {
-            extras.clear();
-            if let Some(item) = poetry_get("extras") {
-                let main = groups.iter().position(|g| g.name == MAIN_GROUP);
-                for (extra_name, reqs) in table_like(file, item, "tool.poetry.extras")?.iter() {
-                    let extra = canonicalize_name(extra_name);
-                    let mut names = Vec::new();
-                    for req in string_list(file, reqs, "tool.poetry.extras")? {
-                        let req_name = canonicalize_name(&req);
-                        if let Some(main) = main {
-                            let group = &mut groups[main];
-                            let in_main_dependencies = !group.dependencies.is_empty();
-                            let deps = if in_main_dependencies {
-                                &mut group.dependencies
-                            } else {
-                                &mut group.poetry_dependencies
-                            };
-                            for dep in deps.iter_mut().filter(|d| d.name == req_name) {
-                                dep.in_extras.push(extra.clone());
-                                names.push(dep.name.clone());
-                            }
-                        }
-                    }
-                    extras.push((extra, names));
-                }
-            }
+            pyproject.read_poetry_extras(&mut declared)?;
         }
-
-        // Python constraint (ProjectPackage.python_versions)
-        let constraint_text =
-            if python_versions == "*" { "~2.7 || >=3.4".to_string() } else { python_versions.clone() };
-        let python_constraint = pep440::parse_marker_constraint(&constraint_text)
-            .ok_or_else(|| format_err!("{}: invalid Python constraint \"{python_versions}\"", file.display))?;
-        if requires_python != "*" {
-            let allowed = pep440::parse_marker_constraint(&requires_python)
-                .ok_or_else(|| format_err!("{}: invalid requires-python \"{requires_python}\"", file.display))?;
-            if !allowed.allows_all(&python_constraint) {
-                bail!(
-                    "The Python constraint in [tool.poetry.dependencies] \"{python_versions}\" is not a subset of \"requires-python\" in [project] \"{requires_python}\""
-                );
-            }
-        }
-
-        // Sources
-        let mut sources = Vec::new();
-        if let Some(item) = poetry_get("source") {
-            let array: Vec<Table<'_>> = item
-                .as_array()
-                .map(|a| a.filter_map(Node::as_table).collect())
-                .ok_or_else(|| file.error_at(item, "tool.poetry.source must be a list of tables"))?;
-            for t in array {
-                let name =
-                    t.get("name").and_then(Node::as_str).ok_or_else(|| file.error_at(item, "a source needs a name"))?;
-                let url = t.get("url").and_then(Node::as_str).unwrap_or("");
-                let priority = t.get("priority").and_then(Node::as_str).unwrap_or("primary").to_ascii_lowercase();
-                if !matches!(priority.as_str(), "primary" | "supplemental" | "explicit") {
-                    bail!(
-                        "The Poetry configuration is invalid:\n  - tool.poetry.source[{}].priority must be one of ['primary', 'supplemental', 'explicit']",
-                        sources.len()
-                    );
-                }
-                if name.eq_ignore_ascii_case("pypi") && !url.is_empty() {
-                    bail!("The PyPI repository cannot be configured with a custom url.");
-                }
-                if !name.eq_ignore_ascii_case("pypi") && url.is_empty() {
-                    bail!("Missing [url] in source {name:?}.");
-                }
-                sources.push(Source { name: name.to_string(), url: url.to_string(), priority });
-            }
-        }
-
-        let (content_hash, content_hash_without_groups) = content_hashes(project, tool_poetry, dependency_groups);
+        let python_constraint = python_constraint(file, &declared.python_versions, &requires_python)?;
+        let sources = pyproject.read_sources()?;
+        let (content_hash, content_hash_without_groups) =
+            content_hashes(pyproject.project, pyproject.tool_poetry, pyproject.dependency_groups);
         Ok(Project {
-            name,
+            name: pyproject.name(),
             python_constraint,
-            groups,
-            extras: extras.into_iter().map(|(e, _)| e).collect(),
+            groups: declared.groups,
+            extras: declared.extras.into_iter().map(|(e, _)| e).collect(),
             sources,
-            has_dev_dependencies: poetry_get("dev-dependencies").is_some(),
+            has_dev_dependencies: pyproject.poetry("dev-dependencies").is_some(),
             content_hash,
             content_hash_without_groups,
         })
@@ -1470,6 +1183,359 @@ impl Project {
     }
 }
 
+/// The tables of pyproject.toml that Poetry reads, with the file (for messages) and the project's directory.
+#[derive(Clone, Copy)]
+struct Pyproject<'f> {
+    file: &'f Document<'f>,
+    dir: &'f Path,
+    project: Option<Table<'f>>,
+    tool_poetry: Option<Table<'f>>,
+    dependency_groups: Option<Table<'f>>,
+}
+
+/// The dependency groups and extras read so far, and the Python constraint as declared.
+struct Declared {
+    groups: Vec<DependencyGroup>,
+    /// Extra names (normalized) and the names of the dependencies each one adds.
+    extras: Vec<(String, Vec<String>)>,
+    /// `[tool.poetry.dependencies] python`, else `requires-python`.
+    python_versions: String,
+}
+
+impl Declared {
+    /// The group named `name`, added when missing.
+    fn group_index(&mut self, name: &str) -> usize {
+        let canonical = canonicalize_name(name);
+        match self.groups.iter().position(|g| g.name == canonical) {
+            Some(i) => i,
+            None => {
+                self.groups.push(DependencyGroup::new(name));
+                self.groups.len() - 1
+            }
+        }
+    }
+}
+
+impl<'f> Pyproject<'f> {
+    fn tables(dir: &'f Path, file: &'f Document<'f>) -> Result<Pyproject<'f>> {
+        let root = file.root();
+        let table = |item: Option<Node<'f>>, what: &str| item.map(|item| table_like(file, item, what)).transpose();
+        Ok(Pyproject {
+            file,
+            dir,
+            project: table(root.get("project"), "[project]")?,
+            tool_poetry: table(root.get("tool").and_then(|t| t.get("poetry")), "[tool.poetry]")?,
+            dependency_groups: table(root.get("dependency-groups"), "[dependency-groups]")?,
+        })
+    }
+
+    /// `[tool.poetry] key`.
+    fn poetry(&self, key: &str) -> Option<Node<'f>> {
+        self.tool_poetry.and_then(|t| t.get(key))
+    }
+
+    /// `[project] key`.
+    fn project(&self, key: &str) -> Option<Node<'f>> {
+        self.project.and_then(|t| t.get(key))
+    }
+
+    /// Validation, as `Factory.validate` reports it.
+    fn validate(&self) -> Result<()> {
+        let file = self.file;
+        let mut errors: Vec<String> = Vec::new();
+        if let Some(project) = self.project {
+            if project.get("name").is_none() {
+                errors.push("project must contain ['name'] properties".to_string());
+            }
+            for key in ["name", "version", "requires-python"] {
+                if let Some(item) = project.get(key) {
+                    if !item.is_str() {
+                        errors.push(format!("project.{key} must be string"));
+                    }
+                }
+            }
+        }
+        let package_mode = match self.poetry("package-mode") {
+            Some(item) => {
+                item.as_bool().ok_or_else(|| file.error_at(item, "tool.poetry.package-mode must be true or false"))?
+            }
+            None => true,
+        };
+        if package_mode {
+            for key in ["name", "version"] {
+                let value =
+                    self.project(key).and_then(Node::as_str).or_else(|| self.poetry(key).and_then(Node::as_str));
+                if value.is_none_or(str::is_empty) {
+                    errors.push(format!("Either [project.{key}] or [tool.poetry.{key}] is required in package mode."));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            let mut message = String::from("The Poetry configuration is invalid:\n");
+            for e in &errors {
+                message.push_str(&format!("  - {e}\n"));
+            }
+            bail!("{}", message.trim_end());
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        self.project("name")
+            .and_then(Node::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.poetry("name").and_then(Node::as_str))
+            .unwrap_or("non-package-mode")
+            .to_string()
+    }
+
+    fn requires_python(&self) -> Result<String> {
+        Ok(match self.project("requires-python") {
+            Some(item) => item_str(self.file, item, "project.requires-python")?.to_string(),
+            None => "*".to_string(),
+        })
+    }
+
+    /// `[project] dependencies` and `optional-dependencies`, into the main group. Returns whether the last
+    /// list read was not empty (poetry-core's scoping: `dependencies` ends as the last extra's list).
+    fn read_project_dependencies(&self, declared: &mut Declared) -> Result<bool> {
+        let (file, dir) = (self.file, self.dir);
+        let dependencies = self.project("dependencies");
+        let optional_dependencies = self.project("optional-dependencies");
+        let has_optional = optional_dependencies.and_then(Node::as_table).is_some_and(|t| !t.is_empty());
+        let mut last_dependencies_nonempty = false;
+        if dependencies.is_none() && !has_optional {
+            return Ok(last_dependencies_nonempty);
+        }
+        let dynamic = match self.project("dynamic") {
+            Some(item) => string_list(file, item, "project.dynamic")?,
+            None => Vec::new(),
+        };
+        let i = declared.group_index(MAIN_GROUP);
+        let groups = &mut declared.groups;
+        groups[i].mixed_dynamic = dynamic.iter().any(|d| d == "dependencies" || d == "optional-dependencies");
+        if let Some(item) = dependencies {
+            let deps = string_list(file, item, "project.dependencies")?;
+            last_dependencies_nonempty = !deps.is_empty();
+            for d in deps {
+                let dep = dependency_from_pep_508(&d, dir).map_err(|e| file.error_at(item, e))?;
+                groups[i].add_dependency(dep);
+            }
+        }
+        if let Some(item) = optional_dependencies {
+            for (extra, reqs) in table_like(file, item, "project.optional-dependencies")?.iter() {
+                let extra = canonicalize_name(extra);
+                let reqs = string_list(file, reqs, "project.optional-dependencies")?;
+                last_dependencies_nonempty = !reqs.is_empty();
+                let mut names = Vec::new();
+                for r in reqs {
+                    let mut dep = dependency_from_pep_508(&r, dir).map_err(|e| file.error_at(item, e))?;
+                    dep.optional = true;
+                    dep.in_extras = vec![extra.clone()];
+                    names.push(dep.name.clone());
+                    groups[i].add_dependency(dep);
+                }
+                declared.extras.push((extra, names));
+            }
+        }
+        Ok(last_dependencies_nonempty)
+    }
+
+    /// A `[tool.poetry.dependencies]`-style table (`what` names it in messages) into group number `group`; its
+    /// `python` entry sets the Python constraint when the group is main.
+    fn read_poetry_dependencies(
+        &self,
+        declared: &mut Declared,
+        group: usize,
+        deps: Node<'_>,
+        what: &str,
+    ) -> Result<()> {
+        let file = self.file;
+        let table = table_like(file, deps, what)?;
+        for (dep_name, spec) in table.iter() {
+            let specs = spec_items(spec);
+            for s in specs {
+                if dep_name.eq_ignore_ascii_case("python") {
+                    if declared.groups[group].name == MAIN_GROUP {
+                        if let Some(v) = s.as_str() {
+                            declared.python_versions = v.to_string();
+                        }
+                    }
+                    continue;
+                }
+                let dep = dependency_from_spec(dep_name, s, self.dir)
+                    .map_err(|e| file.error_at(spec, format!("{what}.{dep_name}: {e}")))?;
+                declared.groups[group].poetry_dependencies.push(dep);
+            }
+        }
+        Ok(())
+    }
+
+    /// `[dependency-groups]` (PEP 735), then `[tool.poetry.group.*]`, then the groups they include.
+    fn read_groups(&self, declared: &mut Declared) -> Result<()> {
+        let file = self.file;
+        let poetry_groups = match self.poetry("group") {
+            Some(item) => Some(table_like(file, item, "tool.poetry.group")?),
+            None => None,
+        };
+        let group_optional = |name: &str| -> Result<bool> {
+            let Some(pg) = poetry_groups else { return Ok(false) };
+            for (n, config) in pg.iter() {
+                if canonicalize_name(n) == canonicalize_name(name) {
+                    if let Some(item) = config.get("optional") {
+                        return item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"));
+                    }
+                }
+            }
+            Ok(false)
+        };
+        let mut includes: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(dg) = self.dependency_groups {
+            for (group_name, entries) in dg.iter() {
+                // `optional` only decides what `poetry install` installs; export checks its type.
+                group_optional(group_name)?;
+                declared.groups.push(DependencyGroup::new(group_name));
+                let group = declared.groups.last_mut().unwrap();
+                let array = entries
+                    .as_array()
+                    .ok_or_else(|| file.error_at(entries, format!("dependency-groups.{group_name} must be a list")))?;
+                let mut included = Vec::new();
+                for v in array {
+                    if let Some(s) = v.as_str() {
+                        let mut dep = dependency_from_pep_508(s, self.dir).map_err(|e| file.error_at(entries, e))?;
+                        dep.optional = false;
+                        group.add_dependency(dep);
+                    } else if let Some(include) =
+                        v.as_table().and_then(|t| t.get("include-group")).and_then(|v| v.as_str())
+                    {
+                        included.push(include.to_string());
+                    }
+                }
+                includes.push((group_name.to_string(), included));
+            }
+        }
+        if let Some(pg) = poetry_groups {
+            for (group_name, config) in pg.iter() {
+                let config = table_like(file, config, &format!("tool.poetry.group.{group_name}"))?;
+                let i = match declared.groups.iter().position(|g| g.name == canonicalize_name(group_name)) {
+                    Some(i) => i,
+                    None => {
+                        if let Some(item) = config.get("optional") {
+                            item.as_bool().ok_or_else(|| file.error_at(item, "optional must be true or false"))?;
+                        }
+                        declared.groups.push(DependencyGroup::new(group_name));
+                        declared.groups.len() - 1
+                    }
+                };
+                let included = match config.get("include-groups") {
+                    Some(item) => string_list(file, item, "include-groups")?,
+                    None => Vec::new(),
+                };
+                includes.push((group_name.to_string(), included));
+                if let Some(deps) = config.get("dependencies") {
+                    let what = format!("tool.poetry.group.{group_name}.dependencies");
+                    self.read_poetry_dependencies(declared, i, deps, &what)?;
+                }
+            }
+        }
+        include_groups(&mut declared.groups, includes)
+    }
+
+    /// Extras from `[tool.poetry.extras]`, which count when `[project]` declares no dependencies.
+    fn read_poetry_extras(&self, declared: &mut Declared) -> Result<()> {
+        declared.extras.clear();
+        let Some(item) = self.poetry("extras") else { return Ok(()) };
+        let main = declared.groups.iter().position(|g| g.name == MAIN_GROUP);
+        for (extra_name, reqs) in table_like(self.file, item, "tool.poetry.extras")?.iter() {
+            let extra = canonicalize_name(extra_name);
+            let mut names = Vec::new();
+            for req in string_list(self.file, reqs, "tool.poetry.extras")? {
+                let req_name = canonicalize_name(&req);
+                if let Some(main) = main {
+                    let group = &mut declared.groups[main];
+                    let in_main_dependencies = !group.dependencies.is_empty();
+                    let deps =
+                        if in_main_dependencies { &mut group.dependencies } else { &mut group.poetry_dependencies };
+                    for dep in deps.iter_mut().filter(|d| d.name == req_name) {
+                        dep.in_extras.push(extra.clone());
+                        names.push(dep.name.clone());
+                    }
+                }
+            }
+            declared.extras.push((extra, names));
+        }
+        Ok(())
+    }
+
+    /// `[[tool.poetry.source]]`, checked as Poetry checks them.
+    fn read_sources(&self) -> Result<Vec<Source>> {
+        let file = self.file;
+        let mut sources = Vec::new();
+        let Some(item) = self.poetry("source") else { return Ok(sources) };
+        let array: Vec<Table<'_>> = item
+            .as_array()
+            .map(|a| a.filter_map(Node::as_table).collect())
+            .ok_or_else(|| file.error_at(item, "tool.poetry.source must be a list of tables"))?;
+        for t in array {
+            let name =
+                t.get("name").and_then(Node::as_str).ok_or_else(|| file.error_at(item, "a source needs a name"))?;
+            let url = t.get("url").and_then(Node::as_str).unwrap_or("");
+            let priority = t.get("priority").and_then(Node::as_str).unwrap_or("primary").to_ascii_lowercase();
+            if !matches!(priority.as_str(), "primary" | "supplemental" | "explicit") {
+                bail!(
+                    "The Poetry configuration is invalid:\n  - tool.poetry.source[{}].priority must be one of ['primary', 'supplemental', 'explicit']",
+                    sources.len()
+                );
+            }
+            if name.eq_ignore_ascii_case("pypi") && !url.is_empty() {
+                bail!("The PyPI repository cannot be configured with a custom url.");
+            }
+            if !name.eq_ignore_ascii_case("pypi") && url.is_empty() {
+                bail!("Missing [url] in source {name:?}.");
+            }
+            sources.push(Source { name: name.to_string(), url: url.to_string(), priority });
+        }
+        Ok(sources)
+    }
+}
+
+/// Each group's `include-groups` / `include-group` entries (`includes`: group name → included names), checked.
+fn include_groups(groups: &mut [DependencyGroup], includes: Vec<(String, Vec<String>)>) -> Result<()> {
+    for (group_name, included) in includes {
+        let i = groups.iter().position(|g| g.name == canonicalize_name(&group_name)).unwrap();
+        for inc in included {
+            let canonical = canonicalize_name(&inc);
+            if !groups.iter().any(|g| g.name == canonical) {
+                bail!("Group '{group_name}' includes group '{inc}' which is not defined.");
+            }
+            if canonical == groups[i].name {
+                bail!("Cannot include the dependency group to itself.");
+            }
+            if !groups[i].included.contains(&canonical) {
+                groups[i].included.push(canonical);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The project's Python constraint (`ProjectPackage.python_versions`), checked against `requires-python`.
+fn python_constraint(file: &Document<'_>, python_versions: &str, requires_python: &str) -> Result<VersionConstraint> {
+    let constraint_text = if python_versions == "*" { "~2.7 || >=3.4" } else { python_versions };
+    let python_constraint = pep440::parse_marker_constraint(constraint_text)
+        .ok_or_else(|| format_err!("{}: invalid Python constraint \"{python_versions}\"", file.display))?;
+    if requires_python != "*" {
+        let allowed = pep440::parse_marker_constraint(requires_python)
+            .ok_or_else(|| format_err!("{}: invalid requires-python \"{requires_python}\"", file.display))?;
+        if !allowed.allows_all(&python_constraint) {
+            bail!(
+                "The Python constraint in [tool.poetry.dependencies] \"{python_versions}\" is not a subset of \"requires-python\" in [project] \"{requires_python}\""
+            );
+        }
+    }
+    Ok(python_constraint)
+}
+
 fn enrich_dependency(project_dep: &Dependency, poetry_dep: &Dependency, marker: Marker) -> Result<Dependency> {
     let project_kind = project_dep.source.kind.is_some();
     if project_kind && poetry_dep.source.kind.is_some() && !poetry_dep.source.is_same_source_as(&project_dep.source) {
@@ -1554,9 +1620,9 @@ fn content_hashes(
 /// One distribution file of a locked package: its name and `algorithm:hex` hash (or a bare hash in very
 /// old locks).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PackageFile {
-    pub(crate) file: String,
-    pub(crate) hash: String,
+pub struct PackageFile {
+    pub file: String,
+    pub hash: String,
 }
 
 /// A `PackageFile` as the lock's text has it.

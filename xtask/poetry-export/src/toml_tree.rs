@@ -3,8 +3,8 @@
 //! strings are spans of the text unless they contain escapes, and every value keeps its offset so that errors
 //! still say `path:line:col`. Lock files take a direct parser (`fast`); anything it does not read goes through
 //! `toml_parser` (the lexer `toml_edit` uses) without `toml_edit`'s formatting-preserving model, which is
-//! several times slower. Syntax errors are reported through `TomlFile`, so they read exactly like everywhere
-//! else in the tool.
+//! several times slower. Syntax errors are phrased by `toml_edit`, so they read exactly like those of every
+//! other TOML file the tool reads.
 
 use std::borrow::Cow;
 
@@ -13,8 +13,6 @@ use toml_parser::decoder::Encoding;
 use toml_parser::decoder::ScalarKind;
 use toml_parser::parser::EventReceiver;
 use toml_parser::{ErrorSink, ParseError, Raw, Source, Span};
-
-use crate::toml_file::{line_col, TomlFile};
 
 /// The end of a list.
 const NONE: u32 = u32::MAX;
@@ -109,11 +107,8 @@ impl<'a> Slots<'a> {
         if t.start == DECODED {
             return self.decoded[t.len as usize].as_str();
         }
-        let (start, end) = (t.start as usize, t.start as usize + t.len as usize);
-        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(end));
-        // SAFETY: texts are made by `span` and the direct parser, inside `text` and at char boundaries.
-        // Unchecked: the checked slicing would run in the unoptimized `core` copy `cargo xtask` links.
-        unsafe { self.text.get_unchecked(start..end) }
+        // Texts are made by `span` and the direct parser, inside `text` and at char boundaries.
+        &self.text[t.start as usize..t.start as usize + t.len as usize]
     }
 
     /// The span of `s`, a slice of the text.
@@ -176,20 +171,24 @@ impl<'a> Slots<'a> {
         None
     }
 
-    /// Whether the string `t` is `s` (lengths first: most keys differ in length).
+    /// Whether the string `t` is `s` (lengths first: most keys differ in length). Byte by byte, without slicing
+    /// the text: at opt-level 1 a `str` slice is a call.
     fn is(&self, t: Text, s: &str) -> bool {
-        if t.start != DECODED && t.len as usize != s.len() {
-            return false;
-        }
-        let (a, b) = (self.str(t).as_bytes(), s.as_bytes());
-        if a.len() != b.len() {
+        let s = s.as_bytes();
+        let (text, start, len) = if t.start == DECODED {
+            let decoded = self.decoded[t.len as usize].as_bytes();
+            (decoded, 0, decoded.len())
+        } else {
+            (self.text.as_bytes(), t.start as usize, t.len as usize)
+        };
+        if len != s.len() {
             return false;
         }
         let mut i = 0;
-        while i < a.len() && a[i] == b[i] {
+        while i < len && text[start + i] == s[i] {
             i += 1;
         }
-        i == a.len()
+        i == len
     }
 
     /// Adds a new table `key` to `parent`.
@@ -438,7 +437,11 @@ impl<'a> Document<'a> {
             Ok(slots) => Ok(Document { text, display: display.to_string(), slots }),
             Err((at, message)) => {
                 // Let the formatting-preserving parser phrase the error like everywhere else.
-                TomlFile::parse(display, text.to_string())?;
+                if let Err(e) = toml_edit::Document::parse(text) {
+                    let (line, col) = line_col(text, e.span().map_or(0, |s| s.start));
+                    let message = e.message().trim_end().replace('\n', " ");
+                    bail!("{display}:{line}:{col}: invalid TOML: {message}");
+                }
                 let (line, col) = line_col(text, at);
                 Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"))
             }
@@ -460,6 +463,16 @@ impl<'a> Document<'a> {
     pub(crate) fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
         format_err!("{}: {message}", self.location(node))
     }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = text[line_start..offset].chars().count() + 1;
+    (line, col)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -736,35 +749,19 @@ mod fast {
     }
 
     /// The first byte of `b` from `i` on that may need a look in a string delimited by `quote` (see
-    /// `special_bytes`), or the end: sixteen bytes at a time with SSE2 (every x86_64 has it), then eight.
+    /// `special_bytes`), or the end: sixteen bytes at a time (two words, independent), then eight, then one.
     fn skip_plain(b: &[u8], mut i: usize, quote: u8) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::*;
-            // SAFETY: SSE2 is part of x86_64; each load reads sixteen bytes inside the slice, unaligned.
-            unsafe {
-                // (Loaded, not `_mm_set1_epi8`: its generic helper would be an unoptimized call here.)
-                let splat = |byte: u8| _mm_loadu_si128([byte; 16].as_ptr().cast());
-                let (quote, backslash, space, delete) = (splat(quote), splat(b'\\'), splat(0x20), splat(0x7f));
-                while i + 16 <= b.len() {
-                    let v = _mm_loadu_si128(b.as_ptr().add(i).cast());
-                    // Signed: bytes from 0x80 on are below 0x20 too (they need a look as well).
-                    let special = _mm_or_si128(
-                        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                        _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, delete)),
-                    );
-                    let mask = _mm_movemask_epi8(special) as u32;
-                    if mask != 0 {
-                        return i + mask.trailing_zeros() as usize;
-                    }
-                    i += 16;
-                }
+        while let Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) = b.get(i..i + 16) {
+            let low = special_bytes(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]), quote);
+            let high = special_bytes(u64::from_le_bytes([b8, b9, b10, b11, b12, b13, b14, b15]), quote);
+            if low | high != 0 {
+                let special = if low != 0 { low.trailing_zeros() } else { 64 + high.trailing_zeros() };
+                return i + (special / 8) as usize;
             }
+            i += 16;
         }
-        while i + 8 <= b.len() {
-            // SAFETY: the eight bytes from `i` are inside the slice; an unaligned read needs nothing else.
-            let w = u64::from_le(unsafe { b.as_ptr().add(i).cast::<u64>().read_unaligned() });
-            let special = special_bytes(w, quote);
+        if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = b.get(i..i + 8) {
+            let special = special_bytes(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]), quote);
             if special != 0 {
                 return i + (special.trailing_zeros() / 8) as usize;
             }
@@ -798,10 +795,8 @@ mod fast {
         }
         /// The text from `start` to the current position.
         fn cut(&self, start: usize) -> &'a str {
-            debug_assert!(self.s.is_char_boundary(start) && self.s.is_char_boundary(self.i));
-            // SAFETY: `start <= i <= len`, and the parser cuts only next to ASCII bytes (char boundaries).
-            // Unchecked: the checked slicing would run in the unoptimized `core` copy `cargo xtask` links.
-            unsafe { self.s.get_unchecked(start..self.i) }
+            // `start <= i <= len`, and the parser cuts only next to ASCII bytes (char boundaries).
+            &self.s[start..self.i]
         }
         fn eat(&mut self, c: u8) -> bool {
             if self.i < self.b.len() && self.b[self.i] == c {
@@ -1189,7 +1184,7 @@ lock-version = "2.0"
             "s = 'a long literal string with a \\ backslash and é non-ASCII characters in it'\n",
             "k = \"a long basic string with é non-ASCII characters, and a tab\there, past sixteen bytes\"\n",
         ];
-        for text in texts {
+        let agree = |text: &str| {
             let fast = fast::parse(text).unwrap_or_else(|| panic!("fast path gave up on {text:?}"));
             let full = Builder::parse(text).unwrap_or_else(|(at, m)| panic!("{text:?}: {at}: {m}"));
             let show = |s: &Slots<'_>| show_table(Table { slots: s, id: ROOT });
@@ -1201,6 +1196,21 @@ lock-version = "2.0"
                 v
             };
             assert_eq!(offsets(&fast), offsets(&full), "{text}");
+        };
+        for text in texts {
+            agree(text);
+        }
+        // Strings of every length up to 40 with a byte to look at in every position: the scan, sixteen and eight
+        // bytes at a time, must stop at the first one, near the end of the text too.
+        let specials = [("\"", "\\n"), ("\"", "é"), ("\"", "\t"), ("\"", "'"), ("'", "\\"), ("'", "\""), ("'", "é")];
+        for len in 0..40 {
+            for at in 0..len {
+                for (quote, special) in specials {
+                    let (before, after) = ("a".repeat(at), "b".repeat(len - at - 1));
+                    agree(&format!("s = {quote}{before}{special}{after}{quote}\n"));
+                    agree(&format!("s = {quote}{before}{special}{after}{quote}\nt = {quote}{after}{quote}\n"));
+                }
+            }
         }
         // Not handled by the fast path: the full parser takes these.
         for text in [

@@ -13,7 +13,7 @@ const K: [u32; 64] = [
 ];
 
 /// An incremental SHA-256 hasher.
-pub(crate) struct Sha256 {
+pub struct Sha256 {
     state: [u32; 8],
     buffer: [u8; 64],
     buffered: usize,
@@ -32,7 +32,7 @@ impl Default for Sha256 {
 }
 
 impl Sha256 {
-    pub(crate) fn update(&mut self, mut data: &[u8]) {
+    pub fn update(&mut self, mut data: &[u8]) {
         self.length += data.len() as u64;
         if self.buffered > 0 {
             let take = (64 - self.buffered).min(data.len());
@@ -55,12 +55,12 @@ impl Sha256 {
     }
 
     /// The digest as lowercase hex.
-    pub(crate) fn hex(self) -> String {
+    pub fn hex(self) -> String {
         self.bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The digest.
-    pub(crate) fn bytes(mut self) -> [u8; 32] {
+    pub fn bytes(mut self) -> [u8; 32] {
         let bits = self.length.wrapping_mul(8);
         let mut pad = vec![0x80u8];
         while (self.buffered + pad.len()) % 64 != 56 {
@@ -111,14 +111,14 @@ impl Sha256 {
 }
 
 /// SHA-256 of `data`.
-pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
+pub fn digest(data: &[u8]) -> [u8; 32] {
     let mut h = Sha256::default();
     h.update(data);
     h.bytes()
 }
 
 /// SHA-256 of `data` as lowercase hex.
-pub(crate) fn hex_digest(data: &[u8]) -> String {
+pub fn hex_digest(data: &[u8]) -> String {
     let mut h = Sha256::default();
     h.update(data);
     h.hex()

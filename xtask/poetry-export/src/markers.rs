@@ -7,12 +7,11 @@
 //! which candidate is the least complex). poetry-core detects re-entrant `intersection`/`union` calls with
 //! the same arguments and falls back to another candidate; that is `Recursion` here.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
+use crate::memo::{hash_of, memo, FastHasher, FastMap, Memo};
 use crate::pep440::{self, Constraint as VersionConstraint, Range, Version};
 
 // ---------------------------------------------------------------------------------------------------------
@@ -701,50 +700,6 @@ pub(crate) enum Marker {
     Union(Rc<Node>),
 }
 
-fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
-    let mut h = FastHasher::default();
-    t.hash(&mut h);
-    h.finish()
-}
-
-/// A small multiply-rotate hasher (FxHash): our maps are keyed by markers (whose hash is precomputed) and
-/// short strings from trusted files, so SipHash's flood resistance only costs time.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Eight bytes at a time, little-endian, the last ones padded with zeros (a plain loop: the tool runs
-        // unoptimized dependencies, and `chunks` would come from there).
-        let mut i = 0;
-        while i < bytes.len() {
-            let mut word = 0u64;
-            let mut k = 0;
-            while k < 8 && i + k < bytes.len() {
-                word |= u64::from(bytes[i + k]) << (8 * k);
-                k += 1;
-            }
-            self.write_u64(word);
-            i += 8;
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A `HashMap` with `FastHasher`.
-pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
-
 impl PartialEq for Marker {
     fn eq(&self, other: &Marker) -> bool {
         match (self, other) {
@@ -1081,7 +1036,7 @@ impl fmt::Display for Marker {
 }
 
 /// PEP 503 normalization: lowercase, runs of `-`, `_`, `.` become one `-`.
-pub(crate) fn canonicalize_name(name: &str) -> String {
+pub fn canonicalize_name(name: &str) -> String {
     // Most names are canonical already: one copy, no pushing char by char.
     let b = name.as_bytes();
     let mut canonical = true;
@@ -1413,13 +1368,6 @@ impl<'a> MarkerParser<'a> {
 // ------------------------------------------------------------------------------------------------
 // Simplifying constructors, union and intersection
 // ------------------------------------------------------------------------------------------------
-
-/// A thread-local memo. Never freed: it lives as long as the tool, and freeing it at exit only costs time.
-pub(crate) type Memo<T> = std::mem::ManuallyDrop<RefCell<T>>;
-
-pub(crate) const fn memo<T>(value: T) -> Memo<T> {
-    std::mem::ManuallyDrop::new(RefCell::new(value))
-}
 
 thread_local! {
     static PARSE_CACHE: Memo<FastMap<String, Marker>> = memo(FastMap::default());
