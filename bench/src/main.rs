@@ -69,7 +69,7 @@ const BASE_IMAGE: Opt = Opt::value(
 const BUILDER: Opt = Opt::value(
     "builder",
     "BUILDER",
-    "buildkit (default; the engine must offer it) or legacy, for all three builds (env XTASK_BUILDER)",
+    "buildkit (default; the engine must offer it) or legacy, for every build (env XTASK_BUILDER)",
 );
 const DEPS_CHANGED: Opt = Opt::value(
     "deps-changed",
@@ -96,14 +96,16 @@ medians and the median ratio.",
 
 const IMAGE: Task = Task {
     name: "image",
-    summary: "build the app with this tool and with the recipe's two Dockerfiles, side by side",
+    summary: "build the app with this tool, the recipe's two Dockerfiles and uv's, side by side",
     about: "\
 Builds on the same base image (--base-image) and builder, in --runs interleaved runs; reports image sizes
-(ours against the floor), cold builds (ours with the wheelhouse and pip cache cold, then warm), no-op
-rebuilds, rebuilds after an app change and a dependency change (bench/fixtures/deps-changed), and `docker
-run` to the first 200 on the health path: medians and ratios ours/theirs, then the goals. BuildKit unless
---builder legacy: pass --engine with a client that offers it (/usr/bin/docker here). Images are named
-xtask-bench-*; everything the benchmark built is removed at the end.",
+(ours against the floor), cold builds (ours with the wheelhouse and pip cache cold, then warm; uv with its
+cache mounts empty, then warm), no-op rebuilds, rebuilds after an app change and after a dependency is added
+(bench/fixtures/deps-changed), and `docker run` to the first 200 on the health path: medians and ratios
+ours/theirs, then the goals. uv's Dockerfile (bench/fixtures/uv.Dockerfile) builds from the app plus
+requirements.txt from `xtask export`. BuildKit unless --builder legacy, which leaves uv out (its cache mounts
+need BuildKit): pass --engine with a client that offers it (/usr/bin/docker here). Images are named
+xtask-bench-*; everything the benchmark built is removed at the end, cache mounts included.",
     positional: "",
     options: &[RUNS, APP, BASE_IMAGE, ENGINE, BUILDER, DEPS_CHANGED],
 };
