@@ -1273,10 +1273,14 @@ fn parse_records(text: &str) -> Vec<Record> {
 
 /// The records BuildKit made for the runs' base images when a build started from them: `from local` records
 /// made during the benchmark on the `from local` record of an image that was there before (the given base
-/// image, one record with no parent). Builds from the given base image itself start on its old record; only an
-/// image made on top of a base and then built from makes such a record.
+/// image, one record with no parent, whose description may name where the image came from: `from local
+/// 127.0.0.1:5000/python:3.11-slim@sha256:...`). Builds from the given base image itself start on its old record;
+/// only an image made on top of a base and then built from makes such a record.
 fn run_base_records(records: &[Record], before: &BTreeSet<String>) -> Vec<String> {
-    let from_local = |r: &Record| r.description.trim() == "from local";
+    let from_local = |r: &Record| {
+        let description = r.description.trim();
+        description == "from local" || description.starts_with("from local ")
+    };
     let bases: BTreeSet<&str> = records
         .iter()
         .filter(|r| before.contains(&r.id) && from_local(r) && r.parent.is_empty())
@@ -1517,8 +1521,8 @@ mod tests {
         );
 
         let mut records = records.to_vec();
-        records[0].description = "from local".into();
-        records[1].description = "from local".into();
+        records[0].description = "from local 127.0.0.1:5000/python:3.11-slim@sha256:0e2c".into();
+        records[1].description = "from local ".into();
         let before: BTreeSet<String> = ["base".to_string(), "other".to_string()].into();
         assert_eq!(run_base_records(&records, &before), ["run-layer"]);
     }
