@@ -127,6 +127,12 @@ pub struct Config {
     /// Dependency groups installed besides `main`.
     pub groups: Vec<String>,
     pub extras: Vec<String>,
+    /// Packages of the base image's package manager installed where sdists are built for the target (never in
+    /// the image): compilers and `-dev` packages.
+    pub build_packages: Vec<String>,
+    /// Packages installed in the image's runtime stage (from `.deb` files fetched beforehand): the shared
+    /// libraries built wheels link, or what a pure-Python package needs at run time.
+    pub system_packages: Vec<String>,
     /// Environment variables baked into the image.
     pub env: Vec<(String, String)>,
     /// Extra image labels (the OCI ones are always set).
@@ -157,6 +163,8 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("volumes", "array of absolute paths", "the folders of SQLite databases the code names at absolute paths (`sqlite:////data/app.db`)", "where the app writes data: owned by its user in the image; `cargo xtask run` mounts a named volume on each"),
     ("groups", "array of strings", "`[]`", "Poetry dependency groups installed besides main (each must exist)"),
     ("extras", "array of strings", "`[]`", "extras of the project installed (each must exist)"),
+    ("build-packages", "array of strings", "`[]`", "packages (as the base image's apt names them) installed in the container of the base image where sdists without a wheel for the target are built, e.g. `[\"gcc\", \"libc6-dev\", \"python3-dev\", \"libldap-dev\"]`; never in the image"),
+    ("system-packages", "array of strings", "`[]`", "packages installed in the image's runtime stage from `.deb` files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (`libldap-2.5-0`), or what a package needs at run time (`libmagic1`)"),
     ("env", "table of strings", "`{}`", "environment variables baked into the image"),
     ("env-file", "string", "none (`init` proposes `.env` when there is one)", "a file of `KEY=VALUE` lines `cargo xtask run` passes to the container (`--env-file`); never in the image"),
     ("labels", "table of strings", "`{}`", "image labels besides the OCI ones"),
@@ -542,6 +550,8 @@ impl Config {
                 ));
             }
         }
+        let build_packages = x.packages("build-packages")?;
+        let system_packages = x.packages("system-packages")?;
         let env = x.string_table("env")?.unwrap_or_default();
         for (name, _) in &env {
             let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -613,6 +623,8 @@ impl Config {
             suggestions,
             groups,
             extras,
+            build_packages,
+            system_packages,
             env,
             labels,
             user,
@@ -690,6 +702,8 @@ impl Config {
             }
             "groups" => strings(&self.groups),
             "extras" => strings(&self.extras),
+            "build-packages" => strings(&self.build_packages),
+            "system-packages" => strings(&self.system_packages),
             "env" => table(&self.env),
             "labels" => table(&self.labels),
             "user" => self.user.as_str().into(),
@@ -961,6 +975,34 @@ impl Reader<'_> {
             }
         }
         Ok(Some(out))
+    }
+
+    /// `build-packages`, `system-packages`: package names as Debian's apt takes them (`libldap-dev`,
+    /// `libldap-2.5-0`, optionally `=version`), each once.
+    fn packages(&self, key: &str) -> Result<Vec<String>> {
+        let packages = self.strings(key)?.unwrap_or_default();
+        for (i, package) in packages.iter().enumerate() {
+            let (name, version) = package.split_once('=').unwrap_or((package, ""));
+            let valid_name = name.len() >= 2
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+            let valid_version = !package.contains('=')
+                || (!version.is_empty() && version.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:~".contains(c)));
+            if !valid_name || !valid_version {
+                return Err(self.element_error(
+                    key,
+                    i,
+                    format!(
+                        "tool.xtask.{key}: '{package}' is not a package name as apt takes it (lowercase letters, digits, \
+                         + - and ., optionally =version), e.g. \"libldap-dev\""
+                    ),
+                ));
+            }
+            if packages[..i].contains(package) {
+                return Err(self.element_error(key, i, format!("tool.xtask.{key}: '{package}' is listed twice")));
+            }
+        }
+        Ok(packages)
     }
 
     fn string_table(&self, key: &str) -> Result<Option<Vec<(String, String)>>> {
@@ -1593,6 +1635,8 @@ mod tests {
             volumes = []
             groups = []
             extras = []
+            build-packages = []
+            system-packages = []
             env = {}
             env-file = 
             labels = {}
@@ -1638,6 +1682,8 @@ mod tests {
             volumes = ["/data", "/var/lib/app"]
             groups = ["dev"]
             extras = ["fast"]
+            build-packages = []
+            system-packages = []
             env = { A = "1", B_2 = "two" }
             env-file = ".env.local"
             labels = { "org.example.team" = "web" }
@@ -1683,6 +1729,8 @@ mod tests {
             volumes = []
             groups = ["dev"]
             extras = ["Sizes"]
+            build-packages = []
+            system-packages = []
             env = {}
             env-file = 
             labels = {}
@@ -1831,7 +1879,7 @@ mod tests {
     #[test]
     fn errors_point_at_the_value() {
         // Unknown keys.
-        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
+        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, build-packages, system-packages, env, env-file, labels, user, uid, workdir, dockerfile"]);
         check_error(
             "health_path = \"/\"\n",
             expect!["app/pyproject.toml:13:1: unknown key tool.xtask.health_path; did you mean health-path?"],
@@ -1952,6 +2000,20 @@ mod tests {
             expect!["app/pyproject.toml:13:12: tool.xtask.include: 'source/lib' does not exist in the app directory"],
         );
         check_error("groups = [\"docs\"]\n", expect!["app/pyproject.toml:13:11: tool.xtask.groups: the project has no dependency group 'docs' (the project has: dev)"]);
+        check_error(
+            "build-packages = [\"gcc\", \"Lib LDAP\"]\n",
+            expect![[
+                r#"app/pyproject.toml:13:26: tool.xtask.build-packages: 'Lib LDAP' is not a package name as apt takes it (lowercase letters, digits, + - and ., optionally =version), e.g. "libldap-dev""#
+            ]],
+        );
+        check_error(
+            "system-packages = [\"libldap-2.5-0\", \"libldap-2.5-0\"]\n",
+            expect!["app/pyproject.toml:13:37: tool.xtask.system-packages: 'libldap-2.5-0' is listed twice"],
+        );
+        check_error(
+            "system-packages = \"libmagic1\"\n",
+            expect!["app/pyproject.toml:13:19: tool.xtask.system-packages must be an array of strings, not a string"],
+        );
         check_error(
             "extras = [\"fast\", \"slow\"]\n",
             expect![

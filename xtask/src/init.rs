@@ -730,7 +730,7 @@ build-backend = "poetry.core.masonry.api"
             .cargo/config.toml (created):
               + [alias] xtask = "run --package xtask --"
             services/greeter/pyproject.toml (changed):
-              + [tool.xtask] with the 20 settings derived from the project, commented out
+              + [tool.xtask] with the 22 settings derived from the project, commented out
             .gitignore (changed):
               + /target/ (cargo's and this tool's build output)
             note: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute"
@@ -782,6 +782,8 @@ build-backend = "poetry.core.masonry.api"
             # volumes = []  # where the app writes data: owned by its user in the image; cargo xtask run mounts a named volume on each
             # groups = []  # Poetry dependency groups installed besides main (each must exist)
             # extras = []  # extras of the project installed (each must exist)
+            # build-packages = []  # packages (as the base image's apt names them) installed in the container of the base image where sdists without a wheel for the target are built, e.g. ["gcc", "libc6-dev", "python3-dev", "libldap-dev"]; never in the image
+            # system-packages = []  # packages installed in the image's runtime stage from .deb files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (libldap-2.5-0), or what a package needs at run time (libmagic1)
             # env = {}  # environment variables baked into the image
             # labels = {}  # image labels besides the OCI ones
             # user = "app"  # the non-root user the container runs as
@@ -837,7 +839,7 @@ build-backend = "poetry.core.masonry.api"
             .cargo/config.toml (changed):
               + [alias] xtask = "run --package xtask --"
             pyproject.toml (changed):
-              + 18 commented settings with their derived values in [tool.xtask]
+              + 20 commented settings with their derived values in [tool.xtask]
             note: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute"
             note: pyproject.toml has no poetry.lock next to it: run `poetry lock` there; the image is built from the lock
             Set up for the app at the repository root. Next: `cargo xtask image`, then commit these files, docker/Dockerfile and Cargo.lock.
@@ -886,6 +888,8 @@ build-backend = "poetry.core.masonry.api"
             # volumes = []  # where the app writes data: owned by its user in the image; cargo xtask run mounts a named volume on each
             # groups = []  # Poetry dependency groups installed besides main (each must exist)
             # extras = []  # extras of the project installed (each must exist)
+            # build-packages = []  # packages (as the base image's apt names them) installed in the container of the base image where sdists without a wheel for the target are built, e.g. ["gcc", "libc6-dev", "python3-dev", "libldap-dev"]; never in the image
+            # system-packages = []  # packages installed in the image's runtime stage from .deb files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (libldap-2.5-0), or what a package needs at run time (libmagic1)
             # env = {}  # environment variables baked into the image
             # labels = {}  # image labels besides the OCI ones
             # user = "app"  # the non-root user the container runs as
@@ -965,7 +969,7 @@ build-backend = "poetry.core.masonry.api"
             &[(".venv/pyproject.toml", py), ("target/pyproject.toml", py)],
             expect!["found no Poetry project (a directory with pyproject.toml) in <repo>: pass --app DIR"],
         );
-        check(&[("pyproject.toml", "[tool.xtask]\nprot = 1\n[project]\nname = \"a\"\n")], expect!["<repo>/pyproject.toml:2:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, env, env-file, labels, user, uid, workdir, dockerfile"]);
+        check(&[("pyproject.toml", "[tool.xtask]\nprot = 1\n[project]\nname = \"a\"\n")], expect!["<repo>/pyproject.toml:2:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, build-packages, system-packages, env, env-file, labels, user, uid, workdir, dockerfile"]);
     }
 
     #[test]
