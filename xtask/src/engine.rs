@@ -450,6 +450,8 @@ impl Engine {
         if request.no_cache {
             args.push("--no-cache".into());
         }
+        // Everything the image needs is in the context: its RUN steps get no network, so none can fetch.
+        args.extend(["--network".into(), "none".into()]);
         args.extend(["--iidfile".into(), request.iidfile.as_os_str().to_owned()]);
         args.push(request.context.as_os_str().to_owned());
         (args, env)

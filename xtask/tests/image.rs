@@ -482,6 +482,7 @@ fn dry_run_prints_the_commands_and_writes_nothing() {
     );
     assert!(log.contains("--python-version 3.11 --implementation cp --abi cp311"), "{log}");
     assert!(log.contains(" build ") && log.contains(&format!("--tag {name}:0.1.0")), "{log}");
+    assert!(log.contains(" --network none "), "the image's build gets no network\n{log}");
     assert!(!state_dir(name).exists(), "a dry run writes nothing");
     let listed = docker().args(["image", "ls", "--quiet", name]).output().unwrap();
     assert_eq!(stdout(&listed), "");
