@@ -30,6 +30,8 @@ pub(crate) const ELSEWHERE: &str =
 /// and the app's files as they go into the workdir.
 pub(crate) const CONTEXT_REQUIREMENTS: &str = "requirements.txt";
 pub(crate) const CONTEXT_WHEELS: &str = "wheels";
+/// The `.deb` files of `tool.xtask.system-packages`.
+pub(crate) const CONTEXT_SYSTEM: &str = "system-packages";
 pub(crate) const CONTEXT_APP: &str = "app";
 
 /// Where the virtualenv lives in the image.
@@ -154,10 +156,29 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     let volume_line =
         if config.volumes.is_empty() { String::new() } else { format!("VOLUME {}\n", exec_form(&config.volumes)) };
     let base_image = quote_value("base image", "", base_image)?;
+    // System packages: their .deb files, fetched before the build by apt in a container of the base image, are
+    // installed offline by dpkg; the first runtime step, so that the app's changes rebuild nothing of it.
+    let (system_copy, system_install, system_context) = if config.system_packages.is_empty() {
+        (String::new(), String::new(), String::new())
+    } else {
+        (
+            format!(
+                "# The system packages (tool.xtask.system-packages: {}) and the dependencies the base image lacks, \
+                 from the\n# .deb files apt fetched in a container of the base image before the build: no network \
+                 here.\nCOPY {CONTEXT_SYSTEM}/ /tmp/{CONTEXT_SYSTEM}/\n",
+                config.system_packages.join(", ")
+            ),
+            format!(
+                "find /tmp/{CONTEXT_SYSTEM} -name '*.deb' -exec dpkg --install {{}} + \\\n    && rm -rf \
+                 /tmp/{CONTEXT_SYSTEM} \\\n    && "
+            ),
+            format!(", {CONTEXT_SYSTEM}/"),
+        )
+    };
 
     Ok(format!(
         r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
-# (target/xtask/apps/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/ and {CONTEXT_APP}/, nothing else) and passes the build
+# (target/xtask/apps/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/{system_context} and {CONTEXT_APP}/, nothing else) and passes the build
 # arguments. The build needs no network: the wheels were downloaded and checked on the host.
 
 ARG BASE_IMAGE={base_image}
@@ -175,7 +196,7 @@ RUN python3 -m venv --without-pip {VENV} \
 # could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
 # passwd, mount: nothing the app could gain privileges through), the virtualenv and the app.
 FROM ${{BASE_IMAGE}}
-RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+{system_copy}RUN {system_install}python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
     && groupadd --gid {uid} {user} \
     && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user} \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {{}} +{volumes}
@@ -287,6 +308,7 @@ labels = { "com.example.team" = "strings" }
 user = "svc"
 uid = 4242
 workdir = "/srv/svc/"
+system-packages = ["libmagic1"]
 "#,
         )
         .unwrap();
@@ -295,7 +317,7 @@ workdir = "/srv/svc/"
         std::fs::remove_dir_all(&dir).unwrap();
         expect![[r##"
             # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
-            # (target/xtask/apps/<name>/context: requirements.txt, wheels/ and app/, nothing else) and passes the build
+            # (target/xtask/apps/<name>/context: requirements.txt, wheels/, system-packages/ and app/, nothing else) and passes the build
             # arguments. The build needs no network: the wheels were downloaded and checked on the host.
 
             ARG BASE_IMAGE="python:3.12-slim"
@@ -313,7 +335,12 @@ workdir = "/srv/svc/"
             # could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
             # passwd, mount: nothing the app could gain privileges through), the virtualenv and the app.
             FROM ${BASE_IMAGE}
-            RUN python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+            # The system packages (tool.xtask.system-packages: libmagic1) and the dependencies the base image lacks, from the
+            # .deb files apt fetched in a container of the base image before the build: no network here.
+            COPY system-packages/ /tmp/system-packages/
+            RUN find /tmp/system-packages -name '*.deb' -exec dpkg --install {} + \
+                && rm -rf /tmp/system-packages \
+                && python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
                 && groupadd --gid 4242 svc \
                 && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc \
                 && find / -xdev -perm /6000 -type f -exec chmod a-s {} +

@@ -239,6 +239,26 @@ pub struct BuildRequest<'a> {
     pub iidfile: &'a Path,
 }
 
+/// A throwaway container of the base image that works on files of the host (sdists built to wheels, system
+/// packages fetched): `input` goes in as a tar stream on its stdin, the script leaves its results in a tar
+/// stream on its stdout, which is unpacked into `output`. No bind mounts, so it works with any engine, local or
+/// remote, rootful or rootless; `--rm` and `--init`, so the engine removes it however the tool ends.
+pub(crate) struct FilesRun<'a> {
+    /// `xtask-build-<pid>-<n>`: removed after the run, whatever happened.
+    pub(crate) name: String,
+    /// The image (by id, so that it is the one the target was asked from) and its platform.
+    pub(crate) image: &'a str,
+    pub(crate) platform: &'a str,
+    /// Plain values only: the command is printed with them.
+    pub(crate) env: Vec<(String, String)>,
+    /// Run by `sh -c`; its stdin is the tar of `input`, its stdout must be a tar of the results.
+    pub(crate) script: &'a str,
+    /// What the printed command shows instead of the script.
+    pub(crate) script_shown: &'a str,
+    pub(crate) input: &'a Path,
+    pub(crate) output: &'a Path,
+}
+
 /// What to run: the server (detached, a port published) or a command in the foreground (the release step, a
 /// one-off), with the same environment, mounts and file system.
 pub(crate) struct RunRequest<'a> {
@@ -383,6 +403,71 @@ impl Engine {
             .args(["run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", script])
             .quiet();
         command.read().with_context(|| format!("cannot run python3 in the image {image}"))
+    }
+
+    /// Runs `request`'s script in a throwaway container (see `FilesRun`), its stderr printed indented as it
+    /// comes; fails when the script fails or a stop signal arrives (then the container is removed).
+    pub(crate) fn run_with_files(&self, request: &FilesRun<'_>) -> Result<()> {
+        use std::process::{Command, Stdio};
+        let mut args: Vec<OsString> = ["run", "--rm", "--interactive", "--init"].iter().map(OsString::from).collect();
+        args.extend(["--platform".into(), request.platform.into(), "--name".into(), request.name.clone().into()]);
+        for (key, value) in &request.env {
+            args.extend(["--env".into(), format!("{key}={value}").into()]);
+        }
+        args.extend(["--entrypoint".into(), "sh".into(), request.image.into(), "-c".into()]);
+        let shown = format!("{} {} '{}'", self.shown(), shell_words(&args), request.script_shown);
+        println!("$ {shown}");
+        if self.dry_run {
+            return Ok(());
+        }
+        args.push(request.script.into());
+        std::fs::create_dir_all(request.output)
+            .with_context(|| format!("cannot create {}", request.output.display()))?;
+        let _container = RemoveOnDrop { engine: self, name: &request.name };
+        let mut pack = Command::new("tar")
+            .args(["--create", "--file", "-", "--directory"])
+            .arg(request.input)
+            .arg(".")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot run tar (the host needs GNU tar or bsdtar)")?;
+        let mut container = Command::new(&self.path)
+            .args(&args)
+            .stdin(pack.stdout.take().expect("piped"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.shown()))?;
+        let unpack = Command::new("tar")
+            .args(["--extract", "--file", "-", "--no-same-owner", "--no-same-permissions", "--directory"])
+            .arg(request.output)
+            .stdin(container.stdout.take().expect("piped"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run tar")?;
+        let stderr = container.stderr.take().expect("piped");
+        let printer = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                println!("  | {line}");
+            }
+        });
+        let status = crate::signals::wait(&mut container, "the container");
+        let _ = printer.join();
+        let packed = pack.wait();
+        let unpacked = unpack.wait_with_output();
+        let status = status?;
+        if !status.success() {
+            bail!("the container {} failed ({status}): see its output above", request.name);
+        }
+        match (packed, unpacked) {
+            (Ok(p), Ok(u)) if p.success() && u.status.success() => Ok(()),
+            (_, Ok(u)) if !u.status.success() => bail!(
+                "cannot unpack what the container {} gave: {}",
+                request.name,
+                String::from_utf8_lossy(&u.stderr).trim()
+            ),
+            _ => bail!("cannot hand the files to the container {}", request.name),
+        }
     }
 
     /// The builder to use: `--builder`/`XTASK_BUILDER` when given (an error if the engine cannot), else BuildKit
@@ -658,6 +743,22 @@ impl Engine {
     pub fn remove(&self, sh: &Shell, name: &str) -> Result<()> {
         self.change(self.cmd(sh).args(["rm", "--force", name]).quiet().ignore_stdout())
             .with_context(|| format!("cannot remove the container {name}"))
+    }
+}
+
+/// Removes a container (if it still exists) when dropped.
+struct RemoveOnDrop<'a> {
+    engine: &'a Engine,
+    name: &'a str,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.engine.path)
+            .args(["rm", "--force", self.name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 

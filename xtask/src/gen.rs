@@ -12,6 +12,16 @@ use anyhow::{bail, Context, Result};
 
 use crate::paths;
 
+/// A scratch directory (a wheelhouse being made, a build's files) that is removed, whatever is left of it, when
+/// the guard is dropped: after success (its results were moved out), an error or a stop signal alike.
+pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What a generator does with its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {

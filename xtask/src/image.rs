@@ -25,8 +25,9 @@ use crate::gen::{self, Mode, Outcome};
 use crate::identity::{self, Identity};
 use crate::project_wheel::{self, ProjectWheel};
 use crate::settings;
+use crate::system_packages::SystemPackages;
 use crate::wheels::{self, Target, Wheelhouse};
-use crate::{inventory, paths};
+use crate::{inventory, paths, system_packages};
 
 impl Image {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
@@ -92,6 +93,9 @@ impl Steps {
 /// Runs the pipeline; returns the image.
 pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let mut steps = Steps::new();
+    // A signal ends the steps that hold children and files (pip with credentials, build containers) through
+    // their clean-up, not in the middle of them.
+    crate::signals::watch()?;
     let settings = settings::resolve(options.settings)?;
     let config = settings.config.clone();
     let dry_run = options.dry_run;
@@ -113,7 +117,12 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         None => wheels::cached_facts(&config),
     };
     let target = Target::new(&config, facts.as_ref())?;
-    let wheelhouse = wheels::ensure(sh, &config, &selection, &target, dry_run)?;
+    let host = match &base {
+        Some(base) => Some(wheels::BuildHost { engine: &engine, image: base.id.clone() }),
+        None if dry_run => Some(wheels::BuildHost { engine: &engine, image: config.base_image.clone() }),
+        None => None,
+    };
+    let wheelhouse = wheels::ensure(sh, &config, &selection, &target, host.as_ref(), dry_run)?;
     // The project's own wheel, and what all of them hold: checked against the settings before any build.
     let project = if dry_run { None } else { project_wheel::write(&config, &paths::project_wheel_dir(&state))? };
     if !dry_run {
@@ -125,6 +134,18 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         inventory::check(&config, &inventory)?;
     }
     steps.done("wheels", if wheelhouse.refreshed { "" } else { " (up to date)" });
+
+    // The system packages (fetched beforehand, so the build is offline), and the libraries built wheels need.
+    let system = match (&base, dry_run) {
+        (Some(base), false) => system_packages::ensure(&engine, &config, base)?,
+        _ => None,
+    };
+    if !dry_run {
+        system_packages::check(&config, &wheelhouse.needs, system.as_ref())?;
+    }
+    if !config.system_packages.is_empty() {
+        steps.done("system packages", "");
+    }
 
     let (dockerfile, contents) = dockerfile::target(&settings)?;
     let shown = paths::display(&dockerfile);
@@ -147,7 +168,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         println!("context: would assemble {} (requirements.txt, wheels/, app/)", paths::display(&context_dir));
         None
     } else {
-        Some(assemble(&config, &wheelhouse, project.as_ref(), &context_dir)?)
+        Some(assemble(&config, &wheelhouse, project.as_ref(), system.as_ref(), &context_dir)?)
     };
     steps.done("context", "");
 
@@ -374,6 +395,7 @@ pub(crate) fn assemble(
     config: &Config,
     wheelhouse: &Wheelhouse,
     project: Option<&ProjectWheel>,
+    system: Option<&SystemPackages>,
     dir: &Path,
 ) -> Result<BuildContext> {
     let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
@@ -399,6 +421,18 @@ pub(crate) fn assemble(
             format!("{}/{name}", dockerfile::CONTEXT_WHEELS),
             Wanted { source: wheelhouse.dir.join(name), sha256: Some(sha256.clone()) },
         );
+    }
+    if let Some(system) = system {
+        // The list of what was asked and fetched: the folder exists even when the base image has every package.
+        let list = format!("{}/{}", dockerfile::CONTEXT_SYSTEM, system_packages::LIST);
+        wanted.insert(list, Wanted { source: system.dir.join(system_packages::LIST), sha256: None });
+        for (name, sha256) in &system.debs {
+            let source = system.dir.join(name);
+            wanted.insert(
+                format!("{}/{name}", dockerfile::CONTEXT_SYSTEM),
+                Wanted { source, sha256: Some(sha256.clone()) },
+            );
+        }
     }
     let app_root =
         config.app_dir.canonicalize().with_context(|| format!("cannot resolve {}", config.app_dir.display()))?;
@@ -466,13 +500,15 @@ pub(crate) fn assemble(
     }
     new_cache.write(&cache_path)?;
     let wheels = wheelhouse.files.len() + usize::from(project.is_some());
+    let debs = system.map(|s| s.debs.len() + 1).unwrap_or(0);
     println!(
-        "context: {} holds {} files ({}): requirements.txt, {} wheels, {} app files ({copied} copied, {removed} removed)",
+        "context: {} holds {} files ({}): requirements.txt, {} wheels, {}{} app files ({copied} copied, {removed} removed)",
         paths::display(dir),
         manifest.len(),
         megabytes(bytes),
         wheels,
-        manifest.len() - 1 - wheels,
+        if debs == 0 { String::new() } else { format!("{} system packages, ", debs - 1) },
+        manifest.len() - 1 - wheels - debs,
     );
     Ok(BuildContext { manifest })
 }

@@ -72,7 +72,7 @@ pub(crate) fn localize(
                 root.display()
             );
         }
-        let wheel = build(sh, python, &path, wheelhouse, scratch, index_url)?;
+        let wheel = build_wheel(sh, python, &path, wheelhouse, scratch, index_url)?;
         println!("wheels: {} {} built from {} (path dependency)", wheel.name, wheel.version, paths::display(&path));
         built.push(wheel);
     }
@@ -154,9 +154,32 @@ pub(crate) fn split_off(requirements: &str) -> Result<(String, String)> {
     Ok((rest, local))
 }
 
+/// Why the path requirements of `requirements` cannot be built, one line each: a folder that is not there, or one
+/// outside the repository (pure but for looking at the file system).
+pub(crate) fn problems(requirements: &str) -> Result<Vec<String>> {
+    let root = paths::workspace_root().canonicalize().context("cannot resolve the workspace root")?;
+    let mut out = Vec::new();
+    for requirement in find(requirements)? {
+        match requirement.path.canonicalize() {
+            Err(_) => out.push(format!(
+                "the path dependency {} does not exist: put its folder back, or remove the dependency and `poetry lock`",
+                requirement.path.display()
+            )),
+            Ok(path) if !path.starts_with(&root) => out.push(format!(
+                "the path dependency {} is outside the repository ({}): the image can only hold what the repository \
+                 holds; move it into the repository or publish it to an index",
+                path.display(),
+                root.display()
+            )),
+            Ok(_) => {}
+        }
+    }
+    Ok(out)
+}
+
 /// A wheel of the project at `source` (a directory, an sdist or a wheel) in `wheelhouse`. Only pure-Python
 /// wheels are accepted: a wheel built on the host for a compiled project would not fit the image.
-fn build(
+pub(crate) fn build_wheel(
     sh: &Shell,
     python: &Path,
     source: &Path,
@@ -309,7 +332,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// `%20` → ` ` in a file URL's path.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

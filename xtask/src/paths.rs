@@ -25,7 +25,7 @@ pub(crate) fn dockerfile() -> PathBuf {
 /// Scratch space for one app, by its image name: requirements, wheelhouse, build context, stamps. Never
 /// committed. Apps live under `apps/`, apart from the tool's own state (`cache/`, `bench/`), and a name's `/`
 /// becomes `+` (which no image name has), so that no two names share or nest a directory.
-pub(crate) fn state_dir(image_name: &str) -> PathBuf {
+pub fn state_dir(image_name: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join("apps").join(image_name.replace('/', "+"))
 }
 
@@ -89,6 +89,32 @@ pub(crate) fn venv_path_requirements(venv: &Path) -> PathBuf {
 /// pip's download cache for the wheelhouses and the local virtualenvs, shared by every app of the workspace.
 pub(crate) fn pip_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("pip")
+}
+
+/// Wheels built from sdists in containers of base images (`sdists.rs`), by sdist, target and build packages.
+pub(crate) fn built_wheels_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("built-wheels")
+}
+
+/// Files fetched by URL on the host (sdists to build, URL dependencies), under their sha256.
+pub(crate) fn fetched_files_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("files")
+}
+
+/// Bare clones of git dependencies' repositories (`git_deps.rs`).
+pub(crate) fn git_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("git")
+}
+
+/// In the state directory: the private netrc file of an index's credentials lives here while pip runs.
+pub(crate) fn credentials_dir(state: &Path) -> PathBuf {
+    state.join("credentials")
+}
+
+/// `.deb` files of system packages fetched for a base image (`system_packages.rs`), by base image, platform and
+/// packages.
+pub(crate) fn system_packages_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("system-packages")
 }
 
 /// Scratch space of `cargo xtask bench <name>`.

@@ -29,6 +29,19 @@ pub(crate) fn pip<'a>(sh: &'a Shell, python: &Path, subcommand: &str) -> Cmd<'a>
     command
 }
 
+/// Runs a pip command (printed first, as xshell does) to its end; a stop signal stops it (`signals::wait`), so
+/// the caller's clean-up guards run. `what` names it in errors.
+pub(crate) fn run(command: Cmd<'_>, what: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    println!("$ {command}");
+    let mut child = std::process::Command::from(command).spawn().with_context(|| format!("cannot run {what}"))?;
+    let status = crate::signals::wait(&mut child, what)?;
+    if !status.success() {
+        anyhow::bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
 /// The CA bundle the machine trusts, if it names one.
 pub(crate) fn ca_bundle() -> Option<PathBuf> {
     ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]

@@ -1,9 +1,71 @@
 //! The signals that stop a foreground task (`server`, `run`): caught so the task can stop its child and clean up
-//! before it exits, instead of dying and leaving the child behind.
+//! before it exits, instead of dying and leaving the child behind. The tasks that make files on the way
+//! (`image`, `wheels`: credentials for pip, build containers, half-made wheelhouses) `watch` them instead: a
+//! signal is recorded, the child it reached (or that `wait` holds) ends, and the task unwinds through its
+//! clean-up guards to an error.
 
-use anyhow::{Context, Result};
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+/// The last stop signal received since `watch` (0: none).
+static RECEIVED: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+
+/// From now on, SIGINT, SIGTERM and SIGHUP no longer end the process: they are recorded for `check` and `wait`.
+/// Idempotent; the handlers stay until the process ends.
+pub(crate) fn watch() -> Result<()> {
+    if RECEIVED.get().is_some() {
+        return Ok(());
+    }
+    let received = Arc::new(AtomicUsize::new(0));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register_usize(signal, Arc::clone(&received), signal as usize)
+            .context("cannot install signal handlers")?;
+    }
+    let _ = RECEIVED.set(received);
+    Ok(())
+}
+
+/// The stop signal received since `watch`, if any.
+pub(crate) fn received() -> Option<i32> {
+    let signal = RECEIVED.get()?.load(Ordering::SeqCst);
+    (signal != 0).then_some(signal as i32)
+}
+
+/// An error when a stop signal was received since `watch`.
+pub(crate) fn check() -> Result<()> {
+    match received() {
+        Some(signal) => bail!("interrupted ({})", name(signal)),
+        None => Ok(()),
+    }
+}
+
+/// Waits for `child`; when a stop signal arrives first, sends it SIGTERM (SIGKILL after 10 seconds), reaps it
+/// and fails. `what` names the child in the error.
+pub(crate) fn wait(child: &mut Child, what: &str) -> Result<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().with_context(|| format!("cannot wait for {what}"))? {
+            check()?;
+            return Ok(status);
+        }
+        if let Some(signal) = received() {
+            kill(child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("interrupted ({}): stopped {what}", name(signal));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// Starts catching SIGINT (Ctrl-C), SIGTERM and SIGHUP; read them from the returned iterator.
 pub(crate) fn catch_stop_signals() -> Result<Signals> {

@@ -4,16 +4,23 @@
 //! Each locked package the image needs (its marker evaluated for the target) comes from one of:
 //! - a published wheel that fits the target: `pip download --only-binary=:all: --python-version X.Y
 //!   --implementation cp --abi cpXY --platform manylinux_2_<N>_<arch>...` (the tags, up to the base image's
-//!   glibc, that the locked wheels carry);
-//! - its sdist, when it publishes no wheel for the target: downloaded hash-checked and built on the host with
-//!   `pip wheel`; only a pure-Python result (`*-none-any.whl`) is accepted, anything else stops here;
+//!   glibc, that the locked wheels carry, and `linux_<arch>`, which pip takes on Linux: PyTorch's local
+//!   versions such as `torch 2.0.1+cu118` publish those);
+//! - its sdist, when no wheel fits: fetched and checked against the lock's hash, then built for the target in
+//!   a container of the base image with `tool.xtask.build-packages` (`sdists.rs`), cached by the sdist's hash
+//!   and the target; on the host, and only to a pure-Python wheel, when no base image is at hand;
+//! - a URL dependency: its wheel fetched and checked against the lock's sha256, or its sdist built as above;
+//! - a git dependency: the locked commit built on the host (`git_deps.rs`);
 //! - a path dependency: built on the host (`path_deps.rs`).
 //!
-//! Every file is then checked against the lock's sha256 hashes (pip checked them at download too). A stamp
-//! records the inputs (requirements, target) and each file's size, time and hash: when nothing changed the
-//! wheelhouse is reused without running pip, after checking the files are still the ones recorded.
+//! Every package that cannot be had is listed at once, each with what would make it buildable: first what the
+//! lock alone tells (no file fits, a folder missing), then what the indexes and builds tell. Private indexes get
+//! their credentials (`credentials.rs`) on the host only. Every file is checked against the lock's sha256 (or,
+//! built here, recorded with its own). A stamp records the inputs (requirements, target, build packages, base
+//! image) and each file's size, time and hash: when nothing changed the wheelhouse is reused without running
+//! pip, after checking the files are still the ones recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -24,11 +31,14 @@ use poetry_export::{ExportRequest, SelectedPackage, Selection};
 use xshell::Shell;
 
 use crate::config::{Config, PythonVersion};
+use crate::credentials::IndexAuth;
 use crate::engine::{Engine, ImageInfo};
 use crate::export;
 use crate::flags::Wheels;
+use crate::git_deps::{self, GitSource};
+use crate::sdists::{self, Need};
 use crate::settings;
-use crate::{gen, path_deps, paths, pip};
+use crate::{gen, index, path_deps, paths, pip, signals};
 
 /// The glibc assumed when the base image cannot be asked (no engine, or the image is not there yet): the
 /// manylinux_2_28 baseline, which Debian 10+, Ubuntu 18.10+ and RHEL 8+ meet.
@@ -45,6 +55,7 @@ impl Wheels {
 /// `cargo xtask wheels`: the wheelhouse for the base image's target when the engine has it, else for an assumed
 /// glibc.
 fn fill(sh: &Shell, config: &Config, engine: Option<Engine>, dry_run: bool) -> Result<()> {
+    signals::watch()?;
     let _lock = if dry_run { None } else { Some(lock_state(config)?) };
     let selection = select(config)?;
     let base = match &engine {
@@ -71,11 +82,31 @@ fn fill(sh: &Shell, config: &Config, engine: Option<Engine>, dry_run: bool) -> R
         }
     };
     let target = Target::new(config, facts.as_ref())?;
-    let wheelhouse = ensure(sh, config, &selection, &target, dry_run)?;
+    let host = match (&engine, &base) {
+        (Some(engine), Some(base)) => Some(BuildHost { engine, image: base.id.clone() }),
+        (Some(engine), None) if dry_run => Some(BuildHost { engine, image: config.base_image.clone() }),
+        _ => None,
+    };
+    let wheelhouse = ensure(sh, config, &selection, &target, host.as_ref(), dry_run)?;
     if !dry_run {
+        let needed: BTreeSet<&str> =
+            wheelhouse.needs.iter().flat_map(|(_, needs)| needs.iter().map(|n| n.package.as_str())).collect();
+        if !needed.is_empty() {
+            println!(
+                "wheels: note: the wheels built here link libraries the base image lacks, from {}: the image \
+                 installs them from tool.xtask.system-packages (`cargo xtask image` checks it does)",
+                needed.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
         println!("wheels: requirements for the image in {}", paths::display(&wheelhouse.requirements));
     }
     Ok(())
+}
+
+/// What builds sdists for the target: the engine, and the base image (its id; its name in a dry run).
+pub(crate) struct BuildHost<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) image: String,
 }
 
 /// The hash-pinned requirements of the image (main, `tool.xtask.groups`, `tool.xtask.extras`), with the
@@ -241,6 +272,11 @@ impl Target {
         })
     }
 
+    /// `CPython 3.11 on linux/amd64 (glibc 2.36)`.
+    pub(crate) fn short(&self) -> String {
+        format!("CPython {} on {} (glibc {}.{})", self.python, self.platform, self.glibc.0, self.glibc.1)
+    }
+
     /// `CPython 3.11.2, linux/amd64 (x86_64, glibc 2.36)`.
     pub(crate) fn describe(&self) -> String {
         format!(
@@ -255,7 +291,8 @@ impl Target {
     }
 
     /// The platform tags of wheels that run on the target, newest first: `manylinux_2_<N>_<arch>` for every glibc
-    /// from the target's down to 2.17 (2.5 on x86), and their legacy aliases.
+    /// from the target's down to 2.17 (2.5 on x86), their legacy aliases, and last `linux_<arch>`: pip on Linux
+    /// takes those (wheels built for "this machine": PyTorch's `+cu118` builds, and the ones built here).
     pub(crate) fn platform_tags(&self) -> Vec<String> {
         let arch = &self.machine;
         let legacy_x86 = arch == "x86_64" || arch == "i686";
@@ -273,6 +310,7 @@ impl Target {
                 _ => {}
             }
         }
+        tags.push(format!("linux_{arch}"));
         tags
     }
 
@@ -299,6 +337,56 @@ impl Target {
                 })
             })
         })
+    }
+
+    /// Why a wheel that does not fit the target comes near (`CPython 3.12`, `glibc 2.38`, `musl libc`), with a
+    /// rank (lower is nearer); `None` when it fits or is far (macOS, Windows, another Python and platform).
+    fn near_miss(&self, wheel: &str, platforms: &[String]) -> Option<(u32, String)> {
+        let (_, _, tags) = path_deps::parse_wheel_name(wheel)?;
+        let mut parts = tags.splitn(3, '-');
+        let (py, abi, plat) = (parts.next()?, parts.next()?, parts.next()?);
+        let platform_ok = plat.split('.').any(|p| p == "any" || platforms.iter().any(|t| t == p));
+        let python_ok = self.fits(&format!("x-1-{py}-{abi}-any.whl"), platforms);
+        let arch = &self.machine;
+        let linux = |p: &str| {
+            let rest = p.strip_prefix("manylinux").or_else(|| p.strip_prefix("linux"))?;
+            let arch_ok = rest.ends_with(&format!("_{arch}"));
+            let glibc = rest.strip_prefix("_2_").and_then(|r| r.split('_').next()).and_then(|m| m.parse::<u32>().ok());
+            Some((arch_ok, glibc))
+        };
+        let same_arch_linux = plat.split('.').any(|p| linux(p).is_some_and(|(ok, _)| ok));
+        match (python_ok, platform_ok) {
+            (true, true) => None,
+            (false, true) => {
+                let minor = py
+                    .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                    .get(1..)
+                    .and_then(|m| m.parse::<i64>().ok());
+                let distance = minor.map(|m| (m - i64::from(self.python.minor)).unsigned_abs() as u32).unwrap_or(9);
+                Some((10 + distance, python_tag(py, abi)))
+            }
+            (true, false) => {
+                if let Some(minor) =
+                    plat.split('.').filter_map(linux).filter(|(ok, _)| *ok).filter_map(|(_, g)| g).min()
+                {
+                    return Some((
+                        1,
+                        format!("needs glibc 2.{minor}, the base image has {}.{}", self.glibc.0, self.glibc.1),
+                    ));
+                }
+                if plat.split('.').any(|p| p.starts_with("musllinux") && p.ends_with(&format!("_{arch}"))) {
+                    return Some((20, "for musl libc (Alpine)".to_string()));
+                }
+                const MACHINES: [&str; 7] = ["aarch64", "x86_64", "i686", "armv7l", "ppc64le", "s390x", "riscv64"];
+                let machine = plat
+                    .split('.')
+                    .filter(|p| p.starts_with("manylinux") || p.starts_with("linux_") || p.starts_with("musllinux"))
+                    .find_map(|p| MACHINES.into_iter().find(|m| p.ends_with(m)))?;
+                Some((30, format!("for {machine}")))
+            }
+            (false, false) if same_arch_linux => Some((40, format!("{} on {plat}", python_tag(py, abi)))),
+            (false, false) => None,
+        }
     }
 
     /// Whether a Python tag (`py3`, `py311`, `cp38`) with `prefix` names a version the target runs: same major,
@@ -358,58 +446,127 @@ fn machine_of(platform: &str) -> Result<&'static str> {
 // The plan: where each package's wheel comes from
 // ---------------------------------------------------------------------------------------------------------
 
+/// `cp312`/`cp312` → `CPython 3.12`; `pp39` → `PyPy 3.9`; `py2` → `Python 2`.
+fn python_tag(py: &str, abi: &str) -> String {
+    let tag = py.split('.').next().unwrap_or(py);
+    let (implementation, digits) = match tag.get(..2) {
+        Some("cp") => ("CPython", &tag[2..]),
+        Some("pp") => ("PyPy", &tag[2..]),
+        Some("py") => ("Python", &tag[2..]),
+        _ => return tag.to_string(),
+    };
+    let version = match digits.len() {
+        0 => String::new(),
+        1 => format!(" {digits}"),
+        _ => format!(" {}.{}", &digits[..1], &digits[1..]),
+    };
+    let abi3 = if abi == "abi3" { " (abi3)" } else { "" };
+    format!("{implementation}{version}{abi3}")
+}
+
 /// Where the wheel of one package comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     /// A published wheel that fits the target.
     Wheel,
-    /// Built on the host from this sdist (no wheel fits the target).
-    Sdist(String),
+    /// Built for the target from this sdist (no wheel fits): a locked file on the index, or the URL of a URL
+    /// dependency.
+    Sdist { file: String, url: Option<String> },
+    /// A URL dependency's wheel.
+    UrlWheel { url: String, file: String },
+    /// A git dependency, built on the host from the locked commit.
+    Git(GitSource),
     /// A path dependency, built by `path_deps`.
     Local,
 }
 
-/// Decides where `package`'s wheel comes from, or says why there is no way (pure).
-fn plan(package: &SelectedPackage, target: &Target, platforms: &[String]) -> Result<Source> {
+/// Decides where `package`'s wheel comes from, or says why there is no way and what would make one (pure).
+fn plan(package: &SelectedPackage, target: &Target, platforms: &[String]) -> Result<Source, String> {
+    let what = format!("{} {}", package.name, package.version);
     match package.source_kind.as_deref() {
         None | Some("legacy") => {}
         Some("file") | Some("directory") => return Ok(Source::Local),
-        Some(kind) => bail!(
-            "{} {} is a {kind} dependency ({}): the image can only be built from index packages and path \
-             dependencies; publish it to an index, or vendor it into the repository as a path dependency",
-            package.name,
-            package.version,
-            package.source_url.as_deref().unwrap_or("?")
-        ),
+        Some("url") => {
+            let url = package.source_url.clone().unwrap_or_default();
+            let file = url.split(['#', '?']).next().unwrap_or("").rsplit('/').next().unwrap_or("");
+            let file = path_deps::percent_decode(file).unwrap_or_else(|| file.to_string());
+            if !package.files.iter().any(|f| f.file == file) {
+                return Err(format!(
+                    "{what}: the lock has no hash for the file of its URL ({url}): lock again with a Poetry that                      records it (`poetry lock`)"
+                ));
+            }
+            if file.ends_with(".whl") {
+                if target.fits(&file, platforms) {
+                    return Ok(Source::UrlWheel { url, file });
+                }
+                let why = target.near_miss(&file, platforms).map(|(_, why)| format!(" ({why})")).unwrap_or_default();
+                return Err(format!(
+                    "{what}: its URL is a wheel for another target, {file}{why}, not {}: point the dependency at the                      wheel for this target (markers can pick one per Python and platform)",
+                    target.short()
+                ));
+            }
+            if is_sdist(&file) {
+                return Ok(Source::Sdist { file, url: Some(url) });
+            }
+            return Err(format!("{what}: its URL ({url}) is neither a wheel nor an sdist"));
+        }
+        Some("git") => {
+            return git_deps::parse(&package.line).map(Source::Git).ok_or_else(|| {
+                format!("{what}: cannot read the locked commit of the git dependency in `{}`", package.line)
+            })
+        }
+        Some(kind) => {
+            return Err(format!(
+                "{what} is a {kind} dependency ({}): the image can be built from index, URL, git and path                  dependencies; publish it to an index, or vendor it into the repository as a path dependency",
+                package.source_url.as_deref().unwrap_or("?")
+            ))
+        }
     }
     let names: Vec<&str> = package.files.iter().map(|f| f.file.as_str()).collect();
     if names.iter().any(|f| target.fits(f, platforms)) {
         return Ok(Source::Wheel);
     }
-    let wheels: Vec<&str> = names.iter().filter(|f| f.ends_with(".whl")).copied().take(4).collect();
-    // A project that publishes platform wheels has compiled code: its sdist would need a compiler and the
-    // target's headers, and still make a wheel for the host. Say so now rather than after a long build.
-    let compiled = names.iter().any(|f| f.ends_with(".whl") && !f.ends_with("-any.whl"));
-    if let Some(sdist) = names.iter().find(|f| is_sdist(f)).filter(|_| !compiled) {
-        return Ok(Source::Sdist(sdist.to_string()));
+    if let Some(sdist) = names.iter().find(|f| is_sdist(f)) {
+        return Ok(Source::Sdist { file: sdist.to_string(), url: None });
     }
-    bail!(
-        "{} {} publishes no wheel for {} on {} (glibc {}.{}){}{}: pick a version of {} that publishes a wheel for \
-         this target, or build the image for another Python (--python) or platform (--platform)",
-        package.name,
-        package.version,
-        format_args!("CPython {}", target.python),
-        target.platform,
-        target.glibc.0,
-        target.glibc.1,
-        if compiled { ", and its sdist has compiled code" } else { " and no sdist to build one from" },
-        if wheels.is_empty() { String::new() } else { format!(" (its wheels: {}, ...)", wheels.join(", ")) },
+    let mut near: Vec<(u32, &str, String)> =
+        names.iter().filter_map(|f| target.near_miss(f, platforms).map(|(rank, why)| (rank, *f, why))).collect();
+    near.sort();
+    let shown: Vec<String> = near.iter().take(4).map(|(_, f, why)| format!("{f} ({why})")).collect();
+    let others = names.len() - shown.len();
+    let files = match (shown.is_empty(), others) {
+        (_, _) if names.is_empty() => "the lock lists no file of it".to_string(),
+        (true, _) => format!("its {} files are for other systems (macOS, Windows) or other Pythons", names.len()),
+        (false, 0) => format!("the nearest: {}", shown.join(", ")),
+        (false, n) => format!(
+            "the nearest: {}; {n} more for {}",
+            shown.join(", "),
+            if near.len() > shown.len() { "other targets" } else { "other systems or Pythons" }
+        ),
+    };
+    Err(format!(
+        "{what}: no wheel for {} and no sdist; {files}: pick a version of {} that publishes a wheel for this target \
+         or an sdist, or build the image for another Python (--python) or platform (--platform)",
+        target.short(),
         package.name
-    )
+    ))
 }
 
 fn is_sdist(file: &str) -> bool {
     [".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz"].iter().any(|ext| file.ends_with(ext))
+}
+
+/// The error for `blockers`: one line each, all at once.
+fn blocked(target: &Target, blockers: &[String]) -> anyhow::Error {
+    match blockers {
+        [one] => format_err!("the wheelhouse for {} cannot be made: {one}", target.short()),
+        many => format_err!(
+            "the wheelhouse for {} cannot be made; {} packages block it:\n  - {}",
+            target.short(),
+            many.len(),
+            many.join("\n  - ")
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -425,6 +582,8 @@ pub(crate) struct Wheelhouse {
     pub(crate) requirements: PathBuf,
     /// Each file's name and sha256 (hex), sorted by name.
     pub(crate) files: Vec<(String, String)>,
+    /// For each wheel built here from an sdist: the libraries it links that the base image lacks.
+    pub(crate) needs: Vec<(String, Vec<Need>)>,
     /// Whether this run downloaded or built anything.
     pub(crate) refreshed: bool,
 }
@@ -445,13 +604,14 @@ pub(crate) fn ensure(
     config: &Config,
     selection: &Selection,
     target: &Target,
+    host: Option<&BuildHost<'_>>,
     dry_run: bool,
 ) -> Result<Wheelhouse> {
     let state = config.state_dir();
     let dir = paths::wheelhouse(&state);
     let requirements = paths::image_requirements(&state);
     let stamp_path = paths::wheelhouse_stamp(&state);
-    let key = inputs_key(selection, target)?;
+    let key = inputs_key(selection, target, config, host)?;
     let shown = paths::display(&dir);
 
     let previous = std::fs::read_to_string(&stamp_path).ok().and_then(|text| parse_stamp(&text));
@@ -462,23 +622,27 @@ pub(crate) fn ensure(
                 let count = stamp.files.len();
                 println!("wheels: {shown} is up to date ({count} wheels for {})", target.describe());
                 let files = stamp.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect();
-                return Ok(Wheelhouse { dir, requirements, files, refreshed: false });
+                let needs = stamp.needs.clone();
+                return Ok(Wheelhouse { dir, requirements, files, needs, refreshed: false });
             }
             Some(why) => why,
         },
         _ => "no complete wheelhouse recorded".to_string(),
     };
     println!("wheels: filling {shown} for {}: {why}", target.describe());
-    build(sh, config, selection, target, &key, previous.as_ref(), dry_run)
+    let inputs = Inputs { config, selection, target, key: &key, previous: previous.as_ref(), host };
+    build(sh, &inputs, dry_run)
 }
 
-/// A checksum of everything that decides the wheelhouse: the exported requirements, the target, and the
-/// sources of path dependencies.
-fn inputs_key(selection: &Selection, target: &Target) -> Result<String> {
+/// A checksum of everything that decides the wheelhouse: the exported requirements, the target, the build
+/// packages and base image that sdists are built with, and the sources of path dependencies.
+fn inputs_key(selection: &Selection, target: &Target, config: &Config, host: Option<&BuildHost<'_>>) -> Result<String> {
     let mut hasher = Sha256::default();
-    hasher.update(b"xtask wheelhouse 1\n");
+    hasher.update(b"xtask wheelhouse 2\n");
     hasher.update(selection.requirements.as_bytes());
     hasher.update(target.key().as_bytes());
+    let base = host.map(|h| h.image.as_str()).unwrap_or("no base image");
+    hasher.update(format!("\nbuilt in {base} with {}\n", config.build_packages.join(" ")).as_bytes());
     for requirement in path_deps::find(&selection.requirements)? {
         let fingerprint = match requirement.path.canonicalize() {
             Ok(path) => path_deps::fingerprint(&path)?,
@@ -489,18 +653,21 @@ fn inputs_key(selection: &Selection, target: &Target) -> Result<String> {
     Ok(hasher.hex())
 }
 
-/// What the stamp records: the inputs' key, the target (`Target::key`) and each file.
+/// What the stamp records: the inputs' key, the target (`Target::key`), each file, and what the wheels built
+/// here need from the base image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
     key: String,
     target: Option<String>,
     files: Vec<StampedFile>,
+    needs: Vec<(String, Vec<Need>)>,
 }
 
 fn parse_stamp(text: &str) -> Option<Stamp> {
     let mut key = None;
     let mut target = None;
     let mut files = Vec::new();
+    let mut needs: Vec<(String, Vec<Need>)> = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let words: Vec<&str> = line.split(' ').collect();
         match words.as_slice() {
@@ -512,13 +679,20 @@ fn parse_stamp(text: &str) -> Option<Stamp> {
                 mtime_ns: mtime.parse().ok()?,
                 sha256: sha256.to_string(),
             }),
+            ["need", wheel, package, library] => {
+                let need = Need { package: package.to_string(), library: library.to_string() };
+                match needs.iter_mut().find(|(w, _)| w == wheel) {
+                    Some((_, list)) => list.push(need),
+                    None => needs.push((wheel.to_string(), vec![need])),
+                }
+            }
             _ => return None,
         }
     }
-    Some(Stamp { key: key?, target, files })
+    Some(Stamp { key: key?, target, files, needs })
 }
 
-fn render_stamp(key: &str, target: &Target, files: &[StampedFile]) -> String {
+fn render_stamp(key: &str, target: &Target, files: &[StampedFile], needs: &[(String, Vec<Need>)]) -> String {
     let mut text = format!(
         "# Written by cargo xtask after a complete, verified wheelhouse; rebuilt when the key changes.\n\
          # target: {}\nkey {key}\ntarget {}\n",
@@ -527,6 +701,11 @@ fn render_stamp(key: &str, target: &Target, files: &[StampedFile]) -> String {
     );
     for f in files {
         text.push_str(&format!("file {} {} {} {}\n", f.name, f.size, f.mtime_ns, f.sha256));
+    }
+    for (wheel, list) in needs {
+        for need in list {
+            text.push_str(&format!("need {wheel} {} {}\n", need.package, need.library));
+        }
     }
     text
 }
@@ -646,152 +825,346 @@ fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[Strin
     Ok(out)
 }
 
-/// Downloads and builds the wheelhouse from scratch into a temporary directory, verifies it, and puts it in
-/// place with its requirements and stamp. `previous` is the stamp of the wheelhouse there now, if any.
-fn build(
-    sh: &Shell,
-    config: &Config,
-    selection: &Selection,
-    target: &Target,
-    key: &str,
-    previous: Option<&Stamp>,
-    dry_run: bool,
-) -> Result<Wheelhouse> {
+/// What `build` works from.
+struct Inputs<'a> {
+    config: &'a Config,
+    selection: &'a Selection,
+    target: &'a Target,
+    /// `inputs_key`.
+    key: &'a str,
+    /// The stamp of the wheelhouse there now, if any.
+    previous: Option<&'a Stamp>,
+    host: Option<&'a BuildHost<'a>>,
+}
+
+/// A file made or fetched here for the wheelhouse (not picked by pip among the locked ones): its name and sha256.
+struct Made {
+    name: String,
+    sha256: String,
+}
+
+/// Downloads, fetches and builds the wheelhouse into a temporary directory, verifies it, and puts it in place
+/// with its requirements and stamp. Every package that cannot be had is reported at once.
+fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
+    let Inputs { config, selection, target, .. } = *inputs;
     let state = config.state_dir();
     let dir = paths::wheelhouse(&state);
     let tmp = state.join("wheelhouse.tmp");
     let python = host_python()?;
     let platforms = target.platform_tags();
 
-    // Which packages the image installs, and where each one's wheel comes from: decided before pip runs, so a
-    // package that cannot be had stops everything here.
+    // Which packages the image installs, and where each one's wheel comes from: decided before anything is
+    // fetched, so that what the lock alone rules out is listed at once.
     let markers: Vec<String> = selection.packages.iter().filter_map(|p| p.marker.clone()).collect();
     // A dry run runs nothing, not even the marker evaluation: it lists every package.
     let evaluated = if dry_run { BTreeMap::new() } else { evaluate_markers(sh, &python, target, &markers)? };
-    let mut wheels = Vec::new();
-    let mut sdists = Vec::new();
+    let (index_options, mut requirements_text) = split_index_options(&selection.requirements);
+    let mut plans: Vec<(&SelectedPackage, Source)> = Vec::new();
+    let mut blockers = Vec::new();
     let mut skipped = Vec::new();
     for package in &selection.packages {
         let applies = package.marker.as_ref().map(|m| evaluated.get(m).copied().unwrap_or(true)).unwrap_or(true);
         if !applies {
             skipped.push(format!("{} ({})", package.name, package.marker.as_deref().unwrap_or("")));
+            // Not the image's: its line goes, so the image's requirements name no URL it does not use.
+            requirements_text = requirements_text.replacen(&format!("{}\n", package.line), "", 1);
             continue;
         }
-        match plan(package, target, &platforms)? {
-            Source::Wheel => wheels.push(package),
-            Source::Sdist(file) => sdists.push((package, file)),
-            Source::Local => {}
+        match plan(package, target, &platforms) {
+            Ok(Source::Local) => {
+                let problems = path_deps::problems(&format!("{}\n", package.line))?;
+                blockers.extend(problems.iter().map(|p| format!("{} {}: {p}", package.name, package.version)));
+                plans.push((package, Source::Local));
+            }
+            Ok(source) => plans.push((package, source)),
+            Err(blocker) => blockers.push(blocker),
         }
     }
     if !skipped.is_empty() {
         println!("wheels: not for this target (markers): {}", skipped.join(", "));
     }
-    let (index_options, requirements_text) = split_index_options(&selection.requirements);
+    if !blockers.is_empty() {
+        return Err(blocked(target, &blockers));
+    }
+    let by_kind = |f: fn(&Source) -> bool| plans.iter().filter(move |(_, s)| f(s));
+    let wheels: Vec<&SelectedPackage> = by_kind(|s| *s == Source::Wheel).map(|(p, _)| *p).collect();
     let index_args: Vec<String> = index_options.iter().flat_map(|(o, v)| [o.clone(), v.clone()]).collect();
     let primary_index = index_options.iter().find(|(o, _)| o == "--index-url").map(|(_, v)| v.clone()).unwrap();
+    let primary_index = crate::credentials::split_userinfo(&primary_index).0;
+    let trusted: Vec<String> =
+        index_options.iter().filter(|(o, _)| o == "--trusted-host").flat_map(|(o, v)| [o.clone(), v.clone()]).collect();
+    let cache = paths::pip_cache();
 
+    // The credentials of private indexes, for pip and the look-ups; the file goes when this function returns.
+    let auth = IndexAuth::read(&config.app_dir)?;
+    let netrc = if dry_run { None } else { auth.netrc_file(&paths::credentials_dir(&state))? };
+    let netrc_path = netrc.as_ref().map(|n| n.path.as_path());
     if !dry_run {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", paths::display(&tmp)))?;
     }
-    let cache = paths::pip_cache();
-    if !wheels.is_empty() {
-        // The wheels the previous wheelhouse holds for the same target are kept, not downloaded again.
-        let kept = if dry_run { Vec::new() } else { keep_previous(&state, previous, target, &wheels, &tmp)? };
-        if !kept.is_empty() {
-            println!("wheels: {} wheels kept from the previous wheelhouse (same files, same target)", kept.len());
-        }
-        let missing: Vec<&SelectedPackage> = wheels.iter().filter(|p| !kept.contains(&p.name)).copied().collect();
-        if !missing.is_empty() {
-            let request =
-                Download { python: &python, target, platforms: &platforms, index_args: &index_args, cache: &cache };
-            download(sh, &request, &state, &missing, &tmp, dry_run)?;
+    // Gone however this ends; on success it has become the wheelhouse already.
+    let _tmp = (!dry_run).then(|| gen::Scratch(tmp.clone()));
+
+    // The sdists whose wheel is built already (same sdist, target, base image and build packages).
+    let builder = inputs.host.map(|host| sdists::Builder {
+        engine: host.engine,
+        base_image: &config.base_image,
+        base_id: &host.image,
+        platform: &config.platform,
+        target_key: target.key(),
+        build_packages: &config.build_packages,
+        index_url: primary_index.clone(),
+        logs: state.join("build-logs"),
+    });
+    let mut jobs: Vec<(&SelectedPackage, sdists::Job, Option<String>)> = Vec::new();
+    for (package, source) in &plans {
+        if let Source::Sdist { file, url } = source {
+            let sha256 = locked_sha256(package, file);
+            let sdist = paths::fetched_files_cache().join(&sha256[..sha256.len().min(32)]).join(file);
+            let job = sdists::Job { name: package.name.clone(), version: package.version.clone(), sdist, sha256 };
+            jobs.push((package, job, url.clone()));
         }
     }
-
-    let mut built: Vec<(String, String)> = Vec::new(); // (file name, sha256) of wheels built here
-    let mut requirements_text = requirements_text;
-    if !sdists.is_empty() {
-        let list = state.join("wheels-sdists.txt");
-        let out = state.join("wheels-sdists.tmp");
-        let text: String = sdists.iter().map(|(p, _)| pinned(p)).collect();
-        let names: Vec<&str> = sdists.iter().map(|(p, _)| p.name.as_str()).collect();
-        let shown: Vec<String> = sdists.iter().map(|(p, f)| format!("{} {} ({f})", p.name, p.version)).collect();
-        println!("wheels: building from source on the host (no wheel fits the target): {}", shown.join(", "));
-        let command = pip::pip(sh, &python, "wheel")
-            .args(["--no-deps", "--require-hashes", "--progress-bar", "off", "--no-binary", &names.join(",")])
-            .args(&index_args)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .arg("--wheel-dir")
-            .arg(&out)
-            .arg("--requirement")
-            .arg(&list);
-        if dry_run {
-            println!("$ {command}");
-        } else {
-            gen::write_atomic(&list, text.as_bytes())?;
-            let _ = std::fs::remove_dir_all(&out);
-            command.run().context("pip could not build wheels from the sdists (see its output above)")?;
-            for (package, sdist) in &sdists {
-                let wheel = std::fs::read_dir(&out)?
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .find(|f| path_deps::parse_wheel_name(f).is_some_and(|(name, ..)| name == package.name))
-                    .ok_or_else(|| format_err!("building {sdist} made no wheel of {}", package.name))?;
-                let pure = wheel.ends_with("-none-any.whl");
-                if !pure || !target.fits(&wheel, &platforms) {
-                    bail!(
-                        "{} {} publishes no wheel for {} on {} and its sdist builds {wheel}, which is not a \
-                         pure-Python wheel for the image: pick a version of {} that publishes wheels for this \
-                         target, or build the image for another Python (--python) or platform (--platform)",
-                        package.name,
-                        package.version,
-                        format_args!("CPython {}", target.python),
-                        target.platform,
-                        package.name
-                    );
-                }
-                std::fs::rename(out.join(&wheel), tmp.join(&wheel))
-                    .with_context(|| format!("cannot move {wheel} into {}", paths::display(&tmp)))?;
-                let hash = sha256_file(&tmp.join(&wheel))?;
-                requirements_text = add_hash(&requirements_text, package, &hash)?;
-                built.push((wheel, hash));
+    let mut built: Vec<(&SelectedPackage, sdists::Built)> = Vec::new();
+    if let Some(builder) = builder.as_ref().filter(|_| !dry_run) {
+        jobs.retain(|(package, job, _)| match sdists::cached(builder, job) {
+            Some(wheel) => {
+                println!(
+                    "wheels: {} built before from {} ({})",
+                    wheel.file_name,
+                    job.name,
+                    paths::display(&wheel.wheel)
+                );
+                built.push((package, wheel));
+                false
             }
-            let _ = std::fs::remove_dir_all(&out);
+            None => true,
+        });
+    }
+
+    // The wheels the previous wheelhouse holds for the same target are kept, not downloaded again.
+    let kept = if dry_run { Vec::new() } else { keep_previous(&state, inputs.previous, target, &wheels, &tmp)? };
+    if !kept.is_empty() {
+        println!("wheels: {} wheels kept from the previous wheelhouse (same files, same target)", kept.len());
+    }
+    let missing: Vec<&SelectedPackage> = wheels.iter().filter(|p| !kept.contains(&p.name)).copied().collect();
+
+    // The URLs of the locked files to download, from the packages' index pages.
+    let mut wanted: Vec<(&SelectedPackage, Vec<String>)> = Vec::new();
+    for package in &missing {
+        let files = package.files.iter().map(|f| f.file.clone()).filter(|f| f.ends_with(".whl")).collect();
+        wanted.push((package, files));
+    }
+    for (package, job, url) in &jobs {
+        let fetched = wheels_sha_matches(&job.sdist, &job.sha256);
+        if url.is_none() && !fetched {
+            wanted.push((package, vec![job.sdist.file_name().unwrap().to_string_lossy().into_owned()]));
+        }
+    }
+    let lookup = if dry_run || wanted.is_empty() {
+        None
+    } else {
+        match index::lookup(sh, &python, &auth, netrc_path, &wanted) {
+            Ok(lookup) => Some(lookup),
+            Err(why) => {
+                println!("wheels: note: {why:#}; pip searches the indexes instead");
+                None
+            }
+        }
+    };
+    let mut unavailable: BTreeSet<String> = BTreeSet::new();
+    if let Some(lookup) = &lookup {
+        for (name, blocker) in &lookup.blockers {
+            unavailable.insert(name.clone());
+            blockers.push(blocker.clone());
         }
     }
 
-    // Path dependencies: built on the host, their requirement lines pinned to the wheels' hashes.
-    let (requirements_text, local) = if dry_run {
-        (requirements_text, Vec::new())
+    // Wheels from the indexes: pip picks each one among the package's locked files and checks its hash.
+    let downloadable: Vec<&SelectedPackage> =
+        missing.iter().filter(|p| !unavailable.contains(&p.name)).copied().collect();
+    if !downloadable.is_empty() {
+        let request = Download {
+            python: &python,
+            target,
+            platforms: &platforms,
+            index_args: &index_args,
+            trusted: &trusted,
+            cache: &cache,
+            netrc: netrc_path,
+        };
+        let found = lookup.as_ref().map(|l| &l.files);
+        if let Err(why) = download(sh, &request, &state, &downloadable, found, &tmp, dry_run) {
+            blockers.push(format!("{why:#}"));
+        }
+    }
+
+    // Files by URL: the sdists to build and the URL dependencies' wheels, each checked against the lock's hash.
+    let mut fetches: Vec<(String, index::Fetch)> = Vec::new();
+    for (package, job, url) in &jobs {
+        if wheels_sha_matches(&job.sdist, &job.sha256) || unavailable.contains(&package.name) {
+            continue;
+        }
+        let file = job.sdist.file_name().unwrap().to_string_lossy().into_owned();
+        let url = match url {
+            Some(url) => Some(url.clone()),
+            None => lookup.as_ref().and_then(|l| l.files.get(&file)).map(|f| f.url.clone()),
+        };
+        match url {
+            Some(url) => {
+                let fetch = index::Fetch { url, dest: job.sdist.clone(), sha256: job.sha256.clone() };
+                fetches.push((format!("{} {}", package.name, package.version), fetch));
+            }
+            None if dry_run => println!("wheels: would look up and fetch {file}"),
+            None => blockers.push(format!(
+                "{} {}: cannot find the URL of its sdist {file} on {} (the look-up failed: see the note above)",
+                package.name,
+                package.version,
+                index::index_of(package)
+            )),
+        }
+    }
+    let mut url_wheels: Vec<(&SelectedPackage, String, String)> = Vec::new();
+    for (package, source) in &plans {
+        if let Source::UrlWheel { url, file } = source {
+            let sha256 = locked_sha256(package, file);
+            let dest = paths::fetched_files_cache().join(&sha256[..sha256.len().min(32)]).join(file);
+            if !wheels_sha_matches(&dest, &sha256) {
+                let fetch = index::Fetch { url: url.clone(), dest: dest.clone(), sha256: sha256.clone() };
+                fetches.push((format!("{} {}", package.name, package.version), fetch));
+            }
+            url_wheels.push((package, file.clone(), sha256));
+        }
+    }
+    if dry_run {
+        for (_, fetch) in &fetches {
+            println!("wheels: would fetch {} (sha256 {})", fetch.url, fetch.sha256);
+        }
     } else {
-        path_deps::localize(sh, &python, &requirements_text, &tmp, &state.join("path-deps"), &primary_index)?
-    };
-    for wheel in &local {
-        let name = wheel.file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        built.push((name, wheel.hash.trim_start_matches("sha256:").to_string()));
+        let requests: Vec<index::Fetch> = fetches.iter().map(|(_, f)| f.clone()).collect();
+        for ((what, _), result) in fetches.iter().zip(index::fetch(sh, &python, netrc_path, &requests)?) {
+            if let Err(why) = result {
+                blockers.push(format!("{what}: {why}"));
+            }
+        }
+    }
+    signals::check()?;
+
+    // Sdists: built for the target in a container of the base image, else (no base image here) on the host.
+    let jobs: Vec<(&SelectedPackage, sdists::Job, Option<String>)> =
+        jobs.into_iter().filter(|(_, job, _)| dry_run || wheels_sha_matches(&job.sdist, &job.sha256)).collect();
+    if !jobs.is_empty() {
+        match &builder {
+            Some(builder) if dry_run => {
+                let job_refs: Vec<&sdists::Job> = jobs.iter().map(|(_, j, _)| j).collect();
+                sdists::build(builder, &job_refs, &state.join("sdist-builds"))?;
+            }
+            Some(builder) => {
+                let job_refs: Vec<&sdists::Job> = jobs.iter().map(|(_, j, _)| j).collect();
+                let results = sdists::build(builder, &job_refs, &state.join("sdist-builds"))?;
+                for ((package, _, _), result) in jobs.iter().zip(results) {
+                    match result {
+                        Ok(wheel) if target.fits(&wheel.file_name, &platforms) => built.push((package, wheel)),
+                        Ok(wheel) => blockers.push(format!(
+                            "{} {}: its sdist built {}, which does not fit {}",
+                            package.name,
+                            package.version,
+                            wheel.file_name,
+                            target.short()
+                        )),
+                        Err(blocker) => blockers.push(blocker),
+                    }
+                }
+            }
+            None => {
+                println!(
+                    "wheels: note: no base image at hand: sdists are built on the host, and must give pure-Python wheels \
+                     (`cargo xtask image` builds them in a container of the base image)"
+                );
+                for (package, job, _) in &jobs {
+                    match host_build(sh, &python, job, &primary_index, &state, target, &platforms, dry_run) {
+                        Ok(Some(wheel)) => built.push((package, wheel)),
+                        Ok(None) => {}
+                        Err(why) => blockers.push(format!("{} {}: {why:#}", package.name, package.version)),
+                    }
+                }
+            }
+        }
+    }
+    signals::check()?;
+
+    // Git dependencies: the locked commit, built on the host.
+    let mut made: Vec<Made> = Vec::new();
+    for (package, source) in &plans {
+        let Source::Git(git) = source else { continue };
+        if dry_run {
+            println!("wheels: would build {} from {} at {}", package.name, git.url, git.commit);
+            continue;
+        }
+        match git_deps::build(sh, &python, git, &tmp, &state.join("git-deps"), &primary_index) {
+            Ok(wheel) => {
+                let sha256 = wheel.hash.trim_start_matches("sha256:").to_string();
+                println!("wheels: {} {} built from {} at {}", wheel.name, wheel.version, git.url, git.commit);
+                requirements_text = pin(&requirements_text, package, &sha256)?;
+                made.push(Made { name: file_name(&wheel.file), sha256 });
+            }
+            Err(why) => blockers.push(format!("{} {} (git dependency): {why:#}", package.name, package.version)),
+        }
+    }
+    signals::check()?;
+
+    if !blockers.is_empty() {
+        return Err(blocked(target, &blockers));
     }
     if dry_run {
         return Ok(Wheelhouse {
             dir,
             requirements: paths::image_requirements(&state),
             files: Vec::new(),
+            needs: Vec::new(),
             refreshed: true,
         });
     }
 
+    // The built and fetched wheels into the wheelhouse, their requirements pinned to their hashes.
+    let mut needs: Vec<(String, Vec<Need>)> = Vec::new();
+    for (package, wheel) in &built {
+        link_or_copy(&wheel.wheel, &tmp.join(&wheel.file_name))?;
+        requirements_text = match plans.iter().find(|(p, _)| p.name == package.name && p.version == package.version) {
+            Some((_, Source::Sdist { url: Some(_), .. })) => pin(&requirements_text, package, &wheel.sha256)?,
+            _ => add_hash(&requirements_text, package, &wheel.sha256)?,
+        };
+        if !wheel.needs.is_empty() {
+            needs.push((wheel.file_name.clone(), wheel.needs.clone()));
+        }
+        made.push(Made { name: wheel.file_name.clone(), sha256: wheel.sha256.clone() });
+    }
+    for (package, file, sha256) in &url_wheels {
+        let source = paths::fetched_files_cache().join(&sha256[..sha256.len().min(32)]).join(file);
+        link_or_copy(&source, &tmp.join(file))?;
+        requirements_text = pin(&requirements_text, package, sha256)?;
+        made.push(Made { name: file.clone(), sha256: sha256.clone() });
+    }
+
+    // Path dependencies: built on the host, their requirement lines pinned to the wheels' hashes.
+    let (requirements_text, local) =
+        path_deps::localize(sh, &python, &requirements_text, &tmp, &state.join("path-deps"), &primary_index)?;
+    for wheel in &local {
+        made.push(Made { name: file_name(&wheel.file), sha256: wheel.hash.trim_start_matches("sha256:").to_string() });
+    }
+
     // Every file against the lock: a downloaded wheel must be one of its package's locked files, with the locked
-    // hash; a built one must be the one just built.
+    // hash; one made here must be the one just made.
     let mut stamped = Vec::new();
     let mut covered: Vec<&str> = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&tmp)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     entries.sort();
     for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = file_name(&path);
         let sha256 = sha256_file(&path)?;
-        if let Some((_, hash)) = built.iter().find(|(f, _)| *f == name) {
-            if *hash != sha256 {
+        if let Some(made) = made.iter().find(|m| m.name == name) {
+            if made.sha256 != sha256 {
                 bail!("{name} changed while the wheelhouse was made; run the command again");
             }
         } else {
@@ -822,7 +1195,12 @@ fn build(
         "wheels: {} wheels ({:.1} MB) checked against poetry.lock's sha256 hashes{}",
         stamped.len(),
         total as f64 / 1e6,
-        if built.is_empty() { String::new() } else { format!(" ({} built here)", built.len()) }
+        match (made.len() - url_wheels.len(), url_wheels.len()) {
+            (0, 0) => String::new(),
+            (built, 0) => format!(" ({built} built here)"),
+            (0, fetched) => format!(" ({fetched} fetched by URL)"),
+            (built, fetched) => format!(" ({built} built here, {fetched} fetched by URL)"),
+        }
     );
 
     // Into place: the old wheelhouse goes first, so an interruption leaves no stamp that matches.
@@ -834,9 +1212,74 @@ fn build(
     std::fs::rename(&tmp, &dir).with_context(|| format!("cannot move the wheelhouse to {}", paths::display(&dir)))?;
     let requirements = paths::image_requirements(&state);
     gen::write_atomic(&requirements, requirements_text.as_bytes())?;
-    gen::write_atomic(&stamp_path, render_stamp(key, target, &stamped).as_bytes())?;
+    gen::write_atomic(&stamp_path, render_stamp(inputs.key, target, &stamped, &needs).as_bytes())?;
     let files = stamped.into_iter().map(|f| (f.name, f.sha256)).collect();
-    Ok(Wheelhouse { dir, requirements, files, refreshed: true })
+    Ok(Wheelhouse { dir, requirements, files, needs, refreshed: true })
+}
+
+/// The file name of `path`.
+fn file_name(path: &Path) -> String {
+    path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string()
+}
+
+/// The sha256 (hex) the lock records for `file` of `package`.
+fn locked_sha256(package: &SelectedPackage, file: &str) -> String {
+    let hash = package.files.iter().find(|f| f.file == file).map(|f| f.hash.as_str()).unwrap_or("");
+    hash.trim_start_matches("sha256:").to_string()
+}
+
+/// Whether `path` exists with the sha256 `expected`.
+fn wheels_sha_matches(path: &Path, expected: &str) -> bool {
+    path.is_file() && sha256_file(path).is_ok_and(|sha| sha == expected)
+}
+
+/// Hard-links (else copies) `source` to `dest`.
+fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(dest);
+    if std::fs::hard_link(source, dest).is_err() {
+        std::fs::copy(source, dest).with_context(|| format!("cannot copy {}", paths::display(source)))?;
+    }
+    Ok(())
+}
+
+/// An sdist built on the host (no base image at hand): only a pure-Python wheel is accepted. `None` in a dry run.
+#[allow(clippy::too_many_arguments)]
+fn host_build(
+    sh: &Shell,
+    python: &Path,
+    job: &sdists::Job,
+    index_url: &str,
+    state: &Path,
+    target: &Target,
+    platforms: &[String],
+    dry_run: bool,
+) -> Result<Option<sdists::Built>> {
+    let out = state.join("sdist-builds").join(&job.name);
+    let command = pip::pip(sh, python, "wheel")
+        .args(["--no-deps", "--progress-bar", "off", "--index-url", index_url, "--cache-dir"])
+        .arg(paths::pip_cache())
+        .arg("--wheel-dir")
+        .arg(&out)
+        .arg(&job.sdist);
+    if dry_run {
+        println!("$ {command}");
+        return Ok(None);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    pip::run(command, "pip wheel").context("pip could not build a wheel from the sdist (see its output above)")?;
+    let wheel = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|f| path_deps::parse_wheel_name(f).is_some_and(|(name, ..)| name == job.name))
+        .ok_or_else(|| format_err!("building {} made no wheel of {}", job.sdist.display(), job.name))?;
+    if !wheel.ends_with("-none-any.whl") || !target.fits(&wheel, platforms) {
+        bail!(
+            "its sdist builds {wheel}, which is not a pure-Python wheel: the host is not the target; give the base \
+             image (it must be available to the engine) so that it is built in a container of it"
+        );
+    }
+    let path = out.join(&wheel);
+    let sha256 = sha256_file(&path)?;
+    Ok(Some(sdists::Built { wheel: path, file_name: wheel, sha256, needs: Vec::new() }))
 }
 
 /// What every `pip download` of the wheelhouse shares.
@@ -846,7 +1289,11 @@ struct Download<'a> {
     platforms: &'a [String],
     /// `--index-url ...` and the other index options of the exported requirements.
     index_args: &'a [String],
+    /// `--trusted-host` options (plain HTTP indexes), for the links too.
+    trusted: &'a [String],
     cache: &'a Path,
+    /// The private netrc file of the indexes' credentials.
+    netrc: Option<&'a Path>,
 }
 
 /// Hard-links into `tmp` the wheels of `packages` that the previous wheelhouse (its stamp: `previous`) holds,
@@ -875,25 +1322,22 @@ fn keep_previous(
         if meta.len() != file.size || (mtime_ns(&meta) != file.mtime_ns && sha256_file(&path)? != file.sha256) {
             continue;
         }
-        let dest = tmp.join(&file.name);
-        if std::fs::hard_link(&path, &dest).is_err() {
-            std::fs::copy(&path, &dest).with_context(|| format!("cannot copy {}", paths::display(&path)))?;
-        }
+        link_or_copy(&path, &tmp.join(&file.name))?;
         kept.push(package.name.clone());
     }
     Ok(kept)
 }
 
 /// Downloads the wheel of each of `packages` into `tmp`. pip picks each one among the package's locked files
-/// and checks its hash. The locked files' URLs are first looked up on the packages' indexes (their simple pages,
-/// fetched in parallel) and given to pip as a page of links (`--no-index --find-links`), because pip's own walk
-/// of an index page is slow for projects with thousands of files (pydantic-core: 15 000, 2 seconds); when that
-/// lookup or that download fails, pip searches the indexes as usual.
+/// and checks its hash. When the locked files' URLs were found on the indexes (`found`), pip is given them as a
+/// page of links (`--no-index --find-links`), because pip's own walk of an index page is slow for projects with
+/// thousands of files (pydantic-core: 15 000, 2 seconds); else pip searches the indexes as usual.
 fn download(
     sh: &Shell,
     request: &Download<'_>,
     state: &Path,
     packages: &[&SelectedPackage],
+    found: Option<&BTreeMap<String, index::Found>>,
     tmp: &Path,
     dry_run: bool,
 ) -> Result<()> {
@@ -911,6 +1355,9 @@ fn download(
         for platform in &platforms {
             command = command.args(["--platform", platform]);
         }
+        if let Some(netrc) = request.netrc {
+            command = command.env("NETRC", netrc);
+        }
         command
             .args(sources)
             .arg("--cache-dir")
@@ -920,8 +1367,11 @@ fn download(
             .arg("--requirement")
             .arg(&list)
     };
-    let from_links = pip_download(&["--no-index".to_string(), "--find-links".to_string(), links.display().to_string()]);
-    let from_index = pip_download(request.index_args);
+    let mut link_args = vec!["--no-index".to_string(), "--find-links".to_string(), links.display().to_string()];
+    link_args.extend(request.trusted.iter().cloned());
+    let index_args: Vec<String> = request.index_args.iter().map(|a| crate::credentials::split_userinfo(a).0).collect();
+    let from_links = pip_download(&link_args);
+    let from_index = pip_download(&index_args);
     if dry_run {
         println!("wheels: would look up the URLs of the locked files on the index, write {}, and run", links.display());
         println!("$ {from_links}");
@@ -930,107 +1380,18 @@ fn download(
         return Ok(());
     }
     gen::write_atomic(&list, text.as_bytes())?;
-    match find_links(sh, request.python, packages) {
-        Ok(page) => {
-            gen::write_atomic(&links, page.as_bytes())?;
-            if from_links.run().is_ok() {
-                return Ok(());
+    if let Some(found) = found {
+        gen::write_atomic(&links, index::links_page(found, packages).as_bytes())?;
+        match pip::run(from_links, "pip download") {
+            Ok(()) => return Ok(()),
+            Err(e) if signals::received().is_some() => return Err(e),
+            Err(_) => {
+                println!("wheels: note: pip could not download from the links found; it searches the index instead")
             }
-            println!("wheels: note: pip could not download from the links found; it searches the index instead");
         }
-        Err(why) => println!("wheels: note: {why:#}; pip searches the index instead"),
     }
-    from_index.run().context("pip could not download the wheels for the image (see its output above)")
-}
-
-/// Looks up the URL of every locked wheel of `packages` on its index's simple page (PEP 691 JSON, or HTML),
-/// fetching the pages in parallel with pip's own `requests`; returns a page of links pip can read
-/// (`--find-links`), each with the locked hash and the file's Requires-Python.
-fn find_links(sh: &Shell, python: &Path, packages: &[&SelectedPackage]) -> Result<String> {
-    const SCRIPT: &str = r##"
-import concurrent.futures, html, re, sys, urllib.parse
-from pip._vendor import requests
-session = requests.Session()
-if len(sys.argv) > 1:
-    session.verify = sys.argv[1]
-ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-def links(line):
-    page, *files = line.split(" ")
-    response = session.get(page, headers={"Accept": ACCEPT}, timeout=60)
-    response.raise_for_status()
-    found = {}
-    if "json" in response.headers.get("Content-Type", ""):
-        for f in response.json().get("files", []):
-            found[f["filename"]] = (f["url"], f.get("requires-python") or "")
-    else:
-        for attributes in re.findall(r"<a\s([^>]*)>", response.text):
-            href = re.search(r'href\s*=\s*"([^"]*)"', attributes)
-            if href:
-                url = html.unescape(href.group(1))
-                requires = re.search(r'data-requires-python\s*=\s*"([^"]*)"', attributes)
-                name = urllib.parse.unquote(url.split("#")[0].rsplit("/", 1)[-1])
-                found[name] = (url, html.unescape(requires.group(1)) if requires else "")
-    return [(f, urllib.parse.urljoin(response.url, found[f][0].split("#")[0]), found[f][1]) for f in files if f in found]
-lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
-with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-    for result in pool.map(links, lines):
-        for found in result:
-            print("\t".join(found))
-"##;
-    let mut input = String::new();
-    for package in packages {
-        let index = match package.source_kind.as_deref() {
-            Some("legacy") => package.source_url.clone().unwrap_or_default(),
-            _ => pip::PYPI_SIMPLE.to_string(),
-        };
-        if index.split("://").nth(1).and_then(|rest| rest.split('/').next()).is_some_and(|host| host.contains('@')) {
-            bail!("the index of {} needs credentials", package.name);
-        }
-        let wheels: Vec<&str> = package.files.iter().map(|f| f.file.as_str()).filter(|f| f.ends_with(".whl")).collect();
-        input.push_str(&format!("{}/{}/ {}\n", index.trim_end_matches('/'), package.name, wheels.join(" ")));
-    }
-    let output = sh
-        .cmd(python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .args(pip::ca_bundle())
-        .stdin(input)
-        .quiet()
-        .ignore_status()
-        .output()
-        .context("cannot run python3")?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed");
-        bail!("cannot look up the wheels' URLs on the index ({})", last.trim());
-    }
-    let found = String::from_utf8_lossy(&output.stdout);
-    let mut page = String::from("<!DOCTYPE html>\n<html><body>\n");
-    let mut covered = std::collections::BTreeSet::new();
-    for line in found.lines() {
-        let mut fields = line.split('\t');
-        let (Some(file), Some(url), requires) = (fields.next(), fields.next(), fields.next().unwrap_or_default())
-        else {
-            continue;
-        };
-        let Some(package) = packages.iter().find(|p| p.files.iter().any(|f| f.file == file)) else { continue };
-        let hash = package.files.iter().find(|f| f.file == file).map(|f| f.hash.clone()).unwrap_or_default();
-        let hash = if hash.contains(':') { hash.replacen(':', "=", 1) } else { format!("sha256={hash}") };
-        let requires =
-            if requires.is_empty() { String::new() } else { format!(" data-requires-python=\"{}\"", escape(requires)) };
-        page.push_str(&format!("<a href=\"{}#{hash}\"{requires}>{}</a>\n", escape(url), escape(file)));
-        covered.insert(package.name.as_str());
-    }
-    page.push_str("</body></html>\n");
-    if let Some(package) = packages.iter().find(|p| !covered.contains(p.name.as_str())) {
-        bail!("the index lists none of the locked wheels of {} {}", package.name, package.version);
-    }
-    Ok(page)
-}
-
-/// `&`, `<`, `>` and `"` as HTML entities.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    pip::run(from_index, "pip download")
+        .context("pip could not download the wheels for the image (see its output above)")
 }
 
 /// The platform tags to give `pip download`: those of `platforms` (in their order) that a locked wheel of
@@ -1064,6 +1425,19 @@ fn pinned(package: &SelectedPackage) -> String {
     line
 }
 
+/// `requirements` with `package`'s requirement (a URL or git reference) replaced by a pin to the wheel made or
+/// fetched for it: `name==version ; marker --hash=sha256:<hash>`, which the image installs from the wheelhouse.
+fn pin(requirements: &str, package: &SelectedPackage, hash: &str) -> Result<String> {
+    let line = format!("{}\n", package.line);
+    if !requirements.contains(&line) {
+        bail!("cannot find the requirement of {} in the exported requirements", package.name);
+    }
+    let marker = package.marker.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    let marker = marker.map(|m| format!(" ; {m}")).unwrap_or_default();
+    let pinned = format!("{}=={}{marker} \\\n    --hash=sha256:{hash}\n", package.name, package.version);
+    Ok(requirements.replacen(&line, &pinned, 1))
+}
+
 /// `requirements` with `--hash=sha256:<hash>` added to `package`'s requirement.
 fn add_hash(requirements: &str, package: &SelectedPackage, hash: &str) -> Result<String> {
     let line = format!("{}\n", package.line);
@@ -1076,6 +1450,7 @@ fn add_hash(requirements: &str, package: &SelectedPackage, hash: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use expect_test::expect;
     use poetry_export::PackageFile;
 
     fn target(python: (u32, u32), glibc: (u32, u32)) -> Target {
@@ -1094,13 +1469,15 @@ mod tests {
         let tags = target((3, 11), (2, 36)).platform_tags();
         assert_eq!(tags.first().unwrap(), "manylinux_2_36_x86_64");
         assert!(tags.contains(&"manylinux2014_x86_64".to_string()));
-        assert_eq!(tags.last().unwrap(), "manylinux1_x86_64");
+        assert_eq!(tags[tags.len() - 2], "manylinux1_x86_64");
+        assert_eq!(tags.last().unwrap(), "linux_x86_64", "pip takes linux_<arch> wheels on Linux, last");
         let mut arm = target((3, 11), (2, 28));
         arm.machine = "aarch64".into();
         let tags = arm.platform_tags();
         assert_eq!(tags, {
             let mut t: Vec<String> = (17..=28).rev().map(|m| format!("manylinux_2_{m}_aarch64")).collect();
             t.push("manylinux2014_aarch64".into());
+            t.push("linux_aarch64".into());
             t
         });
     }
@@ -1146,15 +1523,116 @@ mod tests {
         let wheel = package("a", &["a-1.0-py3-none-any.whl", "a-1.0.tar.gz"], None);
         assert_eq!(plan(&wheel, &t, &p).unwrap(), Source::Wheel);
         let sdist = package("docopt", &["docopt-0.6.2.tar.gz"], None);
-        assert_eq!(plan(&sdist, &t, &p).unwrap(), Source::Sdist("docopt-0.6.2.tar.gz".into()));
-        let foreign =
-            package("c", &["c-1.0-cp311-cp311-win_amd64.whl", "c-1.0-cp310-cp310-manylinux_2_17_x86_64.whl"], None);
-        let err = plan(&foreign, &t, &p).unwrap_err().to_string();
-        assert!(err.starts_with("c 1.0 publishes no wheel for CPython 3.11 on linux/amd64 (glibc 2.36)"), "{err}");
-        assert!(err.contains("c-1.0-cp311-cp311-win_amd64.whl"), "{err}");
+        assert_eq!(plan(&sdist, &t, &p).unwrap(), Source::Sdist { file: "docopt-0.6.2.tar.gz".into(), url: None });
+        // An sdist with compiled code is built for the target, not refused (SQLAlchemy 1.4.26 on 3.11).
+        let compiled = package(
+            "sqlalchemy",
+            &[
+                "SQLAlchemy-1.4.26-cp27-cp27m-macosx_10_14_x86_64.whl",
+                "SQLAlchemy-1.4.26-cp310-cp310-manylinux_2_17_x86_64.whl",
+                "SQLAlchemy-1.4.26.tar.gz",
+            ],
+            None,
+        );
+        assert_eq!(
+            plan(&compiled, &t, &p).unwrap(),
+            Source::Sdist { file: "SQLAlchemy-1.4.26.tar.gz".into(), url: None }
+        );
         assert_eq!(plan(&package("d", &[], Some("directory")), &t, &p).unwrap(), Source::Local);
-        let git = plan(&package("e", &[], Some("git")), &t, &p).unwrap_err().to_string();
-        assert!(git.contains("is a git dependency"), "{git}");
+        let mut git = package("e", &[], Some("git"));
+        git.line = "e @ git+https://example.org/e.git@0a1b2c ; python_version >= \"3.9\"".into();
+        assert_eq!(
+            plan(&git, &t, &p).unwrap(),
+            Source::Git(GitSource {
+                url: "https://example.org/e.git".into(),
+                commit: "0a1b2c".into(),
+                subdirectory: None
+            })
+        );
+        let mut url = package("u", &["u-1.0-py3-none-any.whl"], Some("url"));
+        url.source_url = Some("https://example.org/dl/u-1.0-py3-none-any.whl".into());
+        assert_eq!(
+            plan(&url, &t, &p).unwrap(),
+            Source::UrlWheel {
+                url: "https://example.org/dl/u-1.0-py3-none-any.whl".into(),
+                file: "u-1.0-py3-none-any.whl".into()
+            }
+        );
+        url.files[0].file = "u-1.0.tar.gz".into();
+        url.source_url = Some("https://example.org/dl/u-1.0.tar.gz".into());
+        assert_eq!(
+            plan(&url, &t, &p).unwrap(),
+            Source::Sdist { file: "u-1.0.tar.gz".into(), url: Some("https://example.org/dl/u-1.0.tar.gz".into()) }
+        );
+    }
+
+    /// PyTorch's local versions publish `linux_x86_64` wheels, which pip takes on Linux; without one for the
+    /// target, the message shows the near misses, not the first files of the list (cp27, macOS).
+    #[test]
+    fn local_version_wheels_and_near_misses() {
+        let torch = package(
+            "torch",
+            &[
+                "torch-2.0.1+cu118-cp310-cp310-linux_x86_64.whl",
+                "torch-2.0.1+cu118-cp310-cp310-win_amd64.whl",
+                "torch-2.0.1+cu118-cp311-cp311-linux_x86_64.whl",
+                "torch-2.0.1+cu118-cp311-cp311-win_amd64.whl",
+                "torch-2.0.1+cu118-cp38-cp38-linux_x86_64.whl",
+            ],
+            None,
+        );
+        let t311 = target((3, 11), (2, 36));
+        assert_eq!(plan(&torch, &t311, &t311.platform_tags()).unwrap(), Source::Wheel);
+        let t313 = target((3, 13), (2, 41));
+        expect![[r#"torch 1.0: no wheel for CPython 3.13 on linux/amd64 (glibc 2.41) and no sdist; the nearest: torch-2.0.1+cu118-cp311-cp311-linux_x86_64.whl (CPython 3.11), torch-2.0.1+cu118-cp310-cp310-linux_x86_64.whl (CPython 3.10), torch-2.0.1+cu118-cp38-cp38-linux_x86_64.whl (CPython 3.8); 2 more for other systems or Pythons: pick a version of torch that publishes a wheel for this target or an sdist, or build the image for another Python (--python) or platform (--platform)"#]]
+            .assert_eq(&plan(&torch, &t313, &t313.platform_tags()).unwrap_err());
+        let new_glibc = package(
+            "fast",
+            &[
+                "fast-1.0-cp27-cp27m-macosx_10_9_x86_64.whl",
+                "fast-1.0-cp311-cp311-macosx_11_0_arm64.whl",
+                "fast-1.0-cp311-cp311-manylinux_2_38_x86_64.whl",
+                "fast-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+                "fast-1.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+            ],
+            None,
+        );
+        expect![[r#"fast 1.0: no wheel for CPython 3.11 on linux/amd64 (glibc 2.36) and no sdist; the nearest: fast-1.0-cp311-cp311-manylinux_2_38_x86_64.whl (needs glibc 2.38, the base image has 2.36), fast-1.0-cp311-cp311-musllinux_1_2_x86_64.whl (for musl libc (Alpine)), fast-1.0-cp311-cp311-manylinux_2_28_aarch64.whl (for aarch64); 2 more for other systems or Pythons: pick a version of fast that publishes a wheel for this target or an sdist, or build the image for another Python (--python) or platform (--platform)"#]]
+            .assert_eq(&plan(&new_glibc, &t311, &t311.platform_tags()).unwrap_err());
+        let far =
+            package("far", &["far-1.0-cp311-cp311-win_amd64.whl", "far-1.0-cp27-none-macosx_10_9_x86_64.whl"], None);
+        let err = plan(&far, &t311, &t311.platform_tags()).unwrap_err();
+        assert!(
+            err.contains("no sdist; its 2 files are for other systems (macOS, Windows) or other Pythons: pick"),
+            "{err}"
+        );
+        let mut url = package("flash-attn", &["flash_attn-2.0-cp310-cp310-linux_x86_64.whl"], Some("url"));
+        url.source_url = Some("https://example.org/flash_attn-2.0-cp310-cp310-linux_x86_64.whl".into());
+        let err = plan(&url, &t311, &t311.platform_tags()).unwrap_err();
+        assert!(
+            err.contains(
+                "its URL is a wheel for another target, flash_attn-2.0-cp310-cp310-linux_x86_64.whl (CPython 3.10)"
+            ),
+            "{err}"
+        );
+        assert_eq!(python_tag("cp312", "cp312"), "CPython 3.12");
+        assert_eq!(python_tag("cp37", "abi3"), "CPython 3.7 (abi3)");
+        assert_eq!(python_tag("pp39", "pypy39_pp73"), "PyPy 3.9");
+        assert_eq!(python_tag("py2", "none"), "Python 2");
+    }
+
+    /// Every blocker is listed at once.
+    #[test]
+    fn blockers_are_listed_together() {
+        let t = target((3, 11), (2, 36));
+        let one = blocked(&t, &["a 1.0: gone".to_string()]).to_string();
+        assert_eq!(one, "the wheelhouse for CPython 3.11 on linux/amd64 (glibc 2.36) cannot be made: a 1.0: gone");
+        let two = blocked(&t, &["a 1.0: gone".to_string(), "b 2.0: also".to_string()]).to_string();
+        assert_eq!(
+            two,
+            "the wheelhouse for CPython 3.11 on linux/amd64 (glibc 2.36) cannot be made; 2 packages block it:\n  - a \
+             1.0: gone\n  - b 2.0: also"
+        );
     }
 
     #[test]
@@ -1198,8 +1676,13 @@ mod tests {
         let t = target((3, 11), (2, 36));
         let files =
             vec![StampedFile { name: "a-1-py3-none-any.whl".into(), size: 3, mtime_ns: 7, sha256: "ab".into() }];
-        let text = render_stamp("k", &t, &files);
-        let stamp = Stamp { key: "k".to_string(), target: Some("cp311 3.11.2 x86_64 glibc 2.36".to_string()), files };
+        let needs = vec![(
+            "x-1-cp311-cp311-linux_x86_64.whl".to_string(),
+            vec![Need { package: "libx1".into(), library: "libx.so.1".into() }],
+        )];
+        let text = render_stamp("k", &t, &files, &needs);
+        let target = Some("cp311 3.11.2 x86_64 glibc 2.36".to_string());
+        let stamp = Stamp { key: "k".to_string(), target, files, needs };
         assert_eq!(parse_stamp(&text), Some(stamp));
         let facts = parse_facts("sha256:1 3.11.2 x86_64 glibc 2.36\n").unwrap();
         assert_eq!((facts.python_full.as_str(), facts.glibc), ("3.11.2", Some((2, 36))));

@@ -442,13 +442,15 @@ fn dockerfiles_pass_hadolint() {
     let settings = "env = { GREETING = \"say \\\"hi\\\" for $5\", WEB_CONCURRENCY = \"4\" }\n\
                     labels = { \"com.example.team\" = \"strings\" }\n\
                     command = [\"gunicorn\", \"--config\", \"gunicorn_config.py\", \"--access-logformat\", \"%(h)s '%(r)s'\", \"app.main:app\"]\n\
-                    user = \"svc\"\nuid = 4242\nworkdir = \"/srv/svc\"\n";
+                    user = \"svc\"\nuid = 4242\nworkdir = \"/srv/svc\"\n\
+                    build-packages = [\"gcc\", \"libmagic-dev\"]\nsystem-packages = [\"libmagic1\", \"tzdata=2024a-0+deb12u1\"]\n";
     std::fs::write(&pyproject, text.replace("\n[tool.xtask]\n", &format!("\n[tool.xtask]\n{settings}"))).unwrap();
     let (output, _) = run_xtask(&["dockerfile", "--app", app.to_str().unwrap(), "--dry-run"]);
     assert_success("xtask dockerfile --dry-run", &output);
     let rendered = app.join("Dockerfile.rendered");
     std::fs::write(&rendered, &output.stdout).unwrap();
     assert!(stdout(&output).contains("GREETING=\"say \\\"hi\\\" for \\$5\""), "{}", stdout(&output));
+    assert!(stdout(&output).contains("-exec dpkg --install {} +"), "{}", stdout(&output));
     lint(&rendered);
 }
 
@@ -488,8 +490,8 @@ fn dry_run_prints_the_commands_and_writes_nothing() {
     assert_eq!(stdout(&listed), "");
 }
 
-/// The second app's wheelhouse: an sdist-only dependency (docopt) is built on the host to a pure wheel whose
-/// hash joins its requirement; the path dependency (shout) becomes a pinned, hash-checked requirement; nothing
+/// The second app's wheelhouse: an sdist-only dependency (docopt) is built in a container of the base image to
+/// a wheel whose hash joins its requirement; the path dependency (shout) becomes a pinned, hash-checked requirement; nothing
 /// runs a second time.
 #[test]
 fn wheels_build_pure_sdists_and_path_dependencies() {
@@ -501,7 +503,10 @@ fn wheels_build_pure_sdists_and_path_dependencies() {
     let (output, _) = run_xtask(&args);
     assert_success("xtask wheels", &output);
     let log = text(&output);
-    assert!(log.contains("building from source on the host (no wheel fits the target): docopt 0.6.2"), "{log}");
+    assert!(
+        log.contains("wheels: building docopt 0.6.2 from source in a container of xtask-local/python:3.11-slim"),
+        "{log}"
+    );
     assert!(log.contains("shout 0.1.0 built from"), "{log}");
     let wheelhouse = state_dir(name).join("wheelhouse");
     let mut wheels: Vec<String> =
