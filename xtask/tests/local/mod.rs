@@ -231,6 +231,11 @@ pub fn base_313() -> String {
     base_image("XTASK_TEST_BASE_IMAGE_313", "xtask-local/python:3.13-slim")
 }
 
+/// The arm64 base image (bookworm's Python 3.11), run under qemu's emulation on an amd64 machine.
+pub fn base_arm64() -> String {
+    base_image("XTASK_TEST_BASE_IMAGE_ARM64", "xtask-local/python:3.11-slim-arm64")
+}
+
 /// `xtask <args>` without the caller's engine and base image settings.
 pub fn xtask_clean() -> Command {
     let mut command = xtask();
