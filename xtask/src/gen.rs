@@ -12,6 +12,22 @@ use anyhow::{bail, Context, Result};
 
 use crate::paths;
 
+/// SHA-256 of a file, as hex.
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", paths::display(path)))?;
+    let mut hasher = poetry_export::sha256::Sha256::default();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer).with_context(|| format!("cannot read {}", paths::display(path)))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.hex())
+}
+
 /// A scratch directory (a wheelhouse being made, a build's files) that is removed, whatever is left of it, when
 /// the guard is dropped: after success (its results were moved out), an error or a stop signal alike.
 pub(crate) struct Scratch(pub(crate) std::path::PathBuf);

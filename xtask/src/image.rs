@@ -472,7 +472,7 @@ pub(crate) fn assemble(
         let sha256 = match (&file.sha256, cache.sources.get(&source_key)) {
             (Some(known), _) => known.clone(),
             (None, Some((sha, recorded))) if identity.vouches(recorded, cache.written_ns) => sha.clone(),
-            (None, _) => wheels::sha256_file(&file.source)?,
+            (None, _) => gen::sha256_file(&file.source)?,
         };
         let dest = dir.join(rel);
         let held = std::fs::metadata(&dest)
@@ -487,7 +487,7 @@ pub(crate) fn assemble(
             let mtime = meta.modified().with_context(|| format!("cannot read {}", file.source.display()))?;
             copy_file(&file.source, &dest, mode, mtime)?;
             // What the context holds is what was hashed (a source changed between the two is hashed again).
-            if file.sha256.is_none() && wheels::sha256_file(&dest)? != sha256 {
+            if file.sha256.is_none() && gen::sha256_file(&dest)? != sha256 {
                 bail!("{} changed while it was copied into the context; run the command again", file.source.display());
             }
             copied += 1;

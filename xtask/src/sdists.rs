@@ -11,10 +11,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use poetry_export::sha256::Sha256;
 
 use crate::engine::{Engine, FilesRun};
-use crate::{gen, path_deps, paths, pip, wheels};
-use poetry_export::sha256::Sha256;
+use crate::{gen, path_deps, paths, pip};
 
 /// One sdist to build.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ fn read_record(dir: &Path, sdist_sha256: &str) -> Option<Built> {
     }
     let path = dir.join(&file_name);
     // Hash what is copied: the cache is outside the wheelhouse's stamp.
-    if wheels::sha256_file(&path).ok()? != sha256 {
+    if gen::sha256_file(&path).ok()? != sha256 {
         return None;
     }
     Some(Built { wheel: path, file_name, sha256, needs })
@@ -275,7 +275,7 @@ fn collect(builder: &Builder<'_>, job: &Job, output: &Path) -> Result<Built> {
     }
     needs.sort();
     needs.dedup();
-    let sha256 = wheels::sha256_file(&dir.join(file_name))?;
+    let sha256 = gen::sha256_file(&dir.join(file_name))?;
     let cache = cache_dir(builder, job);
     let staging = cache.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&staging);

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use poetry_export::sha256::Sha256;
 
 use crate::config::Config;
 use crate::engine::{Engine, FilesRun, ImageInfo};
 use crate::sdists::Need;
-use crate::{gen, paths, wheels};
-use poetry_export::sha256::Sha256;
+use crate::{gen, paths};
 
 /// The fetched `.deb` files.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +105,7 @@ pub(crate) fn ensure(engine: &Engine, config: &Config, base: &ImageInfo) -> Resu
     for entry in std::fs::read_dir(&output)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".deb") {
-            debs.push((name.clone(), wheels::sha256_file(&entry.path())?));
+            debs.push((name.clone(), gen::sha256_file(&entry.path())?));
         }
     }
     debs.sort();
@@ -144,7 +144,7 @@ fn read_stamp(stamp: &Path, key: &str, dir: &Path) -> Option<SystemPackages> {
     let present = std::fs::read_dir(dir).ok()?.flatten().count();
     if present != debs.len() + 1
         || !dir.join(LIST).is_file()
-        || debs.iter().any(|(name, sha)| wheels::sha256_file(&dir.join(name)).ok().as_ref() != Some(sha))
+        || debs.iter().any(|(name, sha)| gen::sha256_file(&dir.join(name)).ok().as_ref() != Some(sha))
     {
         return None;
     }

@@ -714,22 +714,6 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-/// SHA-256 of a file, as hex.
-pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut file = File::open(path).with_context(|| format!("cannot read {}", paths::display(path)))?;
-    let mut hasher = Sha256::default();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer).with_context(|| format!("cannot read {}", paths::display(path)))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.hex())
-}
-
 /// Checks that `dir` holds exactly the stamped files: same names, and the same size and time (or, when the time
 /// changed, the same hash). Returns why not, if not.
 fn verify(dir: &Path, files: &[StampedFile]) -> Result<Option<String>> {
@@ -749,7 +733,7 @@ fn verify(dir: &Path, files: &[StampedFile]) -> Result<Option<String>> {
         if meta.len() == file.size && mtime_ns(&meta) == file.mtime_ns {
             continue;
         }
-        if meta.len() != file.size || sha256_file(&path)? != file.sha256 {
+        if meta.len() != file.size || gen::sha256_file(&path)? != file.sha256 {
             return Ok(Some(format!("{} changed since it was checked", file.name)));
         }
     }
@@ -1162,7 +1146,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     entries.sort();
     for path in entries {
         let name = file_name(&path);
-        let sha256 = sha256_file(&path)?;
+        let sha256 = gen::sha256_file(&path)?;
         if let Some(made) = made.iter().find(|m| m.name == name) {
             if made.sha256 != sha256 {
                 bail!("{name} changed while the wheelhouse was made; run the command again");
@@ -1230,7 +1214,7 @@ fn locked_sha256(package: &SelectedPackage, file: &str) -> String {
 
 /// Whether `path` exists with the sha256 `expected`.
 fn wheels_sha_matches(path: &Path, expected: &str) -> bool {
-    path.is_file() && sha256_file(path).is_ok_and(|sha| sha == expected)
+    path.is_file() && gen::sha256_file(path).is_ok_and(|sha| sha == expected)
 }
 
 /// Hard-links (else copies) `source` to `dest`.
@@ -1278,7 +1262,7 @@ fn host_build(
         );
     }
     let path = out.join(&wheel);
-    let sha256 = sha256_file(&path)?;
+    let sha256 = gen::sha256_file(&path)?;
     Ok(Some(sdists::Built { wheel: path, file_name: wheel, sha256, needs: Vec::new() }))
 }
 
@@ -1319,7 +1303,7 @@ fn keep_previous(
         let Some(file) = stamp.files.iter().find(locked) else { continue };
         let path = dir.join(&file.name);
         let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if meta.len() != file.size || (mtime_ns(&meta) != file.mtime_ns && sha256_file(&path)? != file.sha256) {
+        if meta.len() != file.size || (mtime_ns(&meta) != file.mtime_ns && gen::sha256_file(&path)? != file.sha256) {
             continue;
         }
         link_or_copy(&path, &tmp.join(&file.name))?;
