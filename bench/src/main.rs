@@ -4,6 +4,7 @@
 
 mod export;
 mod image;
+mod wheels;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,9 +33,20 @@ pub(crate) struct Image {
     pub(crate) deps_changed: Option<PathBuf>,
 }
 
+/// `cargo xtask bench wheels`.
+#[derive(Debug)]
+pub(crate) struct Wheels {
+    pub(crate) corpus: Option<PathBuf>,
+    pub(crate) cases: Vec<String>,
+    pub(crate) base_image: Option<String>,
+    pub(crate) base_image_313: Option<String>,
+    pub(crate) build_packages: Vec<String>,
+}
+
 enum Benchmark {
     Export(Export),
     Image(Image),
+    Wheels(Wheels),
 }
 
 const RUNS: Opt = Opt::value(
@@ -77,10 +89,36 @@ const DEPS_CHANGED: Opt = Opt::value(
     "the app's pyproject.toml and poetry.lock with a dependency added (default: bench/fixtures/deps-changed)",
 );
 
+const CORPUS: Opt = Opt::value(
+    "corpus",
+    "DIR",
+    "the poetry-export conformance corpus (default: shared/conformance/poetry-export above the workspace)",
+);
+const CASE: Opt = Opt::value(
+    "case",
+    "NAME",
+    "only this case (repeatable; default: every case Poetry accepts)",
+);
+const BASE_IMAGE_311: Opt = Opt::value(
+    "base-image",
+    "IMAGE",
+    "the base image of the Python 3.11 cases (default: python:3.11-slim)",
+);
+const BASE_IMAGE_313: Opt = Opt::value(
+    "base-image-313",
+    "IMAGE",
+    "the base image of the cases that allow no 3.11 (default: python:3.13-slim)",
+);
+const BUILD_PACKAGES: Opt = Opt::value(
+    "build-packages",
+    "PACKAGES",
+    "tool.xtask.build-packages given to every case, space-separated (default: none)",
+);
+
 const BENCH: Program = Program {
     name: "cargo xtask bench",
     summary: "benchmarks, each measuring ours and theirs side by side in one run",
-    tasks: &[&EXPORT, &IMAGE],
+    tasks: &[&EXPORT, &IMAGE, &WHEELS],
     footer: "Their fixtures (the recipe's Dockerfiles, the app with a dependency added) are in bench/fixtures/.",
 };
 
@@ -110,6 +148,18 @@ xtask-bench-*; everything the benchmark built is removed at the end, cache mount
     options: &[RUNS, APP, BASE_IMAGE, ENGINE, BUILDER, DEPS_CHANGED],
 };
 
+const WHEELS: Task = Task {
+    name: "wheels",
+    summary: "`cargo xtask wheels` over every case of the poetry-export conformance corpus Poetry accepts",
+    about: "\
+Each case (its pyproject.toml and poetry.lock, copied) for Python 3.11 on linux/amd64, or 3.13 when it allows
+no 3.11, with a wheelhouse made from nothing; prints a table: locked packages, wheels, downloaded, built,
+the result (complete, or the error naming each package that blocks it) and the time. Logs in
+target/xtask/bench/wheels/.",
+    positional: "",
+    options: &[CORPUS, CASE, BASE_IMAGE_311, BASE_IMAGE_313, BUILD_PACKAGES],
+};
+
 fn benchmark(task: &'static Task, m: &mut Matches) -> Result<Benchmark> {
     let runs = |m: &mut Matches, default: usize| -> Result<usize> {
         Ok(m.parse(&RUNS)?.unwrap_or(default).max(1))
@@ -128,6 +178,16 @@ fn benchmark(task: &'static Task, m: &mut Matches) -> Result<Benchmark> {
             engine: m.value(&ENGINE),
             builder: m.parse(&BUILDER)?,
             deps_changed: m.path(&DEPS_CHANGED),
+        }),
+        "wheels" => Benchmark::Wheels(Wheels {
+            corpus: m.path(&CORPUS),
+            cases: m.values(&CASE),
+            base_image: m.value(&BASE_IMAGE_311),
+            base_image_313: m.value(&BASE_IMAGE_313),
+            build_packages: m
+                .value(&BUILD_PACKAGES)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
         }),
         other => unreachable!("no flags for the benchmark {other}"),
     })
@@ -160,6 +220,7 @@ fn try_main() -> Result<()> {
     match benchmark {
         Benchmark::Export(flags) => export::run(&sh, flags),
         Benchmark::Image(flags) => image::run(&sh, flags),
+        Benchmark::Wheels(flags) => wheels::run(&sh, flags),
     }
 }
 
