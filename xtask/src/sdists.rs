@@ -331,6 +331,11 @@ pub(crate) fn remedy(log: &str, build_packages: &[String]) -> String {
              image's Python{} has none)",
             if has("python3-dev") { " does not use Debian's python3-dev and" } else { "" }
         ),
+        // Headers CPython stopped installing (3.11 moved longintrepr.h and eval.h inside): the code predates it.
+        Some(header) if ["longintrepr.h", "eval.h"].contains(&header.as_str()) => format!(
+            "its C code includes {header}, which this Python no longer has (CPython 3.11 made it internal): lock a \
+             version of it that supports this Python"
+        ),
         Some(header) => format!(
             "the C header {header} is missing: add the -dev package that has it to tool.xtask.build-packages \
              (`apt-file search {header}` on a Debian machine tells which)"
@@ -356,6 +361,17 @@ fn said(log: &str) -> String {
     };
     if let Some(line) = lines.iter().find(wants_library) {
         return format!("{line}: add the -dev packages it names to tool.xtask.build-packages");
+    }
+    // `c/_cffi_backend.c:407:23: error: lvalue required`: the compiler ran and the code is wrong for this Python.
+    let compile_error = |l: &&&str| {
+        let Some((place, _)) = l.split_once(": error: ") else { return false };
+        let file = place.split(':').next().unwrap_or_default();
+        [".c", ".h", ".cc", ".cpp", ".cxx", ".pyx"].iter().any(|ext| file.ends_with(ext))
+    };
+    if let Some(line) = lines.iter().find(compile_error) {
+        return format!(
+            "its C code does not compile for this Python ({line}): lock a version of it that supports this Python"
+        );
     }
     let exception = |l: &&&str| {
         let Some((kind, message)) = l.split_once(": ") else { return false };
@@ -414,6 +430,15 @@ mod tests {
         let pillow = "      raise RequiredDependencyException(f)\n      RequiredDependencyException: zlib\n\n      \
                       During handling of the above exception\n      RequiredDependencyException:\n";
         assert_eq!(remedy(pillow, &packages), "RequiredDependencyException: zlib; see the end of its log above");
+        let cffi = "      c/_cffi_backend.c:407:23: error: lvalue required as left operand of assignment\n      \
+                    error: command '/usr/bin/x86_64-linux-gnu-gcc' failed with exit code 1\n";
+        assert_eq!(
+            remedy(cffi, &packages),
+            "its C code does not compile for this Python (c/_cffi_backend.c:407:23: error: lvalue required as left \
+             operand of assignment): lock a version of it that supports this Python"
+        );
+        let lxml = "src/lxml/etree.c:289:12: fatal error: longintrepr.h: No such file or directory\n";
+        assert!(remedy(lxml, &packages).starts_with("its C code includes longintrepr.h, which this Python no longer"));
         let pyyaml = "      AttributeError: 'build_ext' object has no attribute 'cython_sources'\n";
         assert!(remedy(pyyaml, &packages).starts_with("its setup does not work with Cython 3"));
         assert_eq!(
