@@ -49,7 +49,11 @@ pub fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            // A task that watched stop signals (`image`, `wheels`) ends as the signal would have ended it.
+            match signals::received() {
+                Some(signal) => signals::exit_code(signal),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -488,3 +488,51 @@ fn git_and_url_dependencies_come_from_the_lock() {
         "{said}"
     );
 }
+
+/// Ctrl-C while an sdist is being built: the container is stopped and removed, nothing half-made is left in
+/// the state directory (no temporary wheelhouse, build files or stamp), and the exit code says SIGINT (130).
+#[test]
+fn an_interrupted_build_leaves_nothing_behind() {
+    let name = "xtask-test-build-interrupted";
+    let dir = fixture_copy("ldap-directory", "interrupted");
+    let _cleanup = Cleanup { name, dir: dir.clone() };
+    clean(name);
+    // Build packages of their own: no earlier run of another test has this wheel in the cache.
+    set(
+        &dir,
+        "build-packages = [\"gcc\", \"libc6-dev\", \"python3-dev\", \"libldap-dev\", \"libsasl2-dev\", \"make\"]\n",
+    );
+    let log = dir.with_extension("log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = command_app(&dir, name, &base_311(), &["wheels"])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !read().contains("installing the build packages") {
+        assert!(child.try_wait().unwrap().is_none(), "wheels ended before the build started\n{}", read());
+        assert!(Instant::now() < deadline, "the build did not start\n{}", read());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let container = format!("xtask-build-{}", child.id());
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "wheels did not stop\n{}", read());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130), "{}", read());
+    assert!(read().contains("error: interrupted (SIGINT)"), "{}", read());
+    let listed =
+        docker().args(["ps", "--all", "--quiet", "--filter", &format!("name=^{container}$")]).output().unwrap();
+    assert_eq!(stdout(&listed), "", "the build container is gone\n{}", read());
+    let state = state_dir(name);
+    for left in ["wheelhouse.tmp", "sdist-builds", "wheelhouse.stamp", "wheelhouse", "credentials/netrc"] {
+        assert!(!state.join(left).exists(), "{left} was left behind\n{}", read());
+    }
+}
