@@ -134,7 +134,7 @@ fn second_app_in_a_copied_repository() {
         Cargo.toml (changed):
           + [workspace.metadata.xtask] app = "services/greeter"
         services/greeter/pyproject.toml (changed):
-          + 11 commented settings with their derived values in [tool.xtask]
+          + 13 commented settings with their derived values in [tool.xtask]
         .gitignore (created):
           + /target/ (cargo's and this tool's build output)
         Set up for the app in services/greeter. Next: `cargo xtask image`, then commit these files, docker/Dockerfile and Cargo.lock.
@@ -161,7 +161,7 @@ fn second_app_in_a_copied_repository() {
         diff --git a/services/greeter/pyproject.toml b/services/greeter/pyproject.toml
         --- a/services/greeter/pyproject.toml
         +++ b/services/greeter/pyproject.toml
-        @@ -23,6 +23,18 @@ sizes = ["humanize"]
+        @@ -23,6 +23,20 @@ sizes = ["humanize"]
          pytest = "^8"
 
          [tool.xtask]
@@ -177,6 +177,8 @@ fn second_app_in_a_copied_repository() {
         +# include = [{ include = "greeter_web", from = "src" }]  # files and folders of the app copied into the image's workdir
         +# volumes = []  # where the app writes data: owned by its user in the image; cargo xtask run mounts a named volume on each
         +# groups = []  # Poetry dependency groups installed besides main (each must exist)
+        +# build-packages = []  # packages (as the base image's apt names them) installed in the container of the base image where sdists without a wheel for the target are built, e.g. ["gcc", "libc6-dev", "python3-dev", "libldap-dev"]; never in the image
+        +# system-packages = []  # packages installed in the image's runtime stage from .deb files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (libldap-2.5-0), or what a package needs at run time (libmagic1)
          app = "greeter_web.wsgi:application"
          interface = "wsgi"
          port = 5050
