@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use poetry_export::sha256::Sha256;
 use xshell::Shell;
 
 use crate::path_deps::{self, LocalWheel};
 use crate::paths;
-use poetry_export::sha256::Sha256;
 
 /// What the lock pins of a git dependency.
 #[derive(Debug, Clone, PartialEq, Eq)]

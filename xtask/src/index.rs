@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use poetry_export::SelectedPackage;
 use xshell::Shell;
 
 use crate::credentials::{self, IndexAuth};
 use crate::pip;
-use poetry_export::SelectedPackage;
 
 /// A locked file found on its index.
 #[derive(Debug, Clone, PartialEq, Eq)]
