@@ -41,6 +41,7 @@ pub(crate) struct Wheels {
     pub(crate) base_image: Option<String>,
     pub(crate) base_image_313: Option<String>,
     pub(crate) build_packages: Vec<String>,
+    pub(crate) expect: Option<PathBuf>,
 }
 
 enum Benchmark {
@@ -115,6 +116,12 @@ const BUILD_PACKAGES: Opt = Opt::value(
     "tool.xtask.build-packages given to every case, space-separated (default: none)",
 );
 
+const EXPECT: Opt = Opt::value(
+    "expect",
+    "FILE",
+    "fail unless each case is as FILE says (lines `case<TAB>complete` or `case<TAB>blocked by a,b`, `|` between verdicts)",
+);
+
 const BENCH: Program = Program {
     name: "cargo xtask bench",
     summary: "benchmarks, each measuring ours and theirs side by side in one run",
@@ -157,7 +164,7 @@ no 3.11, with a wheelhouse made from nothing; prints a table: locked packages, w
 the result (complete, or the error naming each package that blocks it) and the time. Logs in
 target/xtask/bench/wheels/.",
     positional: "",
-    options: &[CORPUS, CASE, BASE_IMAGE_311, BASE_IMAGE_313, BUILD_PACKAGES],
+    options: &[CORPUS, CASE, BASE_IMAGE_311, BASE_IMAGE_313, BUILD_PACKAGES, EXPECT],
 };
 
 fn benchmark(task: &'static Task, m: &mut Matches) -> Result<Benchmark> {
@@ -188,6 +195,7 @@ fn benchmark(task: &'static Task, m: &mut Matches) -> Result<Benchmark> {
                 .value(&BUILD_PACKAGES)
                 .map(|v| v.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default(),
+            expect: m.path(&EXPECT),
         }),
         other => unreachable!("no flags for the benchmark {other}"),
     })

@@ -19,6 +19,7 @@ use xtask::{paths, settings};
 use crate::{xtask_binary, Wheels};
 
 /// One case's row.
+#[derive(Debug)]
 struct Row {
     case: String,
     python: String,
@@ -150,7 +151,63 @@ pub(crate) fn run(sh: &Shell, flags: Wheels) -> Result<()> {
         "logs: {}/<case>.log",
         paths::display(&paths::bench_dir("wheels"))
     );
+    if let Some(expect) = &flags.expect {
+        let text = std::fs::read_to_string(expect)
+            .with_context(|| format!("cannot read {}", expect.display()))?;
+        let unmet = unmet(&text, &rows);
+        if !unmet.is_empty() {
+            bail!(
+                "{} of {} cases are not as {} expects:\n  {}",
+                unmet.len(),
+                rows.len(),
+                expect.display(),
+                unmet.join("\n  ")
+            );
+        }
+        println!("every case is as {} expects", expect.display());
+    }
     Ok(())
+}
+
+/// The packages an error names as blocking (`  - name version: ...`, or the one after `cannot be made: `).
+fn blocking(result: &str) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = result
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        if let Some((_, rest)) = result.split_once("cannot be made: ") {
+            names.extend(rest.split_whitespace().next().map(str::to_string));
+        }
+    }
+    names
+}
+
+/// The cases whose row is not what `expected` says (pure). Each line of it is `case<TAB>verdict|verdict...`, a
+/// verdict being `complete` or `blocked by name,name` (the packages the error names, no more, no fewer).
+fn unmet(expected: &str, rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in expected
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (case, verdicts) = line.split_once('\t').unwrap_or((line, ""));
+        let Some(row) = rows.iter().find(|r| r.case == case) else {
+            continue;
+        };
+        let got = if row.result == "complete" {
+            "complete".to_string()
+        } else {
+            let names: Vec<String> = blocking(&row.result).into_iter().collect();
+            format!("blocked by {}", names.join(","))
+        };
+        if !verdicts.split('|').any(|v| v.trim() == got) {
+            out.push(format!("{case}: {got}, expected {verdicts}"));
+        }
+    }
+    out
 }
 
 /// The row of one case from `xtask wheels`'s output (pure but for counting the lock's packages).
@@ -165,13 +222,18 @@ fn row(case: &str, python: &str, copy: &Path, text: &str, ok: bool, seconds: f64
         .and_then(|l| l["wheels: ".len()..].split_whitespace().next())
         .unwrap_or("-")
         .to_string();
+    // `... hashes (5 built here)` or `(1 built here, 1 fetched by URL)`.
     let built = checked
-        .and_then(|l| {
-            l.split_once(" (")
-                .map(|(_, r)| r.split_whitespace().next().unwrap_or("0").to_string())
-        })
+        .and_then(|l| l.rsplit_once(" built here"))
+        .and_then(|(head, _)| head.rsplit(['(', ' ']).next())
         .filter(|n| n.parse::<usize>().is_ok())
-        .unwrap_or_else(|| "0".to_string());
+        .map(str::to_string)
+        // A blocked case built (or took from the cache) what it could: say how many.
+        .unwrap_or_else(|| {
+            let built =
+                |l: &&str| l.starts_with("wheels: built ") || l.contains(" built before from ");
+            text.lines().filter(built).count().to_string()
+        });
     let downloaded = text
         .lines()
         .find_map(|l| {
@@ -226,4 +288,46 @@ fn default_corpus() -> Result<PathBuf> {
         }
     }
     bail!("cannot find shared/conformance/poetry-export above the workspace: pass --corpus DIR")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(case: &str, result: &str) -> Row {
+        Row {
+            case: case.into(),
+            python: "3.11".into(),
+            locked: 1,
+            wheels: "-".into(),
+            downloaded: "0".into(),
+            built: "0".into(),
+            result: result.into(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn verdicts_name_the_blocking_packages() {
+        let many = "the wheelhouse for CPython 3.11 cannot be made; 2 packages block it:\n  - litellm 1.40.8: deleted\n  - evdev 1.7.1: no compiler";
+        let one = "the wheelhouse for CPython 3.11 cannot be made: torch 2.0.1+cu118: cannot reach the index";
+        assert_eq!(
+            blocking(many),
+            ["evdev".to_string(), "litellm".to_string()]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(blocking(one), ["torch".to_string()].into_iter().collect());
+        let rows = [
+            row("a", "complete"),
+            row("b", many),
+            row("c", one),
+            row("d", "complete"),
+        ];
+        let expected = "# case\tverdicts\na\tcomplete\nb\tblocked by evdev,litellm\nc\tcomplete|blocked by torch\nd\tblocked by x\n";
+        assert_eq!(
+            unmet(expected, &rows),
+            ["d: complete, expected blocked by x"]
+        );
+    }
 }
