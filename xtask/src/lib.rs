@@ -15,12 +15,16 @@ mod identity;
 mod image;
 mod init;
 mod inventory;
+mod json;
 mod path_deps;
 pub mod paths;
 mod pip;
 mod project_wheel;
+mod push;
 mod pytest;
+mod registry;
 pub mod run;
+mod sbom;
 mod server;
 pub mod settings;
 pub mod signals;
@@ -63,6 +67,7 @@ fn try_main() -> Result<ExitCode> {
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Image(flags) => flags.run(&sh).map(done),
+        Command::Push(flags) => flags.run(&sh),
         Command::Run(flags) => flags.run(&sh),
         Command::Server(flags) => flags.run(&sh),
         Command::Test(flags) => flags.run(&sh).map(done),
