@@ -3,10 +3,15 @@
 //! fingerprint of everything the image is built from (context, Dockerfile, base image id, build arguments) as a
 //! label, and when the tagged image already carries it, the engine is not asked to build at all.
 //!
-//! The build context is an allowlist assembled under `target/xtask/<name>/context/`: the image's requirements,
-//! the wheelhouse and the files `tool.xtask.include` names (without hidden files and bytecode caches). Nothing
-//! else of the app (`.env`, `.git`, `.venv`, tests) can reach the engine. Files are copied only when they
-//! changed, keeping their times, so the engine's cache sees the same content.
+//! The build context is an allowlist assembled under `target/xtask/apps/<name>/context/`: the image's
+//! requirements, the wheelhouse, the SBOM (`sbom.rs`) and the files `tool.xtask.include` names (without hidden
+//! files and bytecode caches). Nothing else of the app (`.env`, `.git`, `.venv`, tests) can reach the engine.
+//! Files are copied only when they changed, keeping their times, so the engine's cache sees the same content.
+//!
+//! Each platform has a state directory and an image of its own; a base image for another platform than its local
+//! tag's is taken from the registry's index by digest. BuildKit builds carry their inline cache and take layers
+//! from the repository's images (`--cache-from`); podman builds are dated by the commit (`--timestamp`,
+//! `SOURCE_DATE_EPOCH`) so that their digests are reproducible.
 
 use std::collections::BTreeMap;
 use std::fs::File;

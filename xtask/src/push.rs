@@ -29,8 +29,13 @@ impl Push {
         let mut signals = signals::catch_stop_signals()?;
         match push(sh, &self, &mut signals) {
             Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(e) => match e.chain().find_map(|cause| cause.downcast_ref::<Interrupted>()) {
-                Some(&Interrupted(signal)) => {
+            // A build that Ctrl-C stopped fails; the signal says why.
+            Err(e) => match e
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<Interrupted>().copied())
+                .or_else(|| signals.pending().next().map(Interrupted))
+            {
+                Some(Interrupted(signal)) => {
                     println!(
                         "push: stopped by {}; the registry's tags given to the local image for the push are removed",
                         signals::name(signal)
