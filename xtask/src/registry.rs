@@ -7,7 +7,7 @@ use anyhow::{bail, format_err, Result};
 /// The registry of a reference without a registry part: Docker Hub.
 pub(crate) const DOCKER_HUB: &str = "docker.io";
 
-/// A repository in a registry: `127.0.0.1:5000/team/string-service`, `ghcr.io/org/app`, `team/app` (Docker Hub).
+/// A repository in a registry: `127.0.0.1:5000/team/svc`, `ghcr.io/org/app`, `team/app` (Docker Hub).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Repository {
     /// `127.0.0.1:5000`, `ghcr.io`, or `docker.io` for a reference without a registry part.
@@ -199,11 +199,8 @@ mod tests {
 
     #[test]
     fn repositories() {
-        let r = Repository::parse("127.0.0.1:5000/team/string-service").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.tag("0.1.0")),
-            ("127.0.0.1:5000", "127.0.0.1:5000/team/string-service:0.1.0".into())
-        );
+        let r = Repository::parse("127.0.0.1:5000/team/svc").unwrap();
+        assert_eq!((r.registry.as_str(), r.tag("0.1.0")), ("127.0.0.1:5000", "127.0.0.1:5000/team/svc:0.1.0".into()));
         assert_eq!(Repository::parse("team/app").unwrap().registry, "docker.io");
         assert_eq!(Repository::parse("localhost/app").unwrap().registry, "localhost");
         assert_eq!(Repository::parse("ghcr.io/org/app").unwrap().at("sha256:1"), "ghcr.io/org/app@sha256:1");

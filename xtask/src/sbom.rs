@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use poetry_export::sha256;
 use poetry_export::SelectedPackage;
 
-use crate::config::Config;
+use crate::config::{normalize, Config};
 use crate::inventory::License;
 use crate::json::Json;
 use crate::path_deps;
@@ -184,21 +184,6 @@ fn purl(package: &SelectedPackage) -> Option<String> {
         }
         Some(_) => None,
     }
-}
-
-/// A PyPI name as the purl spec and PEP 503 want it: lowercase, runs of `-_.` as one `-`.
-fn normalize(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if "-_.".contains(c) {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
 }
 
 /// Percent-encodes what a purl component may not hold as it is (`+` of local versions, `:` and `/` of URLs).
