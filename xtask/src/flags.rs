@@ -309,14 +309,19 @@ Runs the pipeline, each step only when its inputs changed:
     base image  inspected (pulled if missing); its Python, machine and glibc asked once per image id
     wheels      the wheelhouse for the image's Python and platform (see `cargo xtask wheels --help`)
     dockerfile  docker/Dockerfile for the workspace's app (else target/xtask/apps/<name>/Dockerfile)
-    context     target/xtask/apps/<name>/context: requirements.txt, wheels/, app/ (tool.xtask.include),
-                nothing else
+    sbom        target/xtask/apps/<name>/sbom.cdx.json: CycloneDX 1.5 of what the lock installs, from the
+                wheelhouse; in the image at /opt/sbom.cdx.json (label xtask.sbom)
+    context     target/xtask/apps/<name>/context: requirements.txt, wheels/, app/ (tool.xtask.include), the
+                SBOM, nothing else
     build       <engine> build, tagged <name>:<version> and <name>:<short commit> (`-dirty` when the app or
                 docker/ differ from the commit); skipped when the image already carries the fingerprint of
                 this context, Dockerfile, base image and build arguments
 Then prints the image's size, the base image's size, the difference (virtualenv, app, bytecode) and each
 step's time. The build needs no network. Labels: OCI title, version, revision, created (the commit's time),
-source, base.name, plus tool.xtask.labels.",
+source, base.name, xtask.sbom, plus tool.xtask.labels. Several platforms (--platform linux/amd64,linux/arm64):
+a state directory (<name>@linux-arm64), wheelhouse and image each, tagged <tag>-<arch>. With BuildKit the
+image carries its inline cache (and takes layers from tool.xtask.repository's images); with podman it is dated
+by the commit (--timestamp, SOURCE_DATE_EPOCH): two builds of a commit have the same digest.",
     positional: "",
     options: &[
         APP,
