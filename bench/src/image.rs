@@ -510,6 +510,9 @@ impl Bench<'_> {
                     labels: &[],
                     no_cache,
                     iidfile: &iidfile,
+                    platform: None,
+                    cache_from: &[],
+                    timestamp: None,
                 };
                 self.engine_build(&request, &log)?
             }
@@ -633,6 +636,9 @@ impl Bench<'_> {
             labels: &[(LABEL.to_string(), tag.clone())],
             no_cache: false,
             iidfile: &dir.join("image.id"),
+            platform: None,
+            cache_from: &[],
+            timestamp: None,
         };
         let buildkit = self.records_before.is_some();
         let before: BTreeSet<String> = if buildkit {

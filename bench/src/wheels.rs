@@ -123,7 +123,7 @@ pub(crate) fn run(sh: &Shell, flags: Wheels) -> Result<()> {
             _ => ("3.11", &base_311),
         };
         let name = format!("xtask-bench-wheels-{case}");
-        let _ = std::fs::remove_dir_all(paths::state_dir(&name));
+        let _ = std::fs::remove_dir_all(paths::state_dir(&name, paths::DEFAULT_PLATFORM));
         print!("{case}: ");
         let started = Instant::now();
         let output = Command::new(&ours)

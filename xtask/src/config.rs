@@ -94,6 +94,10 @@ pub struct Config {
     pub base_image_is_default: bool,
     /// Target platform of the image and its wheelhouse, e.g. `linux/amd64`.
     pub platform: String,
+    /// The platforms `push` ships (one image each, one index): `tool.xtask.platforms`, else `[platform]`.
+    pub platforms: Vec<String>,
+    /// Where `push` pushes, a repository without a tag (`tool.xtask.repository`).
+    pub repository: Option<String>,
     /// The port the server listens on, in the container and for `cargo xtask server`.
     pub port: u16,
     pub health_path: String,
@@ -151,6 +155,8 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("python", "string `X.Y`", "the lowest version `requires-python` (or Poetry's `python` dependency) allows, else `3.12`", "Python of the image and its wheelhouse (`--python`)"),
     ("base-image", "string", "`python:<python>-slim`", "base image of both stages (`--base-image`, env `XTASK_BASE_IMAGE`)"),
     ("platform", "string", "`linux/amd64`", "platform of the image and its wheels (`--platform`)"),
+    ("platforms", "array of strings", "`[<platform>]`", "the platforms `cargo xtask push` ships as one multi-platform index (`--platform linux/amd64,linux/arm64`): a wheelhouse and an image per platform"),
+    ("repository", "string", "none", "where `cargo xtask push` pushes (`--to`), e.g. `ghcr.io/org/app`; the registry cache BuildKit builds from"),
     ("port", "integer", "the port of `bind` in the gunicorn config, else `8080`", "port the server listens on, in the container and on the host"),
     ("health-path", "string", "`/health`", "path the HEALTHCHECK and `cargo xtask run` probe"),
     ("stop-timeout", "integer", "`30` (gunicorn's graceful timeout)", "seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (`docker run --stop-timeout`, label `xtask.stop-timeout`: set Kubernetes' `terminationGracePeriodSeconds` to it)"),
@@ -271,13 +277,41 @@ impl Config {
             }
             None => (default_base_image(python), true),
         };
-        let platform = x.string("platform")?.unwrap_or_else(|| "linux/amd64".to_string());
+        let platform = x.string("platform")?.unwrap_or_else(|| paths::DEFAULT_PLATFORM.to_string());
         if !is_linux_platform(&platform) {
             return Err(x.error(
                 "platform",
                 "tool.xtask.platform must be a Linux platform such as \"linux/amd64\" or \"linux/arm64\"",
             ));
         }
+        let platforms = match x.strings("platforms")? {
+            None => vec![platform.clone()],
+            Some(list) if list.is_empty() => {
+                return Err(x.error("platforms", "tool.xtask.platforms must list at least one platform"))
+            }
+            Some(list) => {
+                for (i, p) in list.iter().enumerate() {
+                    if !is_linux_platform(p) {
+                        return Err(x.element_error(
+                            "platforms",
+                            i,
+                            format!("tool.xtask.platforms: '{p}' is not a Linux platform such as \"linux/amd64\" or \"linux/arm64\""),
+                        ));
+                    }
+                    if list[..i].contains(p) {
+                        return Err(x.element_error("platforms", i, format!("tool.xtask.platforms lists {p} twice")));
+                    }
+                }
+                list
+            }
+        };
+        let repository = match x.string("repository")? {
+            None => None,
+            Some(r) => match crate::registry::Repository::parse(&r) {
+                Ok(_) => Some(r),
+                Err(e) => return Err(x.error("repository", format!("tool.xtask.repository: {e}"))),
+            },
+        };
         let package_mode = match poetry.and_then(|p| p.get("package-mode")) {
             None => true,
             Some(item) => item.as_bool().ok_or_else(|| {
@@ -606,6 +640,8 @@ impl Config {
             base_image,
             base_image_is_default,
             platform,
+            platforms,
+            repository,
             port,
             health_path,
             stop_timeout,
@@ -635,12 +671,7 @@ impl Config {
 
     /// Where the tool keeps this app's scratch files.
     pub(crate) fn state_dir(&self) -> PathBuf {
-        paths::state_dir(&self.name)
-    }
-
-    /// The image's main tag, `<name>:<version>`.
-    pub(crate) fn image_tag(&self) -> String {
-        format!("{}:{}", self.name, self.version)
+        paths::state_dir(&self.name, &self.platform)
     }
 
     /// The value of the setting `key` (one of `KEYS`) as TOML, e.g. `8080` or `["dev"]`: what `cargo xtask init`
@@ -660,6 +691,11 @@ impl Config {
             "python" => self.python.to_string().into(),
             "base-image" => self.base_image.as_str().into(),
             "platform" => self.platform.as_str().into(),
+            "platforms" => strings(&self.platforms),
+            "repository" => match &self.repository {
+                Some(r) => r.as_str().into(),
+                None => return String::new(),
+            },
             "port" => i64::from(self.port).into(),
             "health-path" => self.health_path.as_str().into(),
             "stop-timeout" => i64::from(self.stop_timeout).into(),
@@ -1623,6 +1659,8 @@ mod tests {
             python = "3.11"
             base-image = "python:3.11-slim"
             platform = "linux/amd64"
+            platforms = ["linux/amd64"]
+            repository = 
             port = 8080
             health-path = "/health"
             stop-timeout = 30
@@ -1670,6 +1708,8 @@ mod tests {
             python = "3.13"
             base-image = "registry.local/python:3.13"
             platform = "linux/arm64"
+            platforms = ["linux/arm64"]
+            repository = 
             port = 9000
             health-path = "/-/ready"
             stop-timeout = 30
@@ -1717,6 +1757,8 @@ mod tests {
             python = "3.10"
             base-image = "python:3.10-slim"
             platform = "linux/amd64"
+            platforms = ["linux/amd64"]
+            repository = 
             port = 8080
             health-path = "/health"
             stop-timeout = 30
@@ -1879,11 +1921,28 @@ mod tests {
     #[test]
     fn errors_point_at_the_value() {
         // Unknown keys.
-        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, build-packages, system-packages, env, env-file, labels, user, uid, workdir, dockerfile"]);
+        check_error("prot = 80\n", expect!["app/pyproject.toml:13:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, platforms, repository, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, build-packages, system-packages, env, env-file, labels, user, uid, workdir, dockerfile"]);
         check_error(
             "health_path = \"/\"\n",
             expect!["app/pyproject.toml:13:1: unknown key tool.xtask.health_path; did you mean health-path?"],
         );
+        // Shipping.
+        check_error(
+            "platforms = []\n",
+            expect!["app/pyproject.toml:13:13: tool.xtask.platforms must list at least one platform"],
+        );
+        check_error(
+            "platforms = [\"linux/amd64\", \"windows/amd64\"]\n",
+            expect![[
+                r#"app/pyproject.toml:13:29: tool.xtask.platforms: 'windows/amd64' is not a Linux platform such as "linux/amd64" or "linux/arm64""#
+            ]],
+        );
+        check_error(
+            "platforms = [\"linux/amd64\", \"linux/amd64\"]\n",
+            expect!["app/pyproject.toml:13:29: tool.xtask.platforms lists linux/amd64 twice"],
+        );
+        check_error("repository = \"ghcr.io/org/app:1.0\"\n", expect!["app/pyproject.toml:13:14: tool.xtask.repository: 'ghcr.io/org/app:1.0' has a tag; give a repository such as 127.0.0.1:5000/team/app or ghcr.io/org/app, without a tag (push tags it itself)"]);
+        check_error("repository = \"Team/App\"\n", expect!["app/pyproject.toml:13:14: tool.xtask.repository: 'Team/App' is not a valid repository: lowercase letters and digits, separated by . _ - or /; give a repository such as 127.0.0.1:5000/team/app or ghcr.io/org/app, without a tag"]);
         // Wrong types, one per type of setting.
         check_error(
             "port = \"80\"\n",

@@ -1,9 +1,9 @@
 //! `cargo xtask dockerfile`: the image's Dockerfile, rendered from the configuration (a pure function of
 //! `Config`), written to docker/Dockerfile with a header naming the command and a checksum (see `gen.rs`).
 //!
-//! The Dockerfile expects the build context `cargo xtask image` assembles (`requirements.txt`, `wheels/`, `app/`)
-//! and builds offline, with BuildKit and with the legacy builder alike: no `RUN --mount`, no `COPY --chmod`,
-//! no `# syntax=` line (that would pull a frontend image). The layers are ordered from what changes least (the
+//! The Dockerfile expects the build context `cargo xtask image` assembles (`requirements.txt`, `wheels/`, `app/`,
+//! `sbom.cdx.json`) and builds offline, with BuildKit and with the legacy builder alike: no `RUN --mount`, no
+//! `COPY --chmod`, no `# syntax=` line (that would pull a frontend image). The layers are ordered from what changes least (the
 //! base, the standard library's bytecode, the user) to what changes most (the app's files), and the values that
 //! change with every commit (revision, creation time) are build arguments declared last, so a commit that does
 //! not touch the app rebuilds no layer.
@@ -33,6 +33,18 @@ pub(crate) const CONTEXT_WHEELS: &str = "wheels";
 /// The `.deb` files of `tool.xtask.system-packages`.
 pub(crate) const CONTEXT_SYSTEM: &str = "system-packages";
 pub(crate) const CONTEXT_APP: &str = "app";
+/// The SBOM in the context (`sbom.rs`).
+pub(crate) const CONTEXT_SBOM: &str = "sbom.cdx.json";
+
+/// Where the SBOM is in the image, and the label that names that path.
+pub const SBOM: &str = "/opt/sbom.cdx.json";
+pub(crate) const SBOM_LABEL: &str = "xtask.sbom";
+
+/// The build argument that makes the build's own writes reproducible: Python compiles hash-based bytecode
+/// (py_compile's default when it is set) and useradd dates /etc/shadow by it, not by today. `image` gives it
+/// (the commit's time) to the builder that rewrites file times too (buildah `--timestamp`); without it the
+/// value is unset and nothing changes.
+pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// Where the virtualenv lives in the image.
 pub const VENV: &str = "/opt/venv";
@@ -142,6 +154,7 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
         labels.push(format!("{key}={}", quote_value("tool.xtask.labels", key, value)?));
     }
     labels.push(format!("{STOP_TIMEOUT_LABEL}=\"{}\"", engine_stop_timeout(config)));
+    labels.push(format!("{SBOM_LABEL}=\"{SBOM}\""));
     if !config.release.is_empty() {
         labels.push(format!("{RELEASE_LABEL}={}", quote_value("tool.xtask.release", "", &exec_form(&config.release))?));
     }
@@ -178,14 +191,16 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
 
     Ok(format!(
         r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
-# (target/xtask/apps/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/{system_context} and {CONTEXT_APP}/, nothing else) and passes the build
-# arguments. The build needs no network: the wheels were downloaded and checked on the host.
+# (target/xtask/apps/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM},
+# nothing else) and passes the build arguments. The build needs no network: the wheels were downloaded and
+# checked on the host.
 
 ARG BASE_IMAGE={base_image}
 
 # Builder: a virtualenv without pip, filled from the wheelhouse by the base image's pip, offline, checking
 # every wheel against the lock's hashes, bytecode compiled.
 FROM ${{BASE_IMAGE}} AS builder
+ARG {SOURCE_DATE_EPOCH}
 COPY {CONTEXT_REQUIREMENTS} {CONTEXT_WHEELS}/ /wheels/
 RUN python3 -m venv --without-pip {VENV} \
     && python3 -m pip --python {VENV}/bin/python install --no-index --find-links /wheels \
@@ -194,13 +209,15 @@ RUN python3 -m venv --without-pip {VENV} \
 
 # Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
 # could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
-# passwd, mount: nothing the app could gain privileges through), the virtualenv and the app.
+# passwd, mount: nothing the app could gain privileges through), the virtualenv, its SBOM and the app.
 FROM ${{BASE_IMAGE}}
+ARG {SOURCE_DATE_EPOCH}
 {system_copy}RUN {system_install}python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
     && groupadd --gid {uid} {user} \
     && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user} \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {{}} +{volumes}
 COPY --from=builder {VENV} {VENV}
+COPY {CONTEXT_SBOM} {SBOM}
 WORKDIR {workdir}
 # The app's files (tool.xtask.include: {includes}), owned by root: the app cannot change them.
 COPY {CONTEXT_APP}/ ./
@@ -317,14 +334,16 @@ system-packages = ["libmagic1"]
         std::fs::remove_dir_all(&dir).unwrap();
         expect![[r##"
             # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
-            # (target/xtask/apps/<name>/context: requirements.txt, wheels/, system-packages/ and app/, nothing else) and passes the build
-            # arguments. The build needs no network: the wheels were downloaded and checked on the host.
+            # (target/xtask/apps/<name>/context: requirements.txt, wheels/, system-packages/, app/ and sbom.cdx.json,
+            # nothing else) and passes the build arguments. The build needs no network: the wheels were downloaded and
+            # checked on the host.
 
             ARG BASE_IMAGE="python:3.12-slim"
 
             # Builder: a virtualenv without pip, filled from the wheelhouse by the base image's pip, offline, checking
             # every wheel against the lock's hashes, bytecode compiled.
             FROM ${BASE_IMAGE} AS builder
+            ARG SOURCE_DATE_EPOCH
             COPY requirements.txt wheels/ /wheels/
             RUN python3 -m venv --without-pip /opt/venv \
                 && python3 -m pip --python /opt/venv/bin/python install --no-index --find-links /wheels \
@@ -333,8 +352,9 @@ system-packages = ["libmagic1"]
 
             # Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
             # could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
-            # passwd, mount: nothing the app could gain privileges through), the virtualenv and the app.
+            # passwd, mount: nothing the app could gain privileges through), the virtualenv, its SBOM and the app.
             FROM ${BASE_IMAGE}
+            ARG SOURCE_DATE_EPOCH
             # The system packages (tool.xtask.system-packages: libmagic1) and the dependencies the base image lacks, from the
             # .deb files apt fetched in a container of the base image before the build: no network here.
             COPY system-packages/ /tmp/system-packages/
@@ -345,6 +365,7 @@ system-packages = ["libmagic1"]
                 && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc \
                 && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
             COPY --from=builder /opt/venv /opt/venv
+            COPY sbom.cdx.json /opt/sbom.cdx.json
             WORKDIR /srv/svc
             # The app's files (tool.xtask.include: svc), owned by root: the app cannot change them.
             COPY app/ ./
@@ -370,7 +391,8 @@ system-packages = ["libmagic1"]
                   org.opencontainers.image.version="2.0.1-local" \
                   org.opencontainers.image.base.name="${BASE_IMAGE}" \
                   com.example.team="strings" \
-                  xtask.stop-timeout="35"
+                  xtask.stop-timeout="35" \
+                  xtask.sbom="/opt/sbom.cdx.json"
         "##]]
         .assert_eq(&text);
         let err = quote_value("tool.xtask.env", "X", "a\nb").unwrap_err().to_string();

@@ -7,7 +7,11 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, format_err, Context, Result};
+use signal_hook::iterator::Signals;
 use xshell::{Cmd, Shell};
+
+use crate::json::{self, Json};
+use crate::registry;
 
 /// How long a probe may take before the tool is reported as not answering (a daemon behind an unreachable
 /// `DOCKER_HOST` would otherwise hang `docker version` for minutes).
@@ -237,6 +241,13 @@ pub struct BuildRequest<'a> {
     pub no_cache: bool,
     /// Where the engine writes the new image's id.
     pub iidfile: &'a Path,
+    /// `--platform`: the platform of the image (BuildKit takes a local base image only for its platform).
+    pub platform: Option<&'a str>,
+    /// Images whose inline cache BuildKit may reuse (`--cache-from`); a missing one is only a note in its log.
+    pub cache_from: &'a [String],
+    /// Seconds since the epoch that buildah writes as every file's time and the image's creation time
+    /// (`--timestamp`), for reproducible digests; ignored by the other builders, which cannot.
+    pub timestamp: Option<u64>,
 }
 
 /// A throwaway container of the base image that works on files of the host (sdists built to wheels, system
@@ -316,6 +327,28 @@ impl Engine {
         Ok(Engine { kind, program, path, dry_run, requested_builder: None })
     }
 
+    /// The resource limits podman is told to give a container: the hard limits of open files and processes
+    /// this process has (processes at most `kernel.pid_max`). Podman's defaults are higher (1048576 open
+    /// files), and raising a limit above the caller's hard one needs CAP_SYS_RESOURCE, which a container's
+    /// runtime started from a sandbox or CI runner may lack: then no container starts (`error setting rlimits
+    /// ... operation not permitted`). Docker starts containers with dockerd's own limits; nothing to say there.
+    fn container_limits(&self) -> Vec<String> {
+        if self.kind != Kind::Podman {
+            return Vec::new();
+        }
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|t| t.trim().parse().ok());
+        let mut args = Vec::new();
+        if let Some(files) = hard_limit(&limits, "Max open files") {
+            args.extend(["--ulimit".to_string(), format!("nofile={files}:{files}")]);
+        }
+        if let Some(processes) = hard_limit(&limits, "Max processes") {
+            let processes = pid_max.map_or(processes, |max: u64| processes.min(max));
+            args.extend(["--ulimit".to_string(), format!("nproc={processes}:{processes}")]);
+        }
+        args
+    }
+
     /// A `--tmpfs` mount at `path` that only `uid` may use (the user's home in a read-only container): docker
     /// takes the owner as mount options, podman's `U` gives it to the container's user.
     pub(crate) fn private_tmpfs(&self, path: &str, uid: u32) -> String {
@@ -377,13 +410,19 @@ impl Engine {
         Err(self.daemon_error(&stderr))
     }
 
-    /// `<engine> pull <image>`, output streamed. Returns the engine's last error line on failure.
-    pub(crate) fn pull(&self, image: &str) -> Result<(), String> {
-        println!("$ {} pull {image}", self.shown());
+    /// `<engine> pull [--platform P] <image>`. Returns the engine's last error line on failure.
+    pub(crate) fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), String> {
+        let mut args = vec!["pull".to_string()];
+        if let Some(platform) = platform {
+            args.extend(["--platform".to_string(), platform.to_string()]);
+        }
+        args.extend(self.tls_args(&crate::registry::registry_of(image)));
+        args.push(image.to_string());
+        println!("$ {} {}", self.shown(), args.join(" "));
         if self.dry_run {
             return Ok(());
         }
-        let output = duct::cmd(&self.path, ["pull", image])
+        let output = duct::cmd(&self.path, &args)
             .stdin_null()
             .stderr_capture()
             .unchecked()
@@ -400,7 +439,9 @@ impl Engine {
     pub fn python_in(&self, sh: &Shell, image: &str, script: &str) -> Result<String> {
         let command = self
             .cmd(sh)
-            .args(["run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", script])
+            .arg("run")
+            .args(self.container_limits())
+            .args(["--rm", "--network", "none", "--entrypoint", "python3", image, "-c", script])
             .quiet();
         command.read().with_context(|| format!("cannot run python3 in the image {image}"))
     }
@@ -519,8 +560,23 @@ impl Engine {
                 // A failed step's container goes too, not only those of the steps that worked.
                 args.push("--force-rm".into());
             }
-            // The OCI format drops HEALTHCHECK; the docker format keeps it.
-            Builder::Buildah => args.extend(["--format".into(), "docker".into()]),
+            // The OCI format, which has no HEALTHCHECK (buildah drops it, with a warning), because in the docker
+            // format buildah before 1.41 (podman 5.6; Debian 12 has 4.3) records the build container's id and
+            // host name in the image's configuration: no two builds would have the same digest.
+            Builder::Buildah => {
+                args.extend(["--format".into(), "oci".into()]);
+                if let Some(timestamp) = request.timestamp {
+                    args.extend(["--timestamp".into(), timestamp.to_string().into()]);
+                }
+            }
+        }
+        if let Some(platform) = request.platform {
+            args.extend(["--platform".into(), platform.into()]);
+        }
+        if builder == Builder::BuildKit {
+            for image in request.cache_from {
+                args.extend(["--cache-from".into(), image.into()]);
+            }
         }
         args.extend(["--file".into(), request.dockerfile.as_os_str().to_owned()]);
         for tag in request.tags {
@@ -557,6 +613,7 @@ impl Engine {
         }
         let reader = expression.reader().with_context(|| format!("cannot run {}", self.shown()))?;
         let mut deprecation = false;
+        let mut no_healthcheck = false;
         for line in BufReader::new(&reader).lines() {
             let line = line.context("cannot read the build's output")?;
             // The docker client's multi-line notice that the legacy builder is deprecated: we said which builder
@@ -569,7 +626,17 @@ impl Engine {
                 continue;
             }
             deprecation = false;
+            // Once per HEALTHCHECK and stage; said once below.
+            if line.contains("HEALTHCHECK is not supported for OCI image format") {
+                no_healthcheck = true;
+                continue;
+            }
             println!("  | {line}");
+        }
+        if no_healthcheck {
+            println!(
+                "  | (buildah leaves HEALTHCHECK out of the OCI format, which has none; see the README's Podman notes)"
+            );
         }
         let output = reader.try_wait().context("cannot wait for the build")?.cloned();
         let status = output.map(|o| o.status);
@@ -619,7 +686,8 @@ impl Engine {
     /// The arguments of `run` for `request`, after `run` and its mode (`--detach`, `--rm`). The values of
     /// `--env` are in it: never print it as it is (`shown_run`).
     fn run_args(&self, request: &RunRequest<'_>) -> Vec<String> {
-        let mut args = vec!["--name".to_string(), request.name.to_string()];
+        let mut args = self.container_limits();
+        args.extend(["--name".to_string(), request.name.to_string()]);
         for (key, value) in request.labels {
             args.extend(["--label".to_string(), format!("{key}={value}")]);
         }
@@ -762,6 +830,288 @@ impl Drop for RemoveOnDrop<'_> {
     }
 }
 
+/// The hard limit of the line `name` of /proc/<pid>/limits (`Max open files  1024  20000  files`); `None` when
+/// it is unlimited or absent.
+fn hard_limit(limits: &str, name: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().nth(1)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Registries: what a reference holds, pushes, multi-platform indexes. The engine's own login is used (docker's
+// config.json and credential helpers, podman's auth.json); this tool never sees a credential.
+// ---------------------------------------------------------------------------------------------------------
+
+impl Engine {
+    /// What podman needs to reach `registry` without TLS when it is on this machine (dockerd does that by
+    /// default for 127.0.0.0/8; a registry elsewhere without TLS is the engine's configuration, not ours).
+    pub(crate) fn tls_args(&self, registry: &str) -> Vec<String> {
+        match self.kind {
+            Kind::Podman if registry::is_loopback(registry) => vec!["--tls-verify=false".to_string()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// `--insecure` for `docker manifest`, which talks to registries itself, when dockerd reaches `registry`
+    /// without TLS: on this machine, or among the daemon's insecure registries.
+    fn manifest_tls_args(&self, sh: &Shell, registry: &str) -> Vec<String> {
+        if self.kind == Kind::Podman {
+            return self.tls_args(registry);
+        }
+        let insecure = registry::is_loopback(registry) || {
+            let format = "{{range .RegistryConfig.InsecureRegistryCIDRs}}{{.}} {{end}}|{{range $name, $index := \
+                          .RegistryConfig.IndexConfigs}}{{if not $index.Secure}}{{$name}} {{end}}{{end}}";
+            let text =
+                self.cmd(sh).args(["info", "--format", format]).quiet().ignore_stderr().read().unwrap_or_default();
+            let (cidrs, names) = text.split_once('|').unwrap_or((&text, ""));
+            let words = |t: &str| t.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+            registry::in_insecure_list(registry, &words(cidrs), &words(names))
+        };
+        if insecure {
+            vec!["--insecure".to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The images of a multi-platform index in its registry, as `(platform, digest)` (`linux/arm64`,
+    /// `linux/arm/v7`); `None` when `reference` names a single image, or the engine cannot tell (podman 4.3 asks
+    /// no registry for an index; it pulls with `--platform`).
+    pub(crate) fn index_platforms(&self, sh: &Shell, reference: &str) -> Result<Option<Vec<(String, String)>>> {
+        if self.kind == Kind::Podman {
+            return Ok(None);
+        }
+        let registry = registry::registry_of(reference);
+        let output = self
+            .cmd(sh)
+            .args(["manifest", "inspect"])
+            .args(self.manifest_tls_args(sh, &registry))
+            .arg(reference)
+            .quiet()
+            .ignore_status()
+            .output()?;
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stderr);
+            return Err(registry::error(&self.shown(), false, &registry, &format!("look up {reference}"), &text));
+        }
+        let manifest = json::parse(&String::from_utf8_lossy(&output.stdout))
+            .with_context(|| format!("unexpected answer from {} manifest inspect {reference}", self.shown()))?;
+        let Some(manifests) = manifest.get("manifests").and_then(Json::as_array) else { return Ok(None) };
+        let mut platforms = Vec::new();
+        for entry in manifests {
+            let (Some(digest), Some(platform)) = (entry.get("digest").and_then(Json::as_str), entry.get("platform"))
+            else {
+                continue;
+            };
+            let field = |key: &str| platform.get(key).and_then(Json::as_str).unwrap_or_default();
+            let mut name = format!("{}/{}", field("os"), field("architecture"));
+            if !field("variant").is_empty() {
+                name = format!("{name}/{}", field("variant"));
+            }
+            platforms.push((name, digest.to_string()));
+        }
+        Ok(Some(platforms))
+    }
+
+    /// Pushes the local image `image` (an id) as `remote` (`<repository>:<tag>`) to `registry`; returns the digest
+    /// the registry has it under. Docker pushes only tags: `remote` is given to the image first and recorded in
+    /// `tagged`, for the caller to remove again whatever happens. A stop signal stops the push (`Interrupted`).
+    pub(crate) fn push(
+        &self,
+        sh: &Shell,
+        image: &str,
+        remote: &str,
+        registry: &str,
+        tagged: &mut Vec<String>,
+        signals: &mut Signals,
+    ) -> Result<String> {
+        let what = format!("push {remote}");
+        match self.kind {
+            Kind::Docker => {
+                self.tag(sh, image, remote)?;
+                tagged.push(remote.to_string());
+                let (ok, output) = self.run_streamed(&["push".to_string(), remote.to_string()], signals)?;
+                if self.dry_run {
+                    return Ok(String::new());
+                }
+                if !ok {
+                    return Err(registry::error(&self.shown(), false, registry, &what, &output));
+                }
+                // `<tag>: digest: sha256:... size: 1234`
+                let digest = output.lines().find_map(|line| {
+                    let rest = line.split(": digest: ").nth(1)?;
+                    rest.split_whitespace().next().filter(|d| d.starts_with("sha256:")).map(str::to_string)
+                });
+                digest.ok_or_else(|| format_err!("{} push {remote} printed no digest:\n{output}", self.shown()))
+            }
+            Kind::Podman => {
+                let digest_file = std::env::temp_dir().join(format!("xtask-push-{}.digest", std::process::id()));
+                let mut args = vec!["push".to_string()];
+                args.extend(self.tls_args(registry));
+                args.extend(["--digestfile".to_string(), digest_file.display().to_string()]);
+                args.extend([image.to_string(), format!("docker://{remote}")]);
+                let _ = std::fs::remove_file(&digest_file);
+                let (ok, output) = self.run_streamed(&args, signals)?;
+                if self.dry_run {
+                    return Ok(String::new());
+                }
+                let digest = std::fs::read_to_string(&digest_file).unwrap_or_default().trim().to_string();
+                let _ = std::fs::remove_file(&digest_file);
+                if !ok {
+                    return Err(registry::error(&self.shown(), true, registry, &what, &output));
+                }
+                if !digest.starts_with("sha256:") {
+                    bail!("{} push {remote} wrote no digest:\n{output}", self.shown());
+                }
+                Ok(digest)
+            }
+        }
+    }
+
+    /// Pushes a multi-platform index of `members` (`<repository>@<digest>`, each pushed before) as `list`
+    /// (`<repository>:<tag>`); returns its digest. The engine keeps the index locally while it makes it
+    /// (`docker manifest` under its config directory, podman in its store): `list` is recorded in `lists` for the
+    /// caller to remove whatever happens.
+    pub(crate) fn push_index(
+        &self,
+        sh: &Shell,
+        list: &str,
+        members: &[String],
+        registry: &str,
+        lists: &mut Vec<String>,
+        signals: &mut Signals,
+    ) -> Result<String> {
+        let what = format!("push the index {list}");
+        let podman = self.kind == Kind::Podman;
+        let tls = self.manifest_tls_args(sh, registry);
+        // An index of that name left by someone else's interrupted run: `create` would refuse to amend it.
+        self.remove_index(sh, list);
+        lists.push(list.to_string());
+        let mut create: Vec<String> = vec!["manifest".into(), "create".into()];
+        if podman {
+            create.push(list.to_string());
+        } else {
+            create.extend(tls.iter().cloned());
+            create.push(list.to_string());
+            create.extend(members.iter().cloned());
+        }
+        let (ok, output) = self.run_streamed(&create, signals)?;
+        if !ok && !self.dry_run {
+            return Err(registry::error(&self.shown(), podman, registry, &what, &output));
+        }
+        if podman {
+            for member in members {
+                let mut add: Vec<String> = vec!["manifest".into(), "add".into()];
+                add.extend(tls.iter().cloned());
+                add.extend([list.to_string(), format!("docker://{member}")]);
+                let (ok, output) = self.run_streamed(&add, signals)?;
+                if !ok && !self.dry_run {
+                    return Err(registry::error(&self.shown(), true, registry, &what, &output));
+                }
+            }
+        }
+        let digest_file = std::env::temp_dir().join(format!("xtask-index-{}.digest", std::process::id()));
+        let mut push: Vec<String> = vec!["manifest".into(), "push".into()];
+        push.extend(tls);
+        if podman {
+            push.extend(["--all".to_string(), "--digestfile".to_string(), digest_file.display().to_string()]);
+            push.extend([list.to_string(), format!("docker://{list}")]);
+        } else {
+            push.extend(["--purge".to_string(), list.to_string()]);
+        }
+        let _ = std::fs::remove_file(&digest_file);
+        let (ok, output) = self.run_streamed(&push, signals)?;
+        if self.dry_run {
+            return Ok(String::new());
+        }
+        if !ok {
+            return Err(registry::error(&self.shown(), podman, registry, &what, &output));
+        }
+        let digest = if podman {
+            std::fs::read_to_string(&digest_file).unwrap_or_default().trim().to_string()
+        } else {
+            // The last line is the index's digest.
+            output.lines().map(str::trim).rfind(|l| l.starts_with("sha256:")).unwrap_or_default().to_string()
+        };
+        let _ = std::fs::remove_file(&digest_file);
+        if !digest.starts_with("sha256:") {
+            bail!("{} manifest push {list} gave no digest:\n{output}", self.shown());
+        }
+        Ok(digest)
+    }
+
+    /// Removes the local tag `tag` (the image stays under its other tags), quietly: for cleaning up.
+    pub(crate) fn untag(&self, sh: &Shell, tag: &str) {
+        // `podman untag IMAGE` alone would remove every name of the image.
+        let args: Vec<&str> = match self.kind {
+            Kind::Docker => vec!["rmi", "--no-prune", tag],
+            Kind::Podman => vec!["untag", tag, tag],
+        };
+        if self.dry_run {
+            return;
+        }
+        let _ = self.cmd(sh).args(args).quiet().ignore_stdout().ignore_stderr().ignore_status().run();
+    }
+
+    /// Removes the local index `list` (`docker manifest rm`, `podman manifest rm`), quietly: for cleaning up.
+    pub(crate) fn remove_index(&self, sh: &Shell, list: &str) {
+        if self.dry_run {
+            return;
+        }
+        let _ =
+            self.cmd(sh).args(["manifest", "rm", list]).quiet().ignore_stdout().ignore_stderr().ignore_status().run();
+    }
+
+    /// Runs the engine with `args`, its output (both streams) printed as it comes, indented; a stop signal
+    /// (SIGINT, SIGTERM, SIGHUP) stops it and comes back as `Interrupted`. Returns whether it succeeded, and
+    /// its output. In a dry run, prints the command only.
+    fn run_streamed(&self, args: &[String], signals: &mut Signals) -> Result<(bool, String)> {
+        let shown: Vec<OsString> = args.iter().map(OsString::from).collect();
+        println!("$ {} {}", self.shown(), shell_words(&shown));
+        if self.dry_run {
+            return Ok((true, String::new()));
+        }
+        let reader = std::sync::Arc::new(
+            duct::cmd(&self.path, args)
+                .stdin_null()
+                .stderr_to_stdout()
+                .unchecked()
+                .reader()
+                .with_context(|| format!("cannot run {}", self.shown()))?,
+        );
+        let (send, receive) = std::sync::mpsc::channel::<String>();
+        let lines = reader.clone();
+        let thread = std::thread::spawn(move || {
+            for line in BufReader::new(&*lines).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut output = String::new();
+        loop {
+            match receive.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    println!("  | {line}");
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(signal) = signals.pending().next() {
+                let _ = reader.kill();
+                let _ = thread.join();
+                return Err(crate::signals::Interrupted(signal).into());
+            }
+        }
+        let _ = thread.join();
+        let status = reader.try_wait().context("cannot wait for the engine")?.map(|o| o.status);
+        Ok((status.is_some_and(|s| s.success()), output))
+    }
+}
+
 fn is_missing(stderr: &str) -> bool {
     let lower = stderr.to_lowercase();
     lower.contains("no such image")
@@ -777,7 +1127,8 @@ fn parse_image_info(line: &str) -> Result<ImageInfo> {
         bail!("unexpected answer from image inspect: {line:?}");
     };
     Ok(ImageInfo {
-        id: id.to_string(),
+        // podman prints the digest without its algorithm; docker and the id files of both have it.
+        id: if id.contains(':') { id.to_string() } else { format!("sha256:{id}") },
         size: size.parse().with_context(|| format!("unexpected image size in {line:?}"))?,
         platform: platform.to_string(),
         fingerprint: fingerprint.to_string(),

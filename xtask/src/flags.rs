@@ -25,6 +25,7 @@ use poetry_export::ExportRequest;
 #[derive(Debug)]
 pub(crate) enum Command {
     Image(Image),
+    Push(Push),
     Run(Run),
     Server(Server),
     Test(Test),
@@ -67,6 +68,26 @@ pub(crate) struct Image {
     pub(crate) no_cache: bool,
     pub(crate) always_build: bool,
     pub(crate) force: bool,
+    pub(crate) dry_run: bool,
+    /// `--platform a,b`: several platforms, one image each (`settings.platform` is then unset).
+    pub(crate) platforms: Vec<String>,
+}
+
+/// `cargo xtask push`.
+#[derive(Debug)]
+pub(crate) struct Push {
+    /// `--platform` is not among them: `platforms` is, and `push` builds each with its own.
+    pub(crate) settings: Overrides,
+    pub(crate) engine: EngineFlags,
+    /// `--to REPOSITORY`, else `tool.xtask.repository`.
+    pub(crate) to: Option<String>,
+    /// `--platform a,b`, else `tool.xtask.platforms`.
+    pub(crate) platforms: Vec<String>,
+    /// Push from a tree that differs from its commit, under the `-dirty` commit tag.
+    pub(crate) dirty: bool,
+    /// Print the result as JSON on stdout (everything else on stderr).
+    pub(crate) json: bool,
+    pub(crate) no_cache: bool,
     pub(crate) dry_run: bool,
 }
 
@@ -175,6 +196,13 @@ const BASE_IMAGE: Opt = Opt::value(
     "IMAGE",
     "the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)",
 );
+/// `--platform` of the tasks that build one image per platform.
+const PLATFORMS: Opt = Opt::value(
+    "platform",
+    "PLATFORM[,PLATFORM...]",
+    "the image's platform, e.g. linux/arm64 (default: tool.xtask.platform, linux/amd64); several, comma-separated, \
+     build one image each, tagged <tag>-<arch>",
+);
 pub const ENGINE: Opt = Opt::value(
     "engine",
     "ENGINE",
@@ -192,6 +220,27 @@ const IMAGE_NO_CACHE: Opt =
 const IMAGE_ALWAYS_BUILD: Opt =
     Opt::switch("always-build", "run the build even when the image is up to date (the engine's cache applies)");
 const IMAGE_FORCE: Opt = Opt::switch("force", "overwrite docker/Dockerfile even if someone edited it");
+
+const PUSH_TO: Opt = Opt::value(
+    "to",
+    "REPOSITORY",
+    "the repository to push to, e.g. ghcr.io/org/app or 127.0.0.1:5000/team/app (default: tool.xtask.repository)",
+);
+const PUSH_PLATFORMS: Opt = Opt::value(
+    "platform",
+    "PLATFORM[,PLATFORM...]",
+    "the platforms to push, comma-separated, as one multi-platform index (default: tool.xtask.platforms, else \
+     tool.xtask.platform)",
+);
+const PUSH_DIRTY: Opt = Opt::switch(
+    "dirty",
+    "push although the app or docker/ differ from the commit, under the tags <version> and <commit>-dirty",
+);
+const PUSH_JSON: Opt = Opt::switch(
+    "json",
+    "print the result as JSON on stdout (repository, tags, digest, platforms, size); everything else goes to stderr",
+);
+const PUSH_NO_CACHE: Opt = Opt::switch("no-cache", "build without the engine's layer cache and without the registry's");
 
 const RUN_PORT: Opt = Opt::value("port", "PORT", "host port on 127.0.0.1 (default: tool.xtask.port)").short('p');
 const RUN_DETACH: Opt =
@@ -247,7 +296,7 @@ const INIT_DRY_RUN: Opt = Opt::switch("dry-run", "print what would change, with 
 pub(crate) const XTASK: Program = Program {
     name: "cargo xtask",
     summary: "build, run and ship a Poetry-managed Python web app as a Docker image",
-    tasks: &[&IMAGE, &RUN, &SERVER, &TEST, &EXPORT, &WHEELS, &DOCKERFILE, &INIT, &DOCTOR, &BENCH],
+    tasks: &[&IMAGE, &PUSH, &RUN, &SERVER, &TEST, &EXPORT, &WHEELS, &DOCKERFILE, &INIT, &DOCTOR, &BENCH],
     footer: "The app's settings live in [tool.xtask] of its pyproject.toml; see README.md for the reference.",
 };
 
@@ -260,26 +309,66 @@ Runs the pipeline, each step only when its inputs changed:
     base image  inspected (pulled if missing); its Python, machine and glibc asked once per image id
     wheels      the wheelhouse for the image's Python and platform (see `cargo xtask wheels --help`)
     dockerfile  docker/Dockerfile for the workspace's app (else target/xtask/apps/<name>/Dockerfile)
-    context     target/xtask/apps/<name>/context: requirements.txt, wheels/, app/ (tool.xtask.include),
-                nothing else
+    sbom        target/xtask/apps/<name>/sbom.cdx.json: CycloneDX 1.5 of what the lock installs, from the
+                wheelhouse; in the image at /opt/sbom.cdx.json (label xtask.sbom)
+    context     target/xtask/apps/<name>/context: requirements.txt, wheels/, app/ (tool.xtask.include), the
+                SBOM, nothing else
     build       <engine> build, tagged <name>:<version> and <name>:<short commit> (`-dirty` when the app or
                 docker/ differ from the commit); skipped when the image already carries the fingerprint of
                 this context, Dockerfile, base image and build arguments
 Then prints the image's size, the base image's size, the difference (virtualenv, app, bytecode) and each
 step's time. The build needs no network. Labels: OCI title, version, revision, created (the commit's time),
-source, base.name, plus tool.xtask.labels.",
+source, base.name, xtask.sbom, plus tool.xtask.labels. Several platforms (--platform linux/amd64,linux/arm64):
+a state directory (<name>@linux-arm64), wheelhouse and image each, tagged <tag>-<arch>. With BuildKit the
+image carries its inline cache (and takes layers from tool.xtask.repository's images); with podman it is dated
+by the commit (--timestamp, SOURCE_DATE_EPOCH): two builds of a commit have the same digest.",
     positional: "",
     options: &[
         APP,
         NAME,
         PYTHON,
-        PLATFORM,
+        PLATFORMS,
         BASE_IMAGE,
         ENGINE,
         BUILDER,
         IMAGE_NO_CACHE,
         IMAGE_ALWAYS_BUILD,
         IMAGE_FORCE,
+        DRY_RUN,
+    ],
+};
+
+const PUSH: Task = Task {
+    name: "push",
+    summary: "build the image and push it to a registry: its tags, one index for several platforms, the digest",
+    about: "\
+Builds the image as `cargo xtask image` does (nothing to do when it is up to date), then pushes it to the
+repository (--to, else tool.xtask.repository) under the tags `image` makes: <version> and <short commit>. A tree
+that differs from its commit is refused unless --dirty (then the commit tag is <commit>-dirty). Prints the digest
+the registry keeps the image under (`docker pull <repository>@<digest>` gets exactly it); --json prints the
+result for CI on stdout, and target/xtask/apps/<name>/push.json keeps it.
+Several platforms (--platform linux/amd64,linux/arm64, or tool.xtask.platforms): a wheelhouse and an image per
+platform (a foreign one built under emulation: qemu-user-static with binfmt_misc), each pushed as
+<version>-<arch>, then one multi-platform index under each tag (`docker manifest`, `podman manifest`). The base
+image must then be an index in a registry (as python:<X.Y>-slim is): each platform's image is pulled by digest.
+Credentials are the engine's own (`docker login`, `podman login`); this tool never reads or stores them. A
+registry on 127.0.0.1 needs no TLS. The registry's names are given to the local image only for the push and
+removed afterwards, also when the push fails or is interrupted (Ctrl-C): the engine keeps the tags `image`
+made. With BuildKit the image carries its layers' cache (inline cache), and a build on a fresh machine takes
+cached layers from the repository's images of the commit and the version (--cache-from).",
+    positional: "",
+    options: &[
+        APP,
+        NAME,
+        PUSH_TO,
+        PUSH_PLATFORMS,
+        PUSH_DIRTY,
+        PUSH_JSON,
+        PYTHON,
+        BASE_IMAGE,
+        ENGINE,
+        BUILDER,
+        PUSH_NO_CACHE,
         DRY_RUN,
     ],
 };
@@ -444,14 +533,36 @@ xtask/, which holds nothing app-specific): `cargo xtask bench <ARGS>` is `cargo 
 /// Builds the flags of `task` from what the parser found.
 fn command(task: &'static Task, m: &mut Matches) -> Result<Command> {
     Ok(match task.name {
-        "image" => Command::Image(Image {
-            settings: overrides(m)?,
-            engine: engine_flags(m)?,
-            no_cache: m.switch(&IMAGE_NO_CACHE),
-            always_build: m.switch(&IMAGE_ALWAYS_BUILD),
-            force: m.switch(&IMAGE_FORCE),
-            dry_run: m.switch(&DRY_RUN),
-        }),
+        "image" => {
+            let mut settings = overrides(m)?;
+            let platforms = platform_list(settings.platform.as_deref())?;
+            if platforms.len() > 1 {
+                settings.platform = None;
+            }
+            Command::Image(Image {
+                settings,
+                engine: engine_flags(m)?,
+                no_cache: m.switch(&IMAGE_NO_CACHE),
+                always_build: m.switch(&IMAGE_ALWAYS_BUILD),
+                force: m.switch(&IMAGE_FORCE),
+                dry_run: m.switch(&DRY_RUN),
+                platforms,
+            })
+        }
+        "push" => {
+            let mut settings = overrides(m)?;
+            let platforms = platform_list(settings.platform.take().as_deref())?;
+            Command::Push(Push {
+                settings,
+                engine: engine_flags(m)?,
+                to: m.value(&PUSH_TO),
+                platforms,
+                dirty: m.switch(&PUSH_DIRTY),
+                json: m.switch(&PUSH_JSON),
+                no_cache: m.switch(&PUSH_NO_CACHE),
+                dry_run: m.switch(&DRY_RUN),
+            })
+        }
         "run" => Command::Run(Run {
             settings: overrides(m)?,
             engine: engine_flags(m)?,
@@ -513,6 +624,22 @@ fn overrides(m: &mut Matches) -> Result<Overrides> {
         platform: m.value(&PLATFORM),
         base_image: m.value(&BASE_IMAGE),
     })
+}
+
+/// `linux/amd64,linux/arm64` → both, each checked; none when not given.
+fn platform_list(value: Option<&str>) -> Result<Vec<String>> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let mut list: Vec<String> = Vec::new();
+    for platform in value.split(',').map(str::trim) {
+        if !crate::config::is_linux_platform(platform) {
+            bail!("invalid value '{value}' for --platform: expected Linux platforms such as linux/amd64,linux/arm64");
+        }
+        if list.iter().any(|p| p == platform) {
+            bail!("invalid value '{value}' for --platform: {platform} is listed twice");
+        }
+        list.push(platform.to_string());
+    }
+    Ok(list)
 }
 
 /// `--engine`, and `--builder` when the task builds.
@@ -860,7 +987,7 @@ mod tests {
         check(
             "image --no-cache --python 3.13 --builder legacy --app svc",
             expect![[
-                r#"Image(Image { settings: Overrides { app: Some("svc"), name: None, python: Some(PythonVersion { major: 3, minor: 13 }), platform: None, base_image: None }, engine: EngineFlags { engine: None, builder: Some(Legacy) }, no_cache: true, always_build: false, force: false, dry_run: false })"#
+                r#"Image(Image { settings: Overrides { app: Some("svc"), name: None, python: Some(PythonVersion { major: 3, minor: 13 }), platform: None, base_image: None }, engine: EngineFlags { engine: None, builder: Some(Legacy) }, no_cache: true, always_build: false, force: false, dry_run: false, platforms: [] })"#
             ]],
         );
         // `run` has no --force, --no-cache or --always-build of its own.
@@ -870,6 +997,26 @@ mod tests {
             expect![[
                 r#"Run(Run { settings: Overrides { app: None, name: None, python: None, platform: None, base_image: None }, engine: EngineFlags { engine: None, builder: None }, port: Some(9000), detach: true, env: [("A", "1"), ("B", "x=y")], timeout_secs: 5, replace: false, writable: false, env_file: None, volumes: [], command: [], dry_run: false })"#
             ]],
+        );
+        check(
+            "push --to 127.0.0.1:5000/team/app --platform linux/amd64,linux/arm64 --json --dirty",
+            expect![[
+                r#"Push(Push { settings: Overrides { app: None, name: None, python: None, platform: None, base_image: None }, engine: EngineFlags { engine: None, builder: None }, to: Some("127.0.0.1:5000/team/app"), platforms: ["linux/amd64", "linux/arm64"], dirty: true, json: true, no_cache: false, dry_run: false })"#
+            ]],
+        );
+        check(
+            "image --platform linux/arm64",
+            expect![[
+                r#"Image(Image { settings: Overrides { app: None, name: None, python: None, platform: Some("linux/arm64"), base_image: None }, engine: EngineFlags { engine: None, builder: None }, no_cache: false, always_build: false, force: false, dry_run: false, platforms: ["linux/arm64"] })"#
+            ]],
+        );
+        check(
+            "push --platform linux/amd64,linux/amd64",
+            expect!["error: invalid value 'linux/amd64,linux/amd64' for --platform: linux/amd64 is listed twice"],
+        );
+        check(
+            "image --platform linux/amd64,darwin/arm64",
+            expect!["error: invalid value 'linux/amd64,darwin/arm64' for --platform: expected Linux platforms such as linux/amd64,linux/arm64"],
         );
         check("run -e A", expect!["error: invalid value 'A' for --env: expected KEY=VALUE"]);
         check("server --port 0", expect!["error: invalid value '0' for --port: the port must be between 1 and 65535"]);

@@ -3,10 +3,15 @@
 //! fingerprint of everything the image is built from (context, Dockerfile, base image id, build arguments) as a
 //! label, and when the tagged image already carries it, the engine is not asked to build at all.
 //!
-//! The build context is an allowlist assembled under `target/xtask/<name>/context/`: the image's requirements,
-//! the wheelhouse and the files `tool.xtask.include` names (without hidden files and bytecode caches). Nothing
-//! else of the app (`.env`, `.git`, `.venv`, tests) can reach the engine. Files are copied only when they
-//! changed, keeping their times, so the engine's cache sees the same content.
+//! The build context is an allowlist assembled under `target/xtask/apps/<name>/context/`: the image's
+//! requirements, the wheelhouse, the SBOM (`sbom.rs`) and the files `tool.xtask.include` names (without hidden
+//! files and bytecode caches). Nothing else of the app (`.env`, `.git`, `.venv`, tests) can reach the engine.
+//! Files are copied only when they changed, keeping their times, so the engine's cache sees the same content.
+//!
+//! Each platform has a state directory and an image of its own; a base image for another platform than its local
+//! tag's is taken from the registry's index by digest. BuildKit builds carry their inline cache and take layers
+//! from the repository's images (`--cache-from`); podman builds are dated by the commit (`--timestamp`,
+//! `SOURCE_DATE_EPOCH`) so that their digests are reproducible.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,22 +29,35 @@ use crate::flags::{EngineFlags, Image, Overrides};
 use crate::gen::{self, Mode, Outcome};
 use crate::identity::{self, Identity};
 use crate::project_wheel::{self, ProjectWheel};
+use crate::registry::Repository;
 use crate::settings;
 use crate::system_packages::SystemPackages;
 use crate::wheels::{self, Target, Wheelhouse};
-use crate::{inventory, paths, system_packages};
+use crate::{inventory, paths, sbom, system_packages};
 
 impl Image {
     pub(crate) fn run(self, sh: &Shell) -> Result<()> {
-        let request = BuildOptions {
-            settings: &self.settings,
-            engine: &self.engine,
-            no_cache: self.no_cache,
-            always_build: self.always_build,
-            force: self.force,
-            dry_run: self.dry_run,
-        };
-        build(sh, &request).map(|_| ())
+        // Several platforms: one image each, under tags of its own (`<tag>-<arch>`): the engine keeps one image
+        // per tag.
+        let platforms = if self.platforms.len() > 1 { self.platforms.clone() } else { vec![String::new()] };
+        for platform in &platforms {
+            let mut settings = self.settings.clone();
+            if !platform.is_empty() {
+                settings.platform = Some(platform.clone());
+            }
+            let request = BuildOptions {
+                settings: &settings,
+                engine: &self.engine,
+                no_cache: self.no_cache,
+                always_build: self.always_build,
+                force: self.force,
+                dry_run: self.dry_run,
+                multi_platform: platforms.len() > 1,
+                repository: None,
+            };
+            build(sh, &request)?;
+        }
+        Ok(())
     }
 }
 
@@ -54,15 +72,22 @@ pub(crate) struct BuildOptions<'a> {
     /// Overwrite a hand-edited docker/Dockerfile.
     pub(crate) force: bool,
     pub(crate) dry_run: bool,
+    /// One of several platforms: the tags get the platform's suffix (`<name>:<version>-arm64`).
+    pub(crate) multi_platform: bool,
+    /// The repository whose images BuildKit may take cached layers from (`push --to`); else
+    /// `tool.xtask.repository`.
+    pub(crate) repository: Option<&'a Repository>,
 }
 
 /// The image `build` made or found up to date.
 pub(crate) struct Built {
     pub(crate) config: Config,
     pub(crate) engine: Engine,
-    /// `<name>:<version>`
+    /// `<name>:<version>` (with the platform's suffix for one of several platforms)
     pub(crate) tag: String,
     pub(crate) id: String,
+    /// Bytes, as the engine counts them (base layers included).
+    pub(crate) size: u64,
 }
 
 /// Times of the pipeline's steps, printed at the end.
@@ -108,23 +133,26 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
 
     // One engine call answers the no-op case: the base image, and both tags of the image.
     let git = git_info(sh, &config);
-    let tags = tags(&config, git.as_ref());
+    let suffix = if options.multi_platform { format!("-{}", platform_suffix(&config.platform)) } else { String::new() };
+    let tags: Vec<String> =
+        tag_names(&config, git.as_ref()).iter().map(|t| format!("{}:{t}{suffix}", config.name)).collect();
     let (base, current, commit_tag) = inspect(sh, &engine, &config, &tags)?;
     steps.done("base image", "");
 
     let facts = match &base {
-        Some(base) => Some(wheels::base_facts(sh, &engine, &config, base)?),
+        Some(base) => Some(wheels::base_facts(sh, &engine, &config, &base.info)?),
         None => wheels::cached_facts(&config),
     };
     let target = Target::new(&config, facts.as_ref())?;
     let host = match &base {
-        Some(base) => Some(wheels::BuildHost { engine: &engine, image: base.id.clone() }),
+        Some(base) => Some(wheels::BuildHost { engine: &engine, image: base.info.id.clone() }),
         None if dry_run => Some(wheels::BuildHost { engine: &engine, image: config.base_image.clone() }),
         None => None,
     };
     let wheelhouse = wheels::ensure(sh, &config, &selection, &target, host.as_ref(), dry_run)?;
     // The project's own wheel, and what all of them hold: checked against the settings before any build.
     let project = if dry_run { None } else { project_wheel::write(&config, &paths::project_wheel_dir(&state))? };
+    let mut sbom_file = None;
     if !dry_run {
         let mut all: Vec<(PathBuf, String)> =
             wheelhouse.files.iter().map(|(name, sha256)| (wheelhouse.dir.join(name), sha256.clone())).collect();
@@ -132,12 +160,32 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         let environment = target.marker_environment();
         let inventory = inventory::read(sh, &wheels::host_python()?, &all, &environment, &paths::inventory(&state))?;
         inventory::check(&config, &inventory)?;
+        // The SBOM: what the virtualenv will hold, from the lock and the wheelhouse.
+        if let Some(base) = &base {
+            let mut installed = wheelhouse.files.clone();
+            installed.extend(project.iter().map(|p| (p.file_name.clone(), p.sha256.clone())));
+            let inputs = sbom::Inputs {
+                config: &config,
+                packages: &selection.packages,
+                wheels: &installed,
+                project_wheel: project.as_ref().map(|p| p.file_name.as_str()),
+                licenses: &inventory.licenses,
+                base: &sbom::BaseImage { reference: base.reference.clone(), id: base.info.id.clone() },
+                python: &format!("CPython {}", target.python_full),
+            };
+            let text = sbom::document(&inputs)?.to_pretty();
+            let path = paths::sbom(&state);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                gen::write_atomic(&path, text.as_bytes())?;
+            }
+            sbom_file = Some(path);
+        }
     }
     steps.done("wheels", if wheelhouse.refreshed { "" } else { " (up to date)" });
 
     // The system packages (fetched beforehand, so the build is offline), and the libraries built wheels need.
     let system = match (&base, dry_run) {
-        (Some(base), false) => system_packages::ensure(&engine, &config, base)?,
+        (Some(base), false) => system_packages::ensure(&engine, &config, &base.info)?,
         _ => None,
     };
     if !dry_run {
@@ -165,18 +213,29 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
 
     let context_dir = paths::build_context(&state);
     let context = if dry_run {
-        println!("context: would assemble {} (requirements.txt, wheels/, app/)", paths::display(&context_dir));
+        println!(
+            "context: would assemble {} (requirements.txt, wheels/, app/, sbom.cdx.json)",
+            paths::display(&context_dir)
+        );
         None
     } else {
-        Some(assemble(&config, &wheelhouse, project.as_ref(), system.as_ref(), &context_dir)?)
+        Some(assemble(&config, &wheelhouse, project.as_ref(), system.as_ref(), sbom_file.as_deref(), &context_dir)?)
     };
     steps.done("context", "");
 
-    let build_args = vec![("BASE_IMAGE".to_string(), config.base_image.clone())];
+    let base_reference = base.as_ref().map_or(config.base_image.clone(), |b| b.reference.clone());
+    let mut build_args = vec![("BASE_IMAGE".to_string(), base_reference)];
+    // Reproducible digests where the builder can rewrite file times (buildah): the commit's time for every file
+    // and for the bytecode and /etc/shadow the build writes. The other builders cannot, and would only lose
+    // their layer cache to a value that changes with every commit.
+    let epoch = if engine.kind == engine::Kind::Podman { source_date_epoch(git.as_ref()) } else { None };
+    if let Some(epoch) = epoch {
+        build_args.push((dockerfile::SOURCE_DATE_EPOCH.to_string(), epoch.to_string()));
+    }
     let mut labels = commit_labels(git.as_ref());
     let fingerprint = match (&context, &base) {
         (Some(context), Some(base)) => {
-            fingerprint(context, &contents, &base.id, &build_args, &labels, &config.platform)
+            fingerprint(context, &contents, &base.info.id, &build_args, &labels, &config.platform)
         }
         _ => String::new(),
     };
@@ -191,6 +250,22 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
+            // BuildKit writes the cache of each layer into the image's configuration (inline cache, a few
+            // kilobytes), so that a machine that pulls it can reuse the layers; it takes that cache from the
+            // repository's images of this commit and version.
+            let mut cache_from = Vec::new();
+            if builder == engine::Builder::BuildKit {
+                build_args.push(("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string()));
+                let configured = config.repository.as_deref().map(Repository::parse).transpose()?;
+                if let Some(repository) = options.repository.or(configured.as_ref()) {
+                    cache_from = cache_sources(repository, &tag_names(&config, git.as_ref()), &suffix);
+                    println!(
+                        "image: BuildKit takes cached layers from {} (one that does not exist yet is only a note \
+                         in its log)",
+                        cache_from.join(" and ")
+                    );
+                }
+            }
             let iidfile = state.join("image.id");
             let request = BuildRequest {
                 context: &context_dir,
@@ -200,6 +275,9 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
                 labels: &labels,
                 no_cache: options.no_cache,
                 iidfile: &iidfile,
+                platform: Some(&config.platform),
+                cache_from: &cache_from,
+                timestamp: epoch,
             };
             (engine.build(builder, &request)?, "")
         }
@@ -213,7 +291,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     steps.done("build", note);
 
     if dry_run {
-        return Ok(Built { config, engine, tag: tags[0].clone(), id });
+        return Ok(Built { config, engine, tag: tags[0].clone(), id, size: 0 });
     }
     let image = match up_to_date {
         Some(image) => image.clone(),
@@ -223,8 +301,30 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             .flatten()
             .ok_or_else(|| format_err!("the engine does not know the image it just built ({id})"))?,
     };
-    report(&config, &tags, &image, base.as_ref(), &steps);
-    Ok(Built { config, engine, tag: tags[0].clone(), id })
+    report(&config, &tags, &image, base.as_ref().map(|b| &b.info), &steps);
+    Ok(Built { config, engine, tag: tags[0].clone(), id, size: image.size })
+}
+
+/// The images of `repository` whose inline cache a build may use: those of this commit and this version
+/// (`suffix`: the platform's, for one of several platforms, whose images `push` gives tags of their own).
+fn cache_sources(repository: &Repository, tag_names: &[String], suffix: &str) -> Vec<String> {
+    if suffix.is_empty() {
+        tag_names.iter().rev().map(|t| repository.tag(t)).collect()
+    } else {
+        vec![repository.tag(&format!("{}{suffix}", tag_names[0]))]
+    }
+}
+
+/// The seconds since the epoch a reproducible build dates everything by: `SOURCE_DATE_EPOCH` when the
+/// environment sets it (the convention of reproducible builds), else the commit's time.
+pub(crate) fn source_date_epoch(git: Option<&Git>) -> Option<u64> {
+    let from_env = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok());
+    from_env.or(git.map(|g| g.time))
+}
+
+/// `linux/arm64` → `arm64`, `linux/arm/v7` → `arm-v7`: what tells the platforms' images apart in tags.
+pub(crate) fn platform_suffix(platform: &str) -> String {
+    platform.strip_prefix("linux/").unwrap_or(platform).replace('/', "-")
 }
 
 /// The image under its version tag, when it carries `fingerprint` (it is built from the same inputs) and no
@@ -233,24 +333,32 @@ fn reusable<'a>(current: Option<&'a ImageInfo>, fingerprint: &str, rebuild: bool
     current.filter(|image| !rebuild && !fingerprint.is_empty() && image.fingerprint == fingerprint)
 }
 
-/// `<name>:<version>`, then `<name>:<short commit>[-dirty]` when the app is in a git repository.
-fn tags(config: &Config, git: Option<&Git>) -> Vec<String> {
-    let mut tags = vec![config.image_tag()];
+/// The tags of the image, without its name: `<version>`, then `<short commit>[-dirty]` when the app is in a git
+/// repository.
+pub(crate) fn tag_names(config: &Config, git: Option<&Git>) -> Vec<String> {
+    let mut tags = vec![config.version.clone()];
     if let Some(git) = git {
         let suffix = if git.dirty { "-dirty" } else { "" };
-        tags.push(format!("{}:{}{suffix}", config.name, git.short));
+        tags.push(format!("{}{suffix}", git.short));
     }
     tags
 }
 
-/// The base image (pulled when missing), the image under its version tag and under its commit tag, when they
-/// exist. One engine call when all three do.
+/// The base image of the build: the engine's image, and the reference the Dockerfile is given to build `FROM`.
+pub(crate) struct Base {
+    pub(crate) info: ImageInfo,
+    /// `base-image` as configured, or `<name>@<digest>` of the platform's image in the registry's index.
+    pub(crate) reference: String,
+}
+
+/// The base image for the image's platform (pulled when missing), the image under its version tag and under its
+/// commit tag, when they exist. One engine call when all three do.
 fn inspect(
     sh: &Shell,
     engine: &Engine,
     config: &Config,
     tags: &[String],
-) -> Result<(Option<ImageInfo>, Option<ImageInfo>, Option<ImageInfo>)> {
+) -> Result<(Option<Base>, Option<ImageInfo>, Option<ImageInfo>)> {
     let base_ref = config.base_image.as_str();
     if engine.dry_run {
         println!("$ {} image inspect {base_ref} {}", engine.shown(), tags.join(" "));
@@ -259,72 +367,138 @@ fn inspect(
     let mut refs = vec![base_ref];
     refs.extend(tags.iter().map(String::as_str));
     let mut found = engine.images(sh, &refs)?.into_iter();
-    let base = found.next().flatten();
+    let local = found.next().flatten();
     let current = found.next().flatten();
     let commit = found.next().flatten();
-    let base = match base {
-        Some(base) => base,
-        None => {
-            println!("image: the base image {base_ref} is not here; pulling it");
-            if let Err(why) = engine.pull(base_ref) {
-                bail!(
-                    "the base image {base_ref} is not available locally and cannot be pulled ({why}).\n\
-                     Pull it where a registry is reachable (`{} pull {base_ref}`), or pass a local image with \
-                     Python {}: `--base-image <image>` or `{}=<image>` (`{} images` lists the local ones){}",
-                    engine.shown(),
-                    config.python,
-                    settings::BASE_IMAGE_ENV,
-                    engine.shown(),
-                    if engine.kind == engine::Kind::Podman {
-                        format!("; an image docker has: `docker save {base_ref} | podman load`")
-                    } else {
-                        String::new()
-                    }
-                );
+    let base = base_for_platform(sh, engine, config, local)?;
+    Ok((Some(base), current, commit))
+}
+
+/// Whether an image's `os/arch[/variant]` is `platform`'s (a variant only counts when `platform` names one).
+fn same_platform(image: &str, platform: &str) -> bool {
+    let parts = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
+    let (image, wanted) = (parts(image), parts(platform));
+    image.len() >= 2
+        && wanted.len() >= 2
+        && image[..2] == wanted[..2]
+        && (wanted.len() == 2 || image.get(2) == wanted.get(2))
+}
+
+/// The base image for the image's platform: the engine's image of `base-image` when it is for that platform;
+/// else, when the registry holds an index under that name, its image for the platform, pulled by digest (the
+/// engine keeps one image per tag, so another platform's image must not take the tag: both are built from);
+/// else the image pulled for the platform.
+fn base_for_platform(sh: &Shell, engine: &Engine, config: &Config, local: Option<ImageInfo>) -> Result<Base> {
+    let base_ref = config.base_image.as_str();
+    let platform = config.platform.as_str();
+    if let Some(info) = local.as_ref().filter(|info| same_platform(&info.platform, platform)) {
+        return Ok(Base { info: info.clone(), reference: base_ref.to_string() });
+    }
+    let unavailable = |why: &str| {
+        format_err!(
+            "the base image {base_ref} for {platform} is not available locally and cannot be pulled ({why}).\n\
+             Pull it where a registry is reachable (`{} pull --platform {platform} {base_ref}`), or pass a local image \
+             with Python {} for {platform}: `--base-image <image>` or `{}=<image>` (`{} images` lists the local \
+             ones){}",
+            engine.shown(),
+            config.python,
+            settings::BASE_IMAGE_ENV,
+            engine.shown(),
+            if engine.kind == engine::Kind::Podman {
+                format!("; an image docker has: `docker save {base_ref} | podman load`")
+            } else {
+                String::new()
             }
-            engine.images(sh, &[base_ref])?.pop().flatten().ok_or_else(|| {
-                format_err!(
-                    "{base_ref} was pulled but the engine does not know it; try `{} pull {base_ref}`",
-                    engine.shown()
-                )
-            })?
-        }
+        )
     };
-    let (os, arch) = config.platform.split_once('/').unwrap_or(("linux", &config.platform));
-    let arch = arch.split('/').next().unwrap_or(arch);
-    if base.platform != format!("{os}/{arch}") {
+    // Another platform's image under the tag, or none: the registry's index, if it has one.
+    let index = engine.index_platforms(sh, base_ref);
+    match (&index, &local) {
+        (Ok(Some(images)), _) => {
+            let Some((_, digest)) = images.iter().find(|(p, _)| same_platform(p, platform)) else {
+                let listed: Vec<&str> = images.iter().map(|(p, _)| p.as_str()).collect();
+                bail!(
+                    "the base image {base_ref} has no image for {platform} (its index lists {}): pick a base image \
+                     that is built for {platform}, or leave {platform} out of --platform / tool.xtask.platforms",
+                    listed.join(", ")
+                );
+            };
+            let pinned = format!("{}@{digest}", crate::registry::without_tag(base_ref));
+            if engine.images(sh, &[&pinned])?.pop().flatten().is_none() {
+                println!("image: pulling the {platform} image of the base image {base_ref}");
+                engine.pull(&pinned, None).map_err(|why| unavailable(&why))?;
+            }
+            let info = engine
+                .images(sh, &[&pinned])?
+                .pop()
+                .flatten()
+                .ok_or_else(|| format_err!("{pinned} was pulled but the engine does not know it"))?;
+            return check_platform(engine, config, Base { info, reference: pinned });
+        }
+        (_, Some(info)) => {
+            // A local image of another platform, and no index to take the platform's from.
+            let why = match &index {
+                Err(e) => format!(" ({e:#})"),
+                _ => String::new(),
+            };
+            bail!(
+                "the base image {base_ref} is for {}, but the image's platform is {platform}, and no registry has an \
+                 index of it for {platform}{why}: pass a base image for that platform (--base-image), pull one \
+                 (`{} pull --platform {platform} {base_ref}`), or pass --platform {}",
+                info.platform,
+                engine.shown(),
+                info.platform
+            );
+        }
+        _ => {}
+    }
+    println!("image: the base image {base_ref} is not here; pulling it");
+    engine.pull(base_ref, Some(platform)).map_err(|why| unavailable(&why))?;
+    let info = engine.images(sh, &[base_ref])?.pop().flatten().ok_or_else(|| {
+        format_err!("{base_ref} was pulled but the engine does not know it; try `{} pull {base_ref}`", engine.shown())
+    })?;
+    check_platform(engine, config, Base { info, reference: base_ref.to_string() })
+}
+
+fn check_platform(engine: &Engine, config: &Config, base: Base) -> Result<Base> {
+    if !same_platform(&base.info.platform, &config.platform) {
         bail!(
-            "the base image {base_ref} is for {}, but the image's platform is {}: pull the base image for that \
-             platform (`{} pull --platform {} {base_ref}`) or pass --platform {}",
-            base.platform,
+            "the base image {} is for {}, but the image's platform is {}: pull the base image for that platform \
+             (`{} pull --platform {} {}`) or pass --platform {}",
+            base.reference,
+            base.info.platform,
             config.platform,
             engine.shown(),
             config.platform,
-            base.platform
+            config.base_image,
+            base.info.platform
         );
     }
-    Ok((Some(base), current, commit))
+    Ok(base)
 }
 
 /// What git says about the app's commit.
 #[derive(Debug, Clone)]
-struct Git {
-    short: String,
+pub(crate) struct Git {
+    pub(crate) short: String,
     full: String,
     /// The commit's time, RFC 3339.
     created: String,
+    /// The commit's time, seconds since the epoch.
+    pub(crate) time: u64,
     /// The app's files or docker/ differ from the commit (untracked files included).
-    dirty: bool,
+    pub(crate) dirty: bool,
     /// `origin`'s URL without credentials, or empty.
     source: String,
 }
 
 /// The app's commit, or `None` when the app is not in a git repository (or git is missing).
-fn git_info(sh: &Shell, config: &Config) -> Option<Git> {
+pub(crate) fn git_info(sh: &Shell, config: &Config) -> Option<Git> {
     let git = || sh.cmd("git").arg("-C").arg(&config.app_dir).quiet().ignore_stderr();
-    let log = git().args(["log", "-1", "--format=%h%n%H%n%cI"]).read().ok()?;
+    let log = git().args(["log", "-1", "--format=%h%n%H%n%cI%n%ct"]).read().ok()?;
     let mut lines = log.lines();
     let (short, full, created) = (lines.next()?.to_string(), lines.next()?.to_string(), lines.next()?.to_string());
+    let time = lines.next()?.trim().parse().ok()?;
     let status = |paths: &[&Path]| git().args(["status", "--porcelain", "--"]).args(paths).read();
     let dirty = match status(&[&config.app_dir, &paths::docker_dir()]) {
         Ok(text) => !text.trim().is_empty(),
@@ -333,7 +507,7 @@ fn git_info(sh: &Shell, config: &Config) -> Option<Git> {
     };
     let source =
         git().args(["remote", "get-url", "origin"]).read().map(|url| without_credentials(&url)).unwrap_or_default();
-    Some(Git { short, full, created, dirty, source })
+    Some(Git { short, full, created, time, dirty, source })
 }
 
 /// `https://user:token@host/repo` → `https://host/repo`.
@@ -396,6 +570,7 @@ pub(crate) fn assemble(
     wheelhouse: &Wheelhouse,
     project: Option<&ProjectWheel>,
     system: Option<&SystemPackages>,
+    sbom: Option<&Path>,
     dir: &Path,
 ) -> Result<BuildContext> {
     let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
@@ -416,6 +591,9 @@ pub(crate) fn assemble(
         }
     };
     wanted.insert(dockerfile::CONTEXT_REQUIREMENTS.to_string(), Wanted { source: requirements, sha256: None });
+    if let Some(sbom) = sbom {
+        wanted.insert(dockerfile::CONTEXT_SBOM.to_string(), Wanted { source: sbom.to_path_buf(), sha256: None });
+    }
     for (name, sha256) in &wheelhouse.files {
         wanted.insert(
             format!("{}/{name}", dockerfile::CONTEXT_WHEELS),
@@ -502,13 +680,14 @@ pub(crate) fn assemble(
     let wheels = wheelhouse.files.len() + usize::from(project.is_some());
     let debs = system.map(|s| s.debs.len() + 1).unwrap_or(0);
     println!(
-        "context: {} holds {} files ({}): requirements.txt, {} wheels, {}{} app files ({copied} copied, {removed} removed)",
+        "context: {} holds {} files ({}): requirements.txt, {}{} wheels, {}{} app files ({copied} copied, {removed} removed)",
         paths::display(dir),
         manifest.len(),
         megabytes(bytes),
+        if sbom.is_some() { "the SBOM, " } else { "" },
         wheels,
         if debs == 0 { String::new() } else { format!("{} system packages, ", debs - 1) },
-        manifest.len() - 1 - wheels - debs,
+        manifest.len() - 1 - usize::from(sbom.is_some()) - wheels - debs,
     );
     Ok(BuildContext { manifest })
 }

@@ -430,6 +430,8 @@ fn edit_pyproject(
             block.push(format!("# {key} = {value}  # {why}"));
         } else if *key == "release" {
             block.push(format!("# {key} = []  # {meaning}"));
+        } else if *key == "repository" {
+            block.push(format!("# {key}: none set; {key} = \"<registry>/<path>/{}\" is {meaning}", config.name));
         } else if *key == "app" {
             block.push(format!("# {key}: not found in the code; set {key} = \"module:attribute\", {meaning}"));
         }
@@ -730,7 +732,7 @@ build-backend = "poetry.core.masonry.api"
             .cargo/config.toml (created):
               + [alias] xtask = "run --package xtask --"
             services/greeter/pyproject.toml (changed):
-              + [tool.xtask] with the 22 settings derived from the project, commented out
+              + [tool.xtask] with the 24 settings derived from the project, commented out
             .gitignore (changed):
               + /target/ (cargo's and this tool's build output)
             note: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute"
@@ -772,6 +774,8 @@ build-backend = "poetry.core.masonry.api"
             # python = "3.11"  # Python of the image and its wheelhouse (--python)
             # base-image = "python:3.11-slim"  # base image of both stages (--base-image, env XTASK_BASE_IMAGE)
             # platform = "linux/amd64"  # platform of the image and its wheels (--platform)
+            # platforms = ["linux/amd64"]  # the platforms cargo xtask push ships as one multi-platform index (--platform linux/amd64,linux/arm64): a wheelhouse and an image per platform
+            # repository: none set; repository = "<registry>/<path>/greeter" is where cargo xtask push pushes (--to), e.g. ghcr.io/org/app; the registry cache BuildKit builds from
             # port = 8080  # port the server listens on, in the container and on the host
             # health-path = "/health"  # path the HEALTHCHECK and cargo xtask run probe
             # stop-timeout = 30  # seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (docker run --stop-timeout, label xtask.stop-timeout: set Kubernetes' terminationGracePeriodSeconds to it)
@@ -839,7 +843,7 @@ build-backend = "poetry.core.masonry.api"
             .cargo/config.toml (changed):
               + [alias] xtask = "run --package xtask --"
             pyproject.toml (changed):
-              + 20 commented settings with their derived values in [tool.xtask]
+              + 22 commented settings with their derived values in [tool.xtask]
             note: no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = "module:attribute"
             note: pyproject.toml has no poetry.lock next to it: run `poetry lock` there; the image is built from the lock
             Set up for the app at the repository root. Next: `cargo xtask image`, then commit these files, docker/Dockerfile and Cargo.lock.
@@ -880,6 +884,8 @@ build-backend = "poetry.core.masonry.api"
             # python = "3.12"  # Python of the image and its wheelhouse (--python)
             # base-image = "python:3.12-slim"  # base image of both stages (--base-image, env XTASK_BASE_IMAGE)
             # platform = "linux/amd64"  # platform of the image and its wheels (--platform)
+            # platforms = ["linux/amd64"]  # the platforms cargo xtask push ships as one multi-platform index (--platform linux/amd64,linux/arm64): a wheelhouse and an image per platform
+            # repository: none set; repository = "<registry>/<path>/api" is where cargo xtask push pushes (--to), e.g. ghcr.io/org/app; the registry cache BuildKit builds from
             # stop-timeout = 30  # seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (docker run --stop-timeout, label xtask.stop-timeout: set Kubernetes' terminationGracePeriodSeconds to it)
             # app: not found in the code; set app = "module:attribute", the ASGI/WSGI callable, module:attribute
             # interface = "asgi"  # how the server speaks to the app
@@ -969,7 +975,7 @@ build-backend = "poetry.core.masonry.api"
             &[(".venv/pyproject.toml", py), ("target/pyproject.toml", py)],
             expect!["found no Poetry project (a directory with pyproject.toml) in <repo>: pass --app DIR"],
         );
-        check(&[("pyproject.toml", "[tool.xtask]\nprot = 1\n[project]\nname = \"a\"\n")], expect!["<repo>/pyproject.toml:2:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, build-packages, system-packages, env, env-file, labels, user, uid, workdir, dockerfile"]);
+        check(&[("pyproject.toml", "[tool.xtask]\nprot = 1\n[project]\nname = \"a\"\n")], expect!["<repo>/pyproject.toml:2:1: unknown key tool.xtask.prot; known keys: name, version, python, base-image, platform, platforms, repository, port, health-path, stop-timeout, app, interface, gunicorn-config, command, release, include, volumes, groups, extras, build-packages, system-packages, env, env-file, labels, user, uid, workdir, dockerfile"]);
     }
 
     #[test]

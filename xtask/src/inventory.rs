@@ -2,8 +2,9 @@
 //! (the command's and the release step's executables must be among them), the top-level modules (the app's
 //! module must be the app's own or one of them), and whether every requirement of every wheel is met by
 //! another one for the target (a lock that lost a `[[package]]` gives an image that answers /health and fails
-//! on first use: `anyio requires idna`). Read with the host's python (zipfile, pip's packaging), once per set
-//! of wheels: the answer is kept in the state directory under a key of the wheels' hashes and the target.
+//! on first use: `anyio requires idna`), and the license each wheel's metadata states, for the SBOM. Read with
+//! the host's python (zipfile, email, pip's packaging), once per set of wheels: the answer is kept in the state
+//! directory under a key of the wheels' hashes and the target.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,22 @@ pub(crate) struct Inventory {
     pub(crate) modules: BTreeSet<String>,
     /// `anyio 4.4.0 requires idna>=2.8`: requirements no wheel meets.
     pub(crate) missing: Vec<String>,
+    /// What each wheel's metadata says of its license, by the wheel's file name: its `License-Expression`
+    /// (PEP 639), else the names of its `License ::` classifiers, else the first line of its `License` field.
+    pub(crate) licenses: std::collections::BTreeMap<String, License>,
+}
+
+/// A wheel's license as its metadata states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum License {
+    /// An SPDX expression (`MIT OR Apache-2.0`).
+    Expression(String),
+    /// Names (`MIT License`, `BSD-3-Clause`).
+    Names(Vec<String>),
 }
 
 const SCRIPT: &str = r#"
-import configparser, sys, zipfile
+import configparser, email.parser, os, sys, zipfile
 from pip._vendor.packaging.markers import Marker
 from pip._vendor.packaging.requirements import Requirement
 from pip._vendor.packaging.utils import canonicalize_name
@@ -36,8 +49,21 @@ for path in sys.stdin.read().splitlines():
     with zipfile.ZipFile(path) as z:
         files = z.namelist()
         info = next(f.split("/")[0] for f in files if f.endswith(".dist-info/METADATA") and f.count("/") == 1)
-        metadata = z.read(info + "/METADATA").decode("utf-8", "replace").split("\n\n")[0]
+        text = z.read(info + "/METADATA").decode("utf-8", "replace")
+        metadata = text.split("\n\n")[0]
         fields = [line.split(": ", 1) for line in metadata.splitlines() if ": " in line]
+        headers = email.parser.HeaderParser().parsestr(text)
+        clean = lambda v: " ".join(str(v).split())
+        wheel = os.path.basename(path)
+        if headers.get("License-Expression"):
+            print("license", wheel, "expression", clean(headers["License-Expression"]), sep="\t")
+        else:
+            stated = [c.split("::")[-1].strip() for c in headers.get_all("Classifier") or [] if c.startswith("License ::")]
+            stated = [n for n in stated if n and n != "OSI Approved"]
+            if not stated and headers.get("License") and str(headers["License"]).strip() not in ("", "UNKNOWN"):
+                stated = [clean(str(headers["License"]).strip().splitlines()[0])[:100]]
+            for license in stated:
+                print("license", wheel, "name", license, sep="\t")
         name = next(v for k, v in fields if k == "Name")
         version = next((v for k, v in fields if k == "Version"), "")
         names.add(canonicalize_name(name))
@@ -77,7 +103,7 @@ pub(crate) fn read(
     cache: &Path,
 ) -> Result<Inventory> {
     let mut hasher = Sha256::default();
-    hasher.update(b"xtask inventory 1\n");
+    hasher.update(b"xtask inventory 2\n");
     let mut sorted: Vec<&(PathBuf, String)> = wheels.iter().collect();
     sorted.sort_by(|a, b| a.1.cmp(&b.1));
     for (_, sha256) in &sorted {
@@ -111,6 +137,25 @@ pub(crate) fn read(
 fn parse(text: &str) -> Inventory {
     let mut inventory = Inventory::default();
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("license\t") {
+            let fields: Vec<&str> = rest.split('\t').collect();
+            if let [wheel, kind, value] = fields.as_slice() {
+                let entry = inventory.licenses.entry(wheel.to_string());
+                match *kind {
+                    "expression" => {
+                        entry.or_insert_with(|| License::Expression(value.to_string()));
+                    }
+                    _ => {
+                        if let License::Names(names) = entry.or_insert_with(|| License::Names(Vec::new())) {
+                            if !names.iter().any(|n| n == value) {
+                                names.push(value.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         match line.split_once(' ') {
             Some(("script", name)) => {
                 inventory.scripts.insert(name.to_string());
@@ -198,7 +243,13 @@ mod tests {
 
     #[test]
     fn parses_the_answer() {
-        let inventory = parse("script uvicorn\nmodule uvicorn\nmodule h11\nmissing anyio 4.4.0 requires idna>=2.8\n");
+        let inventory = parse(
+            "script uvicorn\nmodule uvicorn\nmodule h11\nmissing anyio 4.4.0 requires idna>=2.8\n\
+             license\ta-1-py3-none-any.whl\texpression\tMIT OR Apache-2.0\n\
+             license\tb-1-py3-none-any.whl\tname\tBSD License\nlicense\tb-1-py3-none-any.whl\tname\tBSD License\n",
+        );
+        assert_eq!(inventory.licenses["a-1-py3-none-any.whl"], License::Expression("MIT OR Apache-2.0".into()));
+        assert_eq!(inventory.licenses["b-1-py3-none-any.whl"], License::Names(vec!["BSD License".into()]));
         assert_eq!(inventory.scripts.iter().collect::<Vec<_>>(), ["uvicorn"]);
         assert_eq!(inventory.modules.len(), 2);
         assert_eq!(inventory.missing, ["anyio 4.4.0 requires idna>=2.8"]);

@@ -18,12 +18,16 @@ mod image;
 mod index;
 mod init;
 mod inventory;
+mod json;
 mod path_deps;
 pub mod paths;
 mod pip;
 mod project_wheel;
+mod push;
 mod pytest;
+mod registry;
 pub mod run;
+mod sbom;
 mod sdists;
 mod server;
 pub mod settings;
@@ -72,6 +76,7 @@ fn try_main() -> Result<ExitCode> {
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Image(flags) => flags.run(&sh).map(done),
+        Command::Push(flags) => flags.run(&sh),
         Command::Run(flags) => flags.run(&sh),
         Command::Server(flags) => flags.run(&sh),
         Command::Test(flags) => flags.run(&sh).map(done),

@@ -22,12 +22,21 @@ pub(crate) fn dockerfile() -> PathBuf {
     docker_dir().join("Dockerfile")
 }
 
-/// Scratch space for one app, by its image name: requirements, wheelhouse, build context, stamps. Never
-/// committed. Apps live under `apps/`, apart from the tool's own state (`cache/`, `bench/`), and a name's `/`
-/// becomes `+` (which no image name has), so that no two names share or nest a directory.
-pub fn state_dir(image_name: &str) -> PathBuf {
-    cargo_target_dir().join("xtask").join("apps").join(image_name.replace('/', "+"))
+/// Scratch space for one app, by its image name and platform: requirements, wheelhouse, build context, SBOM,
+/// stamps. Never committed. Apps live under `apps/`, apart from the tool's own state (`cache/`, `bench/`), and a
+/// name's `/` becomes `+` (which no image name has), so that no two names share or nest a directory. Each
+/// platform has a directory of its own (its wheelhouse, requirements and context differ): `<name>` for
+/// linux/amd64, `<name>@linux-arm64` for another (`@` is in no image name either).
+pub fn state_dir(image_name: &str, platform: &str) -> PathBuf {
+    let mut dir = image_name.replace('/', "+");
+    if platform != DEFAULT_PLATFORM {
+        dir = format!("{dir}@{}", platform.replace('/', "-"));
+    }
+    cargo_target_dir().join("xtask").join("apps").join(dir)
 }
+
+/// The platform of the state directory without a platform suffix (and of `tool.xtask.platform`'s default).
+pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// In the state directory of an image: the wheelhouse, its stamp, the requirements the image installs, the build
 /// context, the base image's facts, and the Dockerfile of an app other than the workspace's.
@@ -59,6 +68,16 @@ pub(crate) fn inventory(state: &Path) -> PathBuf {
 /// The project's own wheel (`project_wheel.rs`).
 pub(crate) fn project_wheel_dir(state: &Path) -> PathBuf {
     state.join("project")
+}
+
+/// The image's SBOM (`sbom.rs`), as it goes into the context and the image.
+pub(crate) fn sbom(state: &Path) -> PathBuf {
+    state.join("sbom.cdx.json")
+}
+
+/// What the last `cargo xtask push` of the image pushed (`push --json` prints it).
+pub(crate) fn push_result(state: &Path) -> PathBuf {
+    state.join("push.json")
 }
 
 pub(crate) fn state_dockerfile(state: &Path) -> PathBuf {

@@ -37,6 +37,8 @@ fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
         always_build: false,
         force: false,
         dry_run: flags.dry_run,
+        multi_platform: false,
+        repository: None,
     };
     let built = image::build(sh, &options)?;
     let config = &built.config;

@@ -88,6 +88,19 @@ pub(crate) fn exit_code(signal: i32) -> std::process::ExitCode {
     std::process::ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
 }
 
+/// The error of a task step a stop signal ended (its child was stopped): the caller cleans up, then exits with
+/// `exit_code` of the signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interrupted(pub(crate) i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by {}", name(self.0))
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Sends `signal` (`TERM`, `KILL`, `INT`) to the process `pid` with the shell's `kill` (POSIX, no unsafe code);
 /// whether it was delivered.
 pub fn kill(pid: u32, signal: &str) -> bool {

@@ -199,7 +199,9 @@ fn a_compiled_sdist_is_built_for_arm64_under_emulation() {
     assert_success("xtask image --platform linux/arm64 (python-ldap)", &output);
     eprintln!("built for arm64 in {:.0} s", started.elapsed().as_secs_f64());
     assert!(
-        state_dir(name).join("wheelhouse/python_ldap-3.4.8-cp311-cp311-linux_aarch64.whl").is_file(),
+        state_dir(&format!("{name}@linux-arm64"))
+            .join("wheelhouse/python_ldap-3.4.8-cp311-cp311-linux_aarch64.whl")
+            .is_file(),
         "{}",
         text(&output)
     );

@@ -171,6 +171,8 @@ fn second_app_in_a_copied_repository() {
         +# python = "3.11"  # Python of the image and its wheelhouse (--python)
         +# base-image = "python:3.11-slim"  # base image of both stages (--base-image, env XTASK_BASE_IMAGE)
         +# platform = "linux/amd64"  # platform of the image and its wheels (--platform)
+        +# platforms = ["linux/amd64"]  # the platforms cargo xtask push ships as one multi-platform index (--platform linux/amd64,linux/arm64): a wheelhouse and an image per platform
+        +# repository: none set; repository = "<registry>/<path>/greeter" is where cargo xtask push pushes (--to), e.g. ghcr.io/org/app; the registry cache BuildKit builds from
         +# stop-timeout = 30  # seconds the server gets to finish the requests in flight when stopped: the default command's graceful timeout; the engine waits 5 more before it kills (docker run --stop-timeout, label xtask.stop-timeout: set Kubernetes' terminationGracePeriodSeconds to it)
         +# command = ["gunicorn", "--bind", "0.0.0.0:5050", "--graceful-timeout", "30", "greeter_web.wsgi:application"]  # the container's command (exec form); its executable must be in the image
         +# release = []  # the release step: run by cargo xtask run in a container of the image before the server, e.g. migrations

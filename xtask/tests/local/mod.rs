@@ -265,6 +265,7 @@ pub fn state_dir(name: &str) -> PathBuf {
 /// pruning): parallel builds may be reusing the layers underneath.
 pub fn clean(name: &str) {
     let _ = std::fs::remove_dir_all(state_dir(name));
+    let _ = std::fs::remove_dir_all(state_dir(&format!("{name}@linux-arm64")));
     let _ = docker().args(["rm", "--force", name]).output();
     let listed = docker().args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name]).output().unwrap();
     for tag in stdout(&listed).lines().filter(|t| !t.is_empty()) {
