@@ -1,5 +1,5 @@
 //! The defects a bad-input and fault audit found, one test each, with the real engine: stale app code in a new
-//! image, `export -o` replacing what it writes to, exit codes after signals, leftovers of failed builds and
+//! image, a corrupt wheel in the wheelhouse, `export -o` replacing what it writes to, exit codes after signals, leftovers of failed builds and
 //! empty labels, what `run` hardens, and graceful shutdown under load.
 
 mod local;
@@ -63,6 +63,43 @@ fn an_edit_keeping_size_and_time_reaches_the_image() {
         "/app/app/route/health.py",
     ]);
     assert_eq!(said.trim(), "status=\"OK\"", "the image has the old file\n{}", text(&output));
+    clean(name);
+}
+
+/// A byte of a wheel flipped in the wheelhouse, its size and time kept: the next `image` sees it (the wheel's
+/// change time moved), fetches that wheel again and builds; the wheel is the locked one again.
+#[test]
+fn a_corrupt_wheel_is_fetched_again() {
+    let name = "xtask-test-trust-corrupt";
+    clean(name);
+    let dir = scratch("trust-corrupt");
+    let app = example_copy(&dir, name);
+    assert_success("xtask image", &image(&app, &[]));
+    let wheelhouse = state_dir(name).join("wheelhouse");
+    let wheel = std::fs::read_dir(&wheelhouse)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("fastapi-"))
+        .expect("the wheelhouse has fastapi's wheel");
+    let good = std::fs::read(&wheel).unwrap();
+    let before = std::fs::metadata(&wheel).unwrap().modified().unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    // Written in place (the same file, as a disk or a careless tool would), its time put back.
+    std::fs::File::options().write(true).open(&wheel).unwrap().write_all(&bad).unwrap();
+    std::fs::File::options().write(true).open(&wheel).unwrap().set_modified(before).unwrap();
+    assert_eq!(std::fs::metadata(&wheel).unwrap().len(), good.len() as u64);
+    // The context is made again from the wheelhouse (as for a new checkout's first build).
+    std::fs::remove_dir_all(state_dir(name).join("context")).unwrap();
+    let output = image(&app, &["--no-cache"]);
+    assert_success("xtask image --no-cache after the wheel was corrupted", &output);
+    assert!(text(&output).contains("changed since it was checked"), "{}", text(&output));
+    assert!(std::fs::read(&wheel).unwrap() == good, "the wheel in the wheelhouse is not the locked one again");
+    // And the next run trusts it again without fetching anything.
+    let output = image(&app, &[]);
+    assert_success("xtask image", &output);
+    assert!(text(&output).contains("is up to date"), "{}", text(&output));
     clean(name);
 }
 
