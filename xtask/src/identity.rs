@@ -41,6 +41,10 @@ impl Identity {
         self == recorded && self.mtime_ns.max(self.ctime_ns) + RACY_NS <= recorded_ns
     }
 
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
     /// `size:mtime:ctime:ino:dev`, for stamps.
     pub(crate) fn to_text(self) -> String {
         format!("{}:{}:{}:{}:{}", self.size, self.mtime_ns, self.ctime_ns, self.ino, self.dev)

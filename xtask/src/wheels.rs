@@ -23,7 +23,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, format_err, Context, Result};
 use poetry_export::sha256::Sha256;
@@ -36,6 +35,7 @@ use crate::engine::{Engine, ImageInfo};
 use crate::export;
 use crate::flags::Wheels;
 use crate::git_deps::{self, GitSource};
+use crate::identity::{self, Identity};
 use crate::sdists::{self, Need};
 use crate::settings;
 use crate::{gen, index, path_deps, paths, pip, signals};
@@ -592,8 +592,9 @@ pub(crate) struct Wheelhouse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StampedFile {
     name: String,
-    size: u64,
-    mtime_ns: u128,
+    /// Its size, times, inode and device when it was hashed (`identity.rs`): while they are the same, so is
+    /// the content; a byte changed in place moves the change time, whatever the modification time says.
+    identity: Identity,
     sha256: String,
 }
 
@@ -617,7 +618,7 @@ pub(crate) fn ensure(
     let previous = std::fs::read_to_string(&stamp_path).ok().and_then(|text| parse_stamp(&text));
     let why = match &previous {
         Some(stamp) if stamp.key != key => "the locked requirements or the target changed".to_string(),
-        Some(stamp) if requirements.is_file() => match verify(&dir, &stamp.files)? {
+        Some(stamp) if requirements.is_file() => match verify(&dir, &stamp_path, stamp, &target.describe())? {
             None => {
                 let count = stamp.files.len();
                 println!("wheels: {shown} is up to date ({count} wheels for {})", target.describe());
@@ -661,6 +662,8 @@ struct Stamp {
     target: Option<String>,
     files: Vec<StampedFile>,
     needs: Vec<(String, Vec<Need>)>,
+    /// When the identities were recorded (`identity::now_ns`), for the racy rule.
+    checked_ns: i128,
 }
 
 fn parse_stamp(text: &str) -> Option<Stamp> {
@@ -668,15 +671,16 @@ fn parse_stamp(text: &str) -> Option<Stamp> {
     let mut target = None;
     let mut files = Vec::new();
     let mut needs: Vec<(String, Vec<Need>)> = Vec::new();
+    let mut checked_ns = None;
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let words: Vec<&str> = line.split(' ').collect();
         match words.as_slice() {
             ["key", k] => key = Some(k.to_string()),
             ["target", rest @ ..] => target = Some(rest.join(" ")),
-            ["file", name, size, mtime, sha256] => files.push(StampedFile {
+            ["checked", ns] => checked_ns = Some(ns.parse().ok()?),
+            ["file", name, identity, sha256] => files.push(StampedFile {
                 name: name.to_string(),
-                size: size.parse().ok()?,
-                mtime_ns: mtime.parse().ok()?,
+                identity: Identity::parse(identity)?,
                 sha256: sha256.to_string(),
             }),
             ["need", wheel, package, library] => {
@@ -689,18 +693,18 @@ fn parse_stamp(text: &str) -> Option<Stamp> {
             _ => return None,
         }
     }
-    Some(Stamp { key: key?, target, files, needs })
+    Some(Stamp { key: key?, target, files, needs, checked_ns: checked_ns? })
 }
 
-fn render_stamp(key: &str, target: &Target, files: &[StampedFile], needs: &[(String, Vec<Need>)]) -> String {
+fn render_stamp(stamp: &Stamp, describe: &str) -> String {
+    let Stamp { key, target, files, needs, checked_ns } = stamp;
     let mut text = format!(
         "# Written by cargo xtask after a complete, verified wheelhouse; rebuilt when the key changes.\n\
-         # target: {}\nkey {key}\ntarget {}\n",
-        target.describe(),
-        target.key()
+         # target: {describe}\nkey {key}\ntarget {}\nchecked {checked_ns}\n",
+        target.as_deref().unwrap_or_default(),
     );
     for f in files {
-        text.push_str(&format!("file {} {} {} {}\n", f.name, f.size, f.mtime_ns, f.sha256));
+        text.push_str(&format!("file {} {} {}\n", f.name, f.identity.to_text(), f.sha256));
     }
     for (wheel, list) in needs {
         for need in list {
@@ -710,13 +714,36 @@ fn render_stamp(key: &str, target: &Target, files: &[StampedFile], needs: &[(Str
     text
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
-    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
+/// Whether `path` holds the stamped file's content: its identity vouches for it (`Identity::vouches`), or its
+/// hash is the stamped one (then `rehashed` is set, so that the stamp records the file's identity anew).
+fn still_checked(path: &Path, file: &StampedFile, checked_ns: i128, rehashed: &mut bool) -> Result<bool> {
+    let Ok(identity) = Identity::read(path) else { return Ok(false) };
+    if identity.vouches(&file.identity, checked_ns) {
+        return Ok(true);
+    }
+    if identity.size() != file.identity.size() || gen::sha256_file(path)? != file.sha256 {
+        return Ok(false);
+    }
+    *rehashed = true;
+    Ok(true)
 }
 
-/// Checks that `dir` holds exactly the stamped files: same names, and the same size and time (or, when the time
-/// changed, the same hash). Returns why not, if not.
-fn verify(dir: &Path, files: &[StampedFile]) -> Result<Option<String>> {
+/// The stamped files with the identities the files in `dir` have now (their content known to be the stamped one).
+fn restamp(dir: &Path, files: &[StampedFile]) -> Result<Vec<StampedFile>> {
+    let mut now = Vec::new();
+    for file in files {
+        let path = dir.join(&file.name);
+        let identity = Identity::read(&path).with_context(|| format!("cannot read {}", paths::display(&path)))?;
+        now.push(StampedFile { identity, ..file.clone() });
+    }
+    Ok(now)
+}
+
+/// Checks that `dir` holds exactly the stamped files, each with its stamped content (`still_checked`); when a
+/// file had to be hashed again to know, the stamp is written again with what the files are now. Returns why
+/// not, if not.
+fn verify(dir: &Path, stamp_path: &Path, stamp: &Stamp, describe: &str) -> Result<Option<String>> {
+    let files = &stamp.files;
     let mut present: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect(),
         Err(_) => return Ok(Some("the wheelhouse is missing".to_string())),
@@ -727,15 +754,19 @@ fn verify(dir: &Path, files: &[StampedFile]) -> Result<Option<String>> {
     if present != expected {
         return Ok(Some("the wheelhouse's files are not the ones recorded".to_string()));
     }
+    let mut rehashed = false;
+    let checked_ns = identity::now_ns();
     for file in files {
-        let path = dir.join(&file.name);
-        let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", paths::display(&path)))?;
-        if meta.len() == file.size && mtime_ns(&meta) == file.mtime_ns {
-            continue;
-        }
-        if meta.len() != file.size || gen::sha256_file(&path)? != file.sha256 {
+        if !still_checked(&dir.join(&file.name), file, stamp.checked_ns, &mut rehashed)? {
             return Ok(Some(format!("{} changed since it was checked", file.name)));
         }
+    }
+    if rehashed {
+        let files = restamp(dir, files)?;
+        gen::write_atomic(
+            stamp_path,
+            render_stamp(&Stamp { files, checked_ns, ..stamp.clone() }, describe).as_bytes(),
+        )?;
     }
     Ok(None)
 }
@@ -1168,13 +1199,13 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
             }
             covered.push(&package.name);
         }
-        let meta = std::fs::metadata(&path)?;
-        stamped.push(StampedFile { name, size: meta.len(), mtime_ns: mtime_ns(&meta), sha256 });
+        let identity = Identity::read(&path).with_context(|| format!("cannot read {}", paths::display(&path)))?;
+        stamped.push(StampedFile { name, identity, sha256 });
     }
     if let Some(missing) = wheels.iter().find(|p| !covered.contains(&p.name.as_str())) {
         bail!("pip did not download a wheel of {} {}", missing.name, missing.version);
     }
-    let total: u64 = stamped.iter().map(|f| f.size).sum();
+    let total: u64 = stamped.iter().map(|f| f.identity.size()).sum();
     println!(
         "wheels: {} wheels ({:.1} MB) checked against poetry.lock's sha256 hashes{}",
         stamped.len(),
@@ -1196,7 +1227,19 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     std::fs::rename(&tmp, &dir).with_context(|| format!("cannot move the wheelhouse to {}", paths::display(&dir)))?;
     let requirements = paths::image_requirements(&state);
     gen::write_atomic(&requirements, requirements_text.as_bytes())?;
-    gen::write_atomic(&stamp_path, render_stamp(inputs.key, target, &stamped, &needs).as_bytes())?;
+    // The identities as the files are now: moving and unlinking the old wheelhouse changed the change time of
+    // the wheels it shared with the new one.
+    let checked_ns = identity::now_ns();
+    let stamped = restamp(&dir, &stamped)?;
+    let stamp = Stamp {
+        key: inputs.key.to_string(),
+        target: Some(target.key()),
+        files: stamped,
+        needs: needs.clone(),
+        checked_ns,
+    };
+    gen::write_atomic(&stamp_path, render_stamp(&stamp, &target.describe()).as_bytes())?;
+    let stamped = stamp.files;
     let files = stamped.into_iter().map(|f| (f.name, f.sha256)).collect();
     Ok(Wheelhouse { dir, requirements, files, needs, refreshed: true })
 }
@@ -1302,8 +1345,7 @@ fn keep_previous(
         };
         let Some(file) = stamp.files.iter().find(locked) else { continue };
         let path = dir.join(&file.name);
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if meta.len() != file.size || (mtime_ns(&meta) != file.mtime_ns && gen::sha256_file(&path)? != file.sha256) {
+        if !still_checked(&path, file, stamp.checked_ns, &mut false)? {
             continue;
         }
         link_or_copy(&path, &tmp.join(&file.name))?;
@@ -1658,15 +1700,15 @@ mod tests {
     #[test]
     fn stamp_round_trip_and_facts() {
         let t = target((3, 11), (2, 36));
-        let files =
-            vec![StampedFile { name: "a-1-py3-none-any.whl".into(), size: 3, mtime_ns: 7, sha256: "ab".into() }];
+        let identity = Identity::parse("3:7:8:9:10").unwrap();
+        let files = vec![StampedFile { name: "a-1-py3-none-any.whl".into(), identity, sha256: "ab".into() }];
         let needs = vec![(
             "x-1-cp311-cp311-linux_x86_64.whl".to_string(),
             vec![Need { package: "libx1".into(), library: "libx.so.1".into() }],
         )];
-        let text = render_stamp("k", &t, &files, &needs);
-        let target = Some("cp311 3.11.2 x86_64 glibc 2.36".to_string());
-        let stamp = Stamp { key: "k".to_string(), target, files, needs };
+        let stamp = Stamp { key: "k".to_string(), target: Some(t.key()), files, needs, checked_ns: 12 };
+        let text = render_stamp(&stamp, &t.describe());
+        assert_eq!(t.key(), "cp311 3.11.2 x86_64 glibc 2.36");
         assert_eq!(parse_stamp(&text), Some(stamp));
         let facts = parse_facts("sha256:1 3.11.2 x86_64 glibc 2.36\n").unwrap();
         assert_eq!((facts.python_full.as_str(), facts.glibc), ("3.11.2", Some((2, 36))));
