@@ -204,114 +204,21 @@ impl Config {
         let doc = file.doc.as_table();
         let project = table_at(file, doc, "project", "project")?;
         let tool = table_at(file, doc, "tool", "tool")?;
-        let poetry = match tool {
-            Some(tool) => table_at(file, tool, "poetry", "tool.poetry")?,
-            None => None,
+        let tool_table = |name: &str| match tool {
+            Some(tool) => table_at(file, tool, name, &format!("tool.{name}")),
+            None => Ok(None),
         };
-        let xtask = match tool {
-            Some(tool) => table_at(file, tool, "xtask", "tool.xtask")?,
-            None => None,
-        };
-        let fastapi = match tool {
-            Some(tool) => table_at(file, tool, "fastapi", "tool.fastapi")?,
-            None => None,
-        };
+        let poetry = tool_table("poetry")?;
+        let xtask = tool_table("xtask")?;
+        let fastapi = tool_table("fastapi")?;
         let empty = toml_edit::Table::new();
         let x = Reader { file, table: xtask.unwrap_or(&empty) };
         x.check_keys()?;
         let meta = Metadata { file, project, poetry };
-
         let project_name = meta.string("name")?.ok_or_else(|| {
             format_err!("{}: the project has no name: set [project].name (or [tool.poetry].name)", file.display)
         })?;
-        let name =
-            match x.string("name")? {
-                Some(name) if is_image_name(&name) => name,
-                Some(_) => return Err(x.error(
-                    "name",
-                    "tool.xtask.name must be a valid image name: lowercase letters and digits, separated by . _ - or /",
-                )),
-                None => {
-                    let name = image_name_from(&project_name);
-                    if name.is_empty() {
-                        bail!(
-                            "{}: cannot make an image name of the project name '{project_name}': set tool.xtask.name",
-                            file.display
-                        );
-                    }
-                    name
-                }
-            };
-        let version = match x.string("version")? {
-            Some(v) if is_image_tag(&v) => v,
-            Some(_) => return Err(x.error(
-                "version",
-                "tool.xtask.version must be a valid image tag: letters, digits, _ . and -, not starting with . or -",
-            )),
-            None => meta.string("version")?.map(|v| image_tag_from(&v)).unwrap_or_else(|| "0.0.0".to_string()),
-        };
-        let python = match x.string("python")?.map(|p| p.parse::<PythonVersion>()) {
-            Some(Ok(p)) => {
-                if let Some((what, spec)) = meta.requires_python()? {
-                    if !python_allowed(&spec, p) {
-                        return Err(x.error(
-                            "python",
-                            format!("tool.xtask.python = \"{p}\" is not allowed by {what} = \"{spec}\": pick a Python the project supports"),
-                        ));
-                    }
-                }
-                p
-            }
-            Some(Err(_)) => {
-                return Err(x.error("python", "tool.xtask.python must be a Python version X.Y, e.g. \"3.12\""))
-            }
-            None => meta.python()?,
-        };
-        let (base_image, base_image_is_default) = match x.string("base-image")? {
-            Some(b) if !b.is_empty() && !b.contains(char::is_whitespace) => (b, false),
-            Some(_) => {
-                return Err(x.error(
-                    "base-image",
-                    "tool.xtask.base-image must be an image reference such as \"python:3.12-slim\"",
-                ))
-            }
-            None => (default_base_image(python), true),
-        };
-        let platform = x.string("platform")?.unwrap_or_else(|| paths::DEFAULT_PLATFORM.to_string());
-        if !is_linux_platform(&platform) {
-            return Err(x.error(
-                "platform",
-                "tool.xtask.platform must be a Linux platform such as \"linux/amd64\" or \"linux/arm64\"",
-            ));
-        }
-        let platforms = match x.strings("platforms")? {
-            None => vec![platform.clone()],
-            Some(list) if list.is_empty() => {
-                return Err(x.error("platforms", "tool.xtask.platforms must list at least one platform"))
-            }
-            Some(list) => {
-                for (i, p) in list.iter().enumerate() {
-                    if !is_linux_platform(p) {
-                        return Err(x.element_error(
-                            "platforms",
-                            i,
-                            format!("tool.xtask.platforms: '{p}' is not a Linux platform such as \"linux/amd64\" or \"linux/arm64\""),
-                        ));
-                    }
-                    if list[..i].contains(p) {
-                        return Err(x.element_error("platforms", i, format!("tool.xtask.platforms lists {p} twice")));
-                    }
-                }
-                list
-            }
-        };
-        let repository = match x.string("repository")? {
-            None => None,
-            Some(r) => match crate::registry::Repository::parse(&r) {
-                Ok(_) => Some(r),
-                Err(e) => return Err(x.error("repository", format!("tool.xtask.repository: {e}"))),
-            },
-        };
+        let image = ImageSettings::read(file, &x, &meta, &project_name)?;
         let package_mode = match poetry.and_then(|p| p.get("package-mode")) {
             None => true,
             Some(item) => item.as_bool().ok_or_else(|| {
@@ -321,311 +228,28 @@ impl Config {
         let packages = if package_mode { poetry_packages(file, poetry, &project_name, app_dir)? } else { Vec::new() };
         let code = Code::read(app_dir);
         let mut found = Vec::new();
-
-        let gunicorn_config = match x.string("gunicorn-config")? {
-            Some(c) => {
-                if !is_relative_inside(&c) || !app_dir.join(&c).is_file() {
-                    return Err(x.error(
-                        "gunicorn-config",
-                        format!("tool.xtask.gunicorn-config: no file '{c}' in the app directory"),
-                    ));
-                }
-                Some(c)
-            }
-            None => GUNICORN_CONFIGS.iter().find(|c| app_dir.join(c).is_file()).map(|c| c.to_string()),
-        };
-        let gunicorn_text = gunicorn_config.as_ref().and_then(|c| std::fs::read_to_string(app_dir.join(c)).ok());
-        let port = match x.integer("port")? {
-            Some(p) if (1..=65535).contains(&p) => p as u16,
-            Some(_) => return Err(x.error("port", "tool.xtask.port must be an integer between 1 and 65535")),
-            None => {
-                let bind = gunicorn_text.as_deref().and_then(|t| detect::string_setting(t, "bind"));
-                match bind.and_then(|(b, line)| detect::bind_port(&b).map(|p| (p, line))) {
-                    Some((p, line)) => {
-                        let at = format!("{}:{line}", gunicorn_config.as_deref().unwrap_or_default());
-                        found.push(("port", format!("{p}, the port gunicorn's bind names ({at})")));
-                        p
-                    }
-                    None => 8080,
-                }
-            }
-        };
-        let health_path = x.string("health-path")?.unwrap_or_else(|| "/health".to_string());
-        if health_path.contains(|c: char| c.is_whitespace() || c.is_control()) {
-            return Err(x.error(
-                "health-path",
-                "tool.xtask.health-path must not contain spaces or control characters (percent-encode them)",
-            ));
-        }
-        if !health_path.starts_with('/') {
-            return Err(x.error(
-                "health-path",
-                format!("tool.xtask.health-path must be a URL path starting with '/', not {health_path:?}"),
-            ));
-        }
-
-        let stop_timeout = match x.integer("stop-timeout")? {
-            None => DEFAULT_STOP_TIMEOUT,
-            Some(t) if (1..=3600).contains(&t) => t as u32,
-            Some(_) => {
-                return Err(
-                    x.error("stop-timeout", "tool.xtask.stop-timeout must be a number of seconds between 1 and 3600")
-                )
-            }
-        };
-        let deps = meta.dependencies()?;
-        let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|(d, _)| d == n));
-        let callables = detect::callables(&code.sources);
-        let framework_interface =
-            if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) { Interface::Wsgi } else { Interface::Asgi };
-        let declared_interface = match x.string("interface")?.as_deref() {
-            Some("asgi") => Some(Interface::Asgi),
-            Some("wsgi") => Some(Interface::Wsgi),
-            Some(_) => return Err(x.error("interface", "tool.xtask.interface must be \"asgi\" or \"wsgi\"")),
-            None => None,
-        };
-        let servers = Servers::of(&deps);
-        let (app, detected_kind) = match x.string("app")? {
-            Some(app) if is_app_path(&app) => (Some(app), None),
-            Some(_) => {
-                return Err(x.error(
-                    "app",
-                    "tool.xtask.app must be `module:attribute` with a dotted module path, e.g. \"app.main:app\"",
-                ))
-            }
-            None => {
-                let entrypoint =
-                    fastapi.and_then(|t| t.get("entrypoint")).and_then(Item::as_str).filter(|a| is_app_path(a));
-                let wsgi_app = gunicorn_text.as_deref().and_then(|t| detect::string_setting(t, "wsgi_app"));
-                if let Some(entrypoint) = entrypoint {
-                    found.push(("app", format!("{entrypoint}, from [tool.fastapi] entrypoint")));
-                    (Some(entrypoint.to_string()), Some(Interface::Asgi))
-                } else if let Some((app, line)) = wsgi_app.filter(|(a, _)| is_app_path(a)) {
-                    let at = format!("{}:{line}", gunicorn_config.as_deref().unwrap_or_default());
-                    found.push(("app", format!("{app}, the wsgi_app of gunicorn's config ({at})")));
-                    (Some(app), None)
-                } else {
-                    // Django's wsgi.py and asgi.py both make one: the server decides.
-                    let wants_asgi = declared_interface == Some(Interface::Asgi)
-                        || (declared_interface.is_none() && !servers.gunicorn && servers.asgi_server());
-                    let django = |c: &&detect::Callable| c.app.ends_with(":application");
-                    let pick = callables
-                        .iter()
-                        .find(|c| !django(c) || (c.kind == detect::Kind::Asgi) == wants_asgi)
-                        .or(callables.first());
-                    match pick {
-                        Some(c) => {
-                            let mut why = format!("{}, made by {} at {}", c.app, c.how, c.at);
-                            let others: Vec<&str> =
-                                callables.iter().filter(|o| o.app != c.app).map(|o| o.app.as_str()).take(3).collect();
-                            if !others.is_empty() {
-                                why.push_str(&format!(" (also found: {})", others.join(", ")));
-                            }
-                            found.push(("app", why));
-                            let kind = match c.kind {
-                                detect::Kind::Asgi => Interface::Asgi,
-                                detect::Kind::Wsgi => Interface::Wsgi,
-                            };
-                            (Some(c.app.clone()), Some(kind))
-                        }
-                        None => (None, None),
-                    }
-                }
-            }
-        };
-        let interface = declared_interface.or(detected_kind).unwrap_or(framework_interface);
-        let gunicorn_sets_worker = gunicorn_text.as_deref().is_some_and(|t| detect::has_setting(t, "worker_class"));
-        let (command, command_problem) = match x.strings("command")? {
-            Some(c) if c.is_empty() || c[0].is_empty() => {
-                return Err(x.error("command", "tool.xtask.command must not be empty"))
-            }
-            Some(c) => (c, None),
-            None => match &app {
-                None => (Vec::new(), Some(NO_APP.to_string())),
-                Some(app) => {
-                    let gunicorn = gunicorn_config.as_deref().map(|c| (c, gunicorn_sets_worker));
-                    match servers.command(app, interface, gunicorn, port, stop_timeout) {
-                        Ok(command) => (command, None),
-                        Err(why) => (Vec::new(), Some(why)),
-                    }
-                }
-            },
-        };
-        let release = match x.strings("release")? {
-            Some(r) if r.first().is_some_and(|w| w.is_empty()) => {
-                return Err(x.error("release", "tool.xtask.release must not start with an empty word"))
-            }
-            Some(r) => r,
-            None => Vec::new(),
-        };
         let mut suggestions = Vec::new();
-        if release.is_empty() {
-            if let Some(ini) = &code.alembic_ini {
-                let _ = ini;
-                suggestions.push((
-                    "release",
-                    "[\"alembic\", \"upgrade\", \"head\"]".to_string(),
-                    "alembic.ini is here: migrations to run before the server".to_string(),
-                ));
-            } else if code.manage_py.is_some() {
-                suggestions.push((
-                    "release",
-                    "[\"python\", \"manage.py\", \"migrate\", \"--noinput\"]".to_string(),
-                    "manage.py is here: Django's migrations to run before the server".to_string(),
-                ));
-            }
-        }
-        let include = match x.includes(app_dir)? {
-            Some(include) => include,
-            None => {
-                let mut include = if package_mode {
-                    packages.clone()
-                } else {
-                    app.as_deref().map(|app| app_module(app_dir, app)).unwrap_or_default()
-                };
-                let mut add = |source: &str, why: String, found: &mut Vec<(&'static str, String)>| {
-                    let inside =
-                        include.iter().any(|i| source == i.source || source.starts_with(&format!("{}/", i.source)));
-                    if !inside && app_dir.join(source).exists() {
-                        include.push(Include { source: source.to_string(), dest: source.to_string() });
-                        found.push(("include", format!("{source} ({why})")));
-                    }
-                };
-                if let Some(c) = &gunicorn_config {
-                    add(c, "gunicorn's config".to_string(), &mut found);
-                }
-                if code.manage_py.is_some() {
-                    add("manage.py", "Django's manage.py".to_string(), &mut found);
-                    if let Some(settings) = code.manage_py.as_deref().and_then(detect::django_settings) {
-                        let package = settings.split('.').next().unwrap_or_default().to_string();
-                        add(&package, format!("the package of DJANGO_SETTINGS_MODULE {settings}"), &mut found);
-                    }
-                }
-                if let Some(ini) = &code.alembic_ini {
-                    add("alembic.ini", "alembic's config".to_string(), &mut found);
-                    if let Some((scripts, line)) = detect::alembic_scripts(ini) {
-                        add(&scripts, format!("alembic's script_location, alembic.ini:{line}"), &mut found);
-                    }
-                }
-                for folder in detect::read_folders(&code.sources, app_dir) {
-                    add(&folder.value, format!("read by the app at {}", folder.at), &mut found);
-                }
-                include
-            }
-        };
-        let volumes = match x.strings("volumes")? {
-            Some(volumes) => {
-                for (i, volume) in volumes.iter().enumerate() {
-                    let valid = volume.starts_with('/')
-                        && volume.trim_end_matches('/').len() > 1
-                        && !volume.contains(char::is_whitespace)
-                        && !volume.split('/').any(|c| c == "..");
-                    if !valid {
-                        return Err(x.element_error(
-                            "volumes",
-                            i,
-                            format!("tool.xtask.volumes: '{volume}' must be an absolute path in the image other than /, e.g. \"/data\""),
-                        ));
-                    }
-                }
-                volumes.iter().map(|v| v.trim_end_matches('/').to_string()).collect()
-            }
-            None => {
-                let dirs = detect::data_dirs(&code.sources, code.alembic_ini.as_deref());
-                for dir in &dirs {
-                    found.push(("volumes", format!("{} (a SQLite database there, {})", dir.value, dir.at)));
-                }
-                dirs.into_iter().map(|d| d.value).collect()
-            }
-        };
-        let env_file = match x.string("env-file")? {
-            Some(f) if is_relative_inside(&f) || f.starts_with('/') => Some(f),
-            Some(_) => return Err(x.error("env-file", "tool.xtask.env-file must be a path, e.g. \".env\"")),
-            None => None,
-        };
-        if env_file.is_none() && app_dir.join(".env").is_file() {
-            suggestions.push((
-                "env-file",
-                "\".env\"".to_string(),
-                "the variables `cargo xtask run` passes to the container; never put in the image".to_string(),
-            ));
-        }
-        let dockerfile = match x.string("dockerfile")? {
-            Some(d) if is_relative_inside(&d) || d.starts_with('/') => Some(d),
-            Some(_) => {
-                return Err(
-                    x.error("dockerfile", "tool.xtask.dockerfile must be a path, e.g. \"docker/Dockerfile.xtask\"")
-                )
-            }
-            None => None,
-        };
-        let groups = x.strings("groups")?.unwrap_or_default();
-        let known_groups = meta.groups()?;
-        for (i, group) in groups.iter().enumerate() {
-            if group != "main" && !known_groups.contains(group) {
-                return Err(x.element_error(
-                    "groups",
-                    i,
-                    format!(
-                        "tool.xtask.groups: the project has no dependency group '{group}' ({})",
-                        listing(&known_groups)
-                    ),
-                ));
-            }
-        }
-        let extras = x.strings("extras")?.unwrap_or_default();
-        let known_extras = meta.extras()?;
-        for (i, extra) in extras.iter().enumerate() {
-            if !known_extras.iter().any(|e| normalize(e) == normalize(extra)) {
-                return Err(x.element_error(
-                    "extras",
-                    i,
-                    format!("tool.xtask.extras: the project has no extra '{extra}' ({})", listing(&known_extras)),
-                ));
-            }
-        }
-        let build_packages = x.packages("build-packages")?;
-        let system_packages = x.packages("system-packages")?;
-        let env = x.string_table("env")?.unwrap_or_default();
-        for (name, _) in &env {
-            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(x.entry_error(
-                    "env",
-                    name,
-                    format!(
-                        "tool.xtask.env: '{name}' is not a valid environment variable name (letters, digits and _)"
-                    ),
-                ));
-            }
-        }
-        let labels = x.string_table("labels")?.unwrap_or_default();
-        let user = x.string("user")?.unwrap_or_else(|| "app".to_string());
-        let valid_user = user.len() <= 32
-            && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !valid_user || user == "root" {
-            return Err(
-                x.error("user", "tool.xtask.user must be a non-root user name (lowercase letters, digits, - and _)")
-            );
-        }
-        let uid = match x.integer("uid")? {
-            None => 10001,
-            Some(u) if (1..=2_147_483_647).contains(&u) => u as u32,
-            Some(_) => return Err(x.error("uid", "tool.xtask.uid must be a positive integer (0 is root)")),
-        };
-        let workdir = x.string("workdir")?.unwrap_or_else(|| "/app".to_string());
-        if !workdir.starts_with('/') || workdir.trim_end_matches('/').is_empty() {
-            return Err(x.error("workdir", "tool.xtask.workdir must be an absolute path other than /, e.g. \"/app\""));
-        }
-        if workdir.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'\\$".contains(c)) {
-            return Err(x.error(
-                "workdir",
-                "tool.xtask.workdir must not contain spaces, quotes, backslashes or $ (it is a path in the Dockerfile)",
-            ));
-        }
-        let workdir = workdir.trim_end_matches('/').to_string();
+        let server = ServerSettings::read(app_dir, &x, &meta, &code, fastapi, &mut found)?;
+        let release = release(&x, &code, &mut suggestions)?;
+        let files =
+            FileSettings::read(app_dir, &x, &code, &server, package_mode, packages, &mut found, &mut suggestions)?;
+        let deps = DependencySettings::read(&x, &meta)?;
+        let runtime = RuntimeSettings::read(&x)?;
+        let ImageSettings { name, version, python, base_image, base_image_is_default, platform, platforms, repository } =
+            image;
+        let ServerSettings {
+            gunicorn_config,
+            port,
+            health_path,
+            stop_timeout,
+            app,
+            interface,
+            command,
+            command_problem,
+        } = server;
+        let FileSettings { include, volumes, env_file, dockerfile } = files;
+        let DependencySettings { groups, extras, build_packages, system_packages } = deps;
+        let RuntimeSettings { env, labels, user, uid, workdir } = runtime;
 
         Ok(Config {
             app_dir: app_dir.to_path_buf(),
@@ -805,6 +429,507 @@ pub(crate) fn workspace_app(manifest: &Path) -> Result<Option<String>> {
                 format!("workspace.metadata.xtask.app must be a string (the app's directory), not {}", type_name(item)),
             )),
         },
+    }
+}
+/// The image's name, version, Python, base image, platforms and repository.
+struct ImageSettings {
+    name: String,
+    version: String,
+    python: PythonVersion,
+    base_image: String,
+    base_image_is_default: bool,
+    platform: String,
+    platforms: Vec<String>,
+    repository: Option<String>,
+}
+
+impl ImageSettings {
+    fn read(file: &TomlFile, x: &Reader<'_>, meta: &Metadata<'_>, project_name: &str) -> Result<ImageSettings> {
+        let name =
+            match x.string("name")? {
+                Some(name) if is_image_name(&name) => name,
+                Some(_) => return Err(x.error(
+                    "name",
+                    "tool.xtask.name must be a valid image name: lowercase letters and digits, separated by . _ - or /",
+                )),
+                None => {
+                    let name = image_name_from(project_name);
+                    if name.is_empty() {
+                        bail!(
+                            "{}: cannot make an image name of the project name '{project_name}': set tool.xtask.name",
+                            file.display
+                        );
+                    }
+                    name
+                }
+            };
+        let version = match x.string("version")? {
+            Some(v) if is_image_tag(&v) => v,
+            Some(_) => return Err(x.error(
+                "version",
+                "tool.xtask.version must be a valid image tag: letters, digits, _ . and -, not starting with . or -",
+            )),
+            None => meta.string("version")?.map(|v| image_tag_from(&v)).unwrap_or_else(|| "0.0.0".to_string()),
+        };
+        let python = match x.string("python")?.map(|p| p.parse::<PythonVersion>()) {
+            Some(Ok(p)) => {
+                if let Some((what, spec)) = meta.requires_python()? {
+                    if !python_allowed(&spec, p) {
+                        return Err(x.error(
+                            "python",
+                            format!("tool.xtask.python = \"{p}\" is not allowed by {what} = \"{spec}\": pick a Python the project supports"),
+                        ));
+                    }
+                }
+                p
+            }
+            Some(Err(_)) => {
+                return Err(x.error("python", "tool.xtask.python must be a Python version X.Y, e.g. \"3.12\""))
+            }
+            None => meta.python()?,
+        };
+        let (base_image, base_image_is_default) = match x.string("base-image")? {
+            Some(b) if !b.is_empty() && !b.contains(char::is_whitespace) => (b, false),
+            Some(_) => {
+                return Err(x.error(
+                    "base-image",
+                    "tool.xtask.base-image must be an image reference such as \"python:3.12-slim\"",
+                ))
+            }
+            None => (default_base_image(python), true),
+        };
+        let platform = x.string("platform")?.unwrap_or_else(|| paths::DEFAULT_PLATFORM.to_string());
+        if !is_linux_platform(&platform) {
+            return Err(x.error(
+                "platform",
+                "tool.xtask.platform must be a Linux platform such as \"linux/amd64\" or \"linux/arm64\"",
+            ));
+        }
+        let platforms = match x.strings("platforms")? {
+            None => vec![platform.clone()],
+            Some(list) if list.is_empty() => {
+                return Err(x.error("platforms", "tool.xtask.platforms must list at least one platform"))
+            }
+            Some(list) => {
+                for (i, p) in list.iter().enumerate() {
+                    if !is_linux_platform(p) {
+                        return Err(x.element_error(
+                            "platforms",
+                            i,
+                            format!("tool.xtask.platforms: '{p}' is not a Linux platform such as \"linux/amd64\" or \"linux/arm64\""),
+                        ));
+                    }
+                    if list[..i].contains(p) {
+                        return Err(x.element_error("platforms", i, format!("tool.xtask.platforms lists {p} twice")));
+                    }
+                }
+                list
+            }
+        };
+        let repository = match x.string("repository")? {
+            None => None,
+            Some(r) => match crate::registry::Repository::parse(&r) {
+                Ok(_) => Some(r),
+                Err(e) => return Err(x.error("repository", format!("tool.xtask.repository: {e}"))),
+            },
+        };
+        Ok(ImageSettings { name, version, python, base_image, base_image_is_default, platform, platforms, repository })
+    }
+}
+
+/// The server: its config, port, health path, stop timeout, the app's callable and the command that serves it.
+struct ServerSettings {
+    gunicorn_config: Option<String>,
+    port: u16,
+    health_path: String,
+    stop_timeout: u32,
+    app: Option<String>,
+    interface: Interface,
+    command: Vec<String>,
+    command_problem: Option<String>,
+}
+
+impl ServerSettings {
+    fn read(
+        app_dir: &Path,
+        x: &Reader<'_>,
+        meta: &Metadata<'_>,
+        code: &Code,
+        fastapi: Option<&dyn toml_edit::TableLike>,
+        found: &mut Vec<(&'static str, String)>,
+    ) -> Result<ServerSettings> {
+        let gunicorn_config = match x.string("gunicorn-config")? {
+            Some(c) => {
+                if !is_relative_inside(&c) || !app_dir.join(&c).is_file() {
+                    return Err(x.error(
+                        "gunicorn-config",
+                        format!("tool.xtask.gunicorn-config: no file '{c}' in the app directory"),
+                    ));
+                }
+                Some(c)
+            }
+            None => GUNICORN_CONFIGS.iter().find(|c| app_dir.join(c).is_file()).map(|c| c.to_string()),
+        };
+        let gunicorn_text = gunicorn_config.as_ref().and_then(|c| std::fs::read_to_string(app_dir.join(c)).ok());
+        let port = match x.integer("port")? {
+            Some(p) if (1..=65535).contains(&p) => p as u16,
+            Some(_) => return Err(x.error("port", "tool.xtask.port must be an integer between 1 and 65535")),
+            None => {
+                let bind = gunicorn_text.as_deref().and_then(|t| detect::string_setting(t, "bind"));
+                match bind.and_then(|(b, line)| detect::bind_port(&b).map(|p| (p, line))) {
+                    Some((p, line)) => {
+                        let at = format!("{}:{line}", gunicorn_config.as_deref().unwrap_or_default());
+                        found.push(("port", format!("{p}, the port gunicorn's bind names ({at})")));
+                        p
+                    }
+                    None => DEFAULT_PORT,
+                }
+            }
+        };
+        let health_path = x.string("health-path")?.unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_string());
+        if health_path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(x.error(
+                "health-path",
+                "tool.xtask.health-path must not contain spaces or control characters (percent-encode them)",
+            ));
+        }
+        if !health_path.starts_with('/') {
+            return Err(x.error(
+                "health-path",
+                format!("tool.xtask.health-path must be a URL path starting with '/', not {health_path:?}"),
+            ));
+        }
+
+        let stop_timeout = match x.integer("stop-timeout")? {
+            None => DEFAULT_STOP_TIMEOUT,
+            Some(t) if (1..=3600).contains(&t) => t as u32,
+            Some(_) => {
+                return Err(
+                    x.error("stop-timeout", "tool.xtask.stop-timeout must be a number of seconds between 1 and 3600")
+                )
+            }
+        };
+        let deps = meta.dependencies()?;
+        let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|(d, _)| d == n));
+        let callables = detect::callables(&code.sources);
+        let framework_interface =
+            if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) { Interface::Wsgi } else { Interface::Asgi };
+        let declared_interface = match x.string("interface")?.as_deref() {
+            Some("asgi") => Some(Interface::Asgi),
+            Some("wsgi") => Some(Interface::Wsgi),
+            Some(_) => return Err(x.error("interface", "tool.xtask.interface must be \"asgi\" or \"wsgi\"")),
+            None => None,
+        };
+        let servers = Servers::of(&deps);
+        let (app, detected_kind) = match x.string("app")? {
+            Some(app) if is_app_path(&app) => (Some(app), None),
+            Some(_) => {
+                return Err(x.error(
+                    "app",
+                    "tool.xtask.app must be `module:attribute` with a dotted module path, e.g. \"app.main:app\"",
+                ))
+            }
+            None => {
+                let entrypoint =
+                    fastapi.and_then(|t| t.get("entrypoint")).and_then(Item::as_str).filter(|a| is_app_path(a));
+                let wsgi_app = gunicorn_text.as_deref().and_then(|t| detect::string_setting(t, "wsgi_app"));
+                if let Some(entrypoint) = entrypoint {
+                    found.push(("app", format!("{entrypoint}, from [tool.fastapi] entrypoint")));
+                    (Some(entrypoint.to_string()), Some(Interface::Asgi))
+                } else if let Some((app, line)) = wsgi_app.filter(|(a, _)| is_app_path(a)) {
+                    let at = format!("{}:{line}", gunicorn_config.as_deref().unwrap_or_default());
+                    found.push(("app", format!("{app}, the wsgi_app of gunicorn's config ({at})")));
+                    (Some(app), None)
+                } else {
+                    // Django's wsgi.py and asgi.py both make one: the server decides.
+                    let wants_asgi = declared_interface == Some(Interface::Asgi)
+                        || (declared_interface.is_none() && !servers.gunicorn && servers.asgi_server());
+                    let django = |c: &&detect::Callable| c.app.ends_with(":application");
+                    let pick = callables
+                        .iter()
+                        .find(|c| !django(c) || (c.kind == detect::Kind::Asgi) == wants_asgi)
+                        .or(callables.first());
+                    match pick {
+                        Some(c) => {
+                            let mut why = format!("{}, made by {} at {}", c.app, c.how, c.at);
+                            let others: Vec<&str> =
+                                callables.iter().filter(|o| o.app != c.app).map(|o| o.app.as_str()).take(3).collect();
+                            if !others.is_empty() {
+                                why.push_str(&format!(" (also found: {})", others.join(", ")));
+                            }
+                            found.push(("app", why));
+                            let kind = match c.kind {
+                                detect::Kind::Asgi => Interface::Asgi,
+                                detect::Kind::Wsgi => Interface::Wsgi,
+                            };
+                            (Some(c.app.clone()), Some(kind))
+                        }
+                        None => (None, None),
+                    }
+                }
+            }
+        };
+        let interface = declared_interface.or(detected_kind).unwrap_or(framework_interface);
+        let gunicorn_sets_worker = gunicorn_text.as_deref().is_some_and(|t| detect::has_setting(t, "worker_class"));
+        let (command, command_problem) = match x.strings("command")? {
+            Some(c) if c.is_empty() || c[0].is_empty() => {
+                return Err(x.error("command", "tool.xtask.command must not be empty"))
+            }
+            Some(c) => (c, None),
+            None => match &app {
+                None => (Vec::new(), Some(NO_APP.to_string())),
+                Some(app) => {
+                    let gunicorn = gunicorn_config.as_deref().map(|c| (c, gunicorn_sets_worker));
+                    match servers.command(app, interface, gunicorn, port, stop_timeout) {
+                        Ok(command) => (command, None),
+                        Err(why) => (Vec::new(), Some(why)),
+                    }
+                }
+            },
+        };
+        Ok(ServerSettings {
+            gunicorn_config,
+            port,
+            health_path,
+            stop_timeout,
+            app,
+            interface,
+            command,
+            command_problem,
+        })
+    }
+}
+
+/// The release step; without one, what `init` proposes for the migrations it finds.
+fn release(x: &Reader<'_>, code: &Code, suggestions: &mut Vec<(&'static str, String, String)>) -> Result<Vec<String>> {
+    let release = match x.strings("release")? {
+        Some(r) if r.first().is_some_and(|w| w.is_empty()) => {
+            return Err(x.error("release", "tool.xtask.release must not start with an empty word"))
+        }
+        Some(r) => r,
+        None => Vec::new(),
+    };
+    if release.is_empty() {
+        if let Some(ini) = &code.alembic_ini {
+            let _ = ini;
+            suggestions.push((
+                "release",
+                "[\"alembic\", \"upgrade\", \"head\"]".to_string(),
+                "alembic.ini is here: migrations to run before the server".to_string(),
+            ));
+        } else if code.manage_py.is_some() {
+            suggestions.push((
+                "release",
+                "[\"python\", \"manage.py\", \"migrate\", \"--noinput\"]".to_string(),
+                "manage.py is here: Django's migrations to run before the server".to_string(),
+            ));
+        }
+    }
+    Ok(release)
+}
+
+/// The files: what is copied into the image, the data folders, the env file, where the Dockerfile goes.
+struct FileSettings {
+    include: Vec<Include>,
+    volumes: Vec<String>,
+    env_file: Option<String>,
+    dockerfile: Option<String>,
+}
+
+impl FileSettings {
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        app_dir: &Path,
+        x: &Reader<'_>,
+        code: &Code,
+        server: &ServerSettings,
+        package_mode: bool,
+        packages: Vec<Include>,
+        found: &mut Vec<(&'static str, String)>,
+        suggestions: &mut Vec<(&'static str, String, String)>,
+    ) -> Result<FileSettings> {
+        let (app, gunicorn_config) = (&server.app, &server.gunicorn_config);
+        let include = match x.includes(app_dir)? {
+            Some(include) => include,
+            None => {
+                let mut include = if package_mode {
+                    packages.clone()
+                } else {
+                    app.as_deref().map(|app| app_module(app_dir, app)).unwrap_or_default()
+                };
+                let mut add = |source: &str, why: String, found: &mut Vec<(&'static str, String)>| {
+                    let inside =
+                        include.iter().any(|i| source == i.source || source.starts_with(&format!("{}/", i.source)));
+                    if !inside && app_dir.join(source).exists() {
+                        include.push(Include { source: source.to_string(), dest: source.to_string() });
+                        found.push(("include", format!("{source} ({why})")));
+                    }
+                };
+                if let Some(c) = &gunicorn_config {
+                    add(c, "gunicorn's config".to_string(), found);
+                }
+                if code.manage_py.is_some() {
+                    add("manage.py", "Django's manage.py".to_string(), found);
+                    if let Some(settings) = code.manage_py.as_deref().and_then(detect::django_settings) {
+                        let package = settings.split('.').next().unwrap_or_default().to_string();
+                        add(&package, format!("the package of DJANGO_SETTINGS_MODULE {settings}"), found);
+                    }
+                }
+                if let Some(ini) = &code.alembic_ini {
+                    add("alembic.ini", "alembic's config".to_string(), found);
+                    if let Some((scripts, line)) = detect::alembic_scripts(ini) {
+                        add(&scripts, format!("alembic's script_location, alembic.ini:{line}"), found);
+                    }
+                }
+                for folder in detect::read_folders(&code.sources, app_dir) {
+                    add(&folder.value, format!("read by the app at {}", folder.at), found);
+                }
+                include
+            }
+        };
+        let volumes = match x.strings("volumes")? {
+            Some(volumes) => {
+                for (i, volume) in volumes.iter().enumerate() {
+                    let valid = volume.starts_with('/')
+                        && volume.trim_end_matches('/').len() > 1
+                        && !volume.contains(char::is_whitespace)
+                        && !volume.split('/').any(|c| c == "..");
+                    if !valid {
+                        return Err(x.element_error(
+                            "volumes",
+                            i,
+                            format!("tool.xtask.volumes: '{volume}' must be an absolute path in the image other than /, e.g. \"/data\""),
+                        ));
+                    }
+                }
+                volumes.iter().map(|v| v.trim_end_matches('/').to_string()).collect()
+            }
+            None => {
+                let dirs = detect::data_dirs(&code.sources, code.alembic_ini.as_deref());
+                for dir in &dirs {
+                    found.push(("volumes", format!("{} (a SQLite database there, {})", dir.value, dir.at)));
+                }
+                dirs.into_iter().map(|d| d.value).collect()
+            }
+        };
+        let env_file = match x.string("env-file")? {
+            Some(f) if is_relative_inside(&f) || f.starts_with('/') => Some(f),
+            Some(_) => return Err(x.error("env-file", "tool.xtask.env-file must be a path, e.g. \".env\"")),
+            None => None,
+        };
+        if env_file.is_none() && app_dir.join(".env").is_file() {
+            suggestions.push((
+                "env-file",
+                "\".env\"".to_string(),
+                "the variables `cargo xtask run` passes to the container; never put in the image".to_string(),
+            ));
+        }
+        let dockerfile = match x.string("dockerfile")? {
+            Some(d) if is_relative_inside(&d) || d.starts_with('/') => Some(d),
+            Some(_) => {
+                return Err(
+                    x.error("dockerfile", "tool.xtask.dockerfile must be a path, e.g. \"docker/Dockerfile.xtask\"")
+                )
+            }
+            None => None,
+        };
+        Ok(FileSettings { include, volumes, env_file, dockerfile })
+    }
+}
+
+/// What is installed: the dependency groups and extras, the build and system packages.
+struct DependencySettings {
+    groups: Vec<String>,
+    extras: Vec<String>,
+    build_packages: Vec<String>,
+    system_packages: Vec<String>,
+}
+
+impl DependencySettings {
+    fn read(x: &Reader<'_>, meta: &Metadata<'_>) -> Result<DependencySettings> {
+        let groups = x.strings("groups")?.unwrap_or_default();
+        let known_groups = meta.groups()?;
+        for (i, group) in groups.iter().enumerate() {
+            if group != "main" && !known_groups.contains(group) {
+                return Err(x.element_error(
+                    "groups",
+                    i,
+                    format!(
+                        "tool.xtask.groups: the project has no dependency group '{group}' ({})",
+                        listing(&known_groups)
+                    ),
+                ));
+            }
+        }
+        let extras = x.strings("extras")?.unwrap_or_default();
+        let known_extras = meta.extras()?;
+        for (i, extra) in extras.iter().enumerate() {
+            if !known_extras.iter().any(|e| normalize(e) == normalize(extra)) {
+                return Err(x.element_error(
+                    "extras",
+                    i,
+                    format!("tool.xtask.extras: the project has no extra '{extra}' ({})", listing(&known_extras)),
+                ));
+            }
+        }
+        let build_packages = x.packages("build-packages")?;
+        let system_packages = x.packages("system-packages")?;
+        Ok(DependencySettings { groups, extras, build_packages, system_packages })
+    }
+}
+
+/// How the container runs: its environment, labels, user and workdir.
+struct RuntimeSettings {
+    env: Vec<(String, String)>,
+    labels: Vec<(String, String)>,
+    user: String,
+    uid: u32,
+    workdir: String,
+}
+
+impl RuntimeSettings {
+    fn read(x: &Reader<'_>) -> Result<RuntimeSettings> {
+        let env = x.string_table("env")?.unwrap_or_default();
+        for (name, _) in &env {
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(x.entry_error(
+                    "env",
+                    name,
+                    format!(
+                        "tool.xtask.env: '{name}' is not a valid environment variable name (letters, digits and _)"
+                    ),
+                ));
+            }
+        }
+        let labels = x.string_table("labels")?.unwrap_or_default();
+        let user = x.string("user")?.unwrap_or_else(|| DEFAULT_USER.to_string());
+        let valid_user = user.len() <= 32
+            && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_user || user == "root" {
+            return Err(
+                x.error("user", "tool.xtask.user must be a non-root user name (lowercase letters, digits, - and _)")
+            );
+        }
+        let uid = match x.integer("uid")? {
+            None => DEFAULT_UID,
+            Some(u) if (1..=2_147_483_647).contains(&u) => u as u32,
+            Some(_) => return Err(x.error("uid", "tool.xtask.uid must be a positive integer (0 is root)")),
+        };
+        let workdir = x.string("workdir")?.unwrap_or_else(|| DEFAULT_WORKDIR.to_string());
+        if !workdir.starts_with('/') || workdir.trim_end_matches('/').is_empty() {
+            return Err(x.error("workdir", "tool.xtask.workdir must be an absolute path other than /, e.g. \"/app\""));
+        }
+        if workdir.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'\\$".contains(c)) {
+            return Err(x.error(
+                "workdir",
+                "tool.xtask.workdir must not contain spaces, quotes, backslashes or $ (it is a path in the Dockerfile)",
+            ));
+        }
+        let workdir = workdir.trim_end_matches('/').to_string();
+        Ok(RuntimeSettings { env, labels, user, uid, workdir })
     }
 }
 
@@ -1304,6 +1429,13 @@ fn entry_points(
 /// gunicorn's default graceful timeout: the seconds a server gets to finish its requests when stopped.
 const DEFAULT_STOP_TIMEOUT: u32 = 30;
 
+/// The other defaults that are plain values (`KEYS` states them too: a test holds the two together).
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_HEALTH_PATH: &str = "/health";
+const DEFAULT_USER: &str = "app";
+const DEFAULT_UID: u32 = 10001;
+const DEFAULT_WORKDIR: &str = "/app";
+
 /// Why no command can be derived when no callable was found.
 const NO_APP: &str = "no ASGI/WSGI callable found in the app's code (a module-level `app = FastAPI()`, `app = \
     Flask(__name__)`, `app = create_app()`, Django's wsgi.py or asgi.py): set tool.xtask.app = \"module:attribute\"";
@@ -1649,6 +1781,18 @@ mod tests {
                         dependencies = [\"fastapi>=0.110\", \"gunicorn\", \"uvicorn\"]\n[project.optional-dependencies]\nfast = [\"orjson\"]\n\
                         [tool.poetry]\npackages = [{ include = \"app\" }]\n[tool.poetry.group.dev.dependencies]\n\
                         pytest = \"*\"\n[tool.xtask]\n";
+
+    /// The defaults `KEYS` states (and the README renders) are the ones the code applies.
+    #[test]
+    fn keys_state_the_defaults_the_code_applies() {
+        let default = |key: &str| KEYS.iter().find(|k| k.0 == key).map(|k| k.2).unwrap();
+        assert!(default("port").ends_with(&format!("`{DEFAULT_PORT}`")), "{}", default("port"));
+        assert!(default("stop-timeout").starts_with(&format!("`{DEFAULT_STOP_TIMEOUT}`")));
+        assert_eq!(default("health-path"), format!("`{DEFAULT_HEALTH_PATH}`"));
+        assert_eq!(default("user"), format!("`{DEFAULT_USER}`"));
+        assert_eq!(default("uid"), format!("`{DEFAULT_UID}`"));
+        assert_eq!(default("workdir"), format!("`{DEFAULT_WORKDIR}`"));
+    }
 
     #[test]
     fn defaults() {

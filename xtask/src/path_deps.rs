@@ -435,7 +435,6 @@ local @ file:///repo/dist/local-1.0-py3-none-any.whl \\
         assert_eq!(parse_wheel_name("nope.whl"), None);
     }
 
-    /// Builds the second app's local library with the real pip; a second build reuses the wheel.
     #[test]
     fn builds_a_local_library_into_the_wheelhouse() {
         let sh = Shell::new().unwrap();

@@ -515,6 +515,12 @@ fn wheels_build_pure_sdists_and_path_dependencies() {
         "{log}"
     );
     assert!(log.contains("shout 0.1.0 built from"), "{log}");
+    // The build left nothing in the library's directory (no build/, dist/ or egg-info).
+    let lib = workspace().join("xtask/tests/fixtures/second-app/libs/shout");
+    let mut left: Vec<String> =
+        std::fs::read_dir(&lib).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["pyproject.toml", "shout"], "left in {}", lib.display());
     let wheelhouse = state_dir(name).join("wheelhouse");
     let mut wheels: Vec<String> =
         std::fs::read_dir(&wheelhouse).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
