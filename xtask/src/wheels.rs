@@ -870,37 +870,9 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
 
     // Which packages the image installs, and where each one's wheel comes from: decided before anything is
     // fetched, so that what the lock alone rules out is listed at once.
-    let markers: Vec<String> = selection.packages.iter().filter_map(|p| p.marker.clone()).collect();
-    // A dry run runs nothing, not even the marker evaluation: it lists every package.
-    let evaluated = if dry_run { BTreeMap::new() } else { evaluate_markers(sh, &python, target, &markers)? };
-    let (index_options, mut requirements_text) = split_index_options(&selection.requirements);
-    let mut plans: Vec<(&SelectedPackage, Source)> = Vec::new();
-    let mut blockers = Vec::new();
-    let mut skipped = Vec::new();
-    for package in &selection.packages {
-        let applies = package.marker.as_ref().map(|m| evaluated.get(m).copied().unwrap_or(true)).unwrap_or(true);
-        if !applies {
-            skipped.push(format!("{} ({})", package.name, package.marker.as_deref().unwrap_or("")));
-            // Not the image's: its line goes, so the image's requirements name no URL it does not use.
-            requirements_text = requirements_text.replacen(&format!("{}\n", package.line), "", 1);
-            continue;
-        }
-        match plan(package, target, &platforms) {
-            Ok(Source::Local) => {
-                let problems = path_deps::problems(&format!("{}\n", package.line))?;
-                blockers.extend(problems.iter().map(|p| format!("{} {}: {p}", package.name, package.version)));
-                plans.push((package, Source::Local));
-            }
-            Ok(source) => plans.push((package, source)),
-            Err(blocker) => blockers.push(blocker),
-        }
-    }
-    if !skipped.is_empty() {
-        println!("wheels: not for this target (markers): {}", skipped.join(", "));
-    }
-    if !blockers.is_empty() {
-        return Err(blocked(target, &blockers));
-    }
+    let (index_options, mut requirements_text, plans) = plan_all(sh, &python, selection, target, &platforms, dry_run)?;
+    // What blocks a package later (its download, fetch or build), reported together.
+    let mut blockers: Vec<String> = Vec::new();
     let by_kind = |f: fn(&Source) -> bool| plans.iter().filter(move |(_, s)| f(s));
     let wheels: Vec<&SelectedPackage> = by_kind(|s| *s == Source::Wheel).map(|(p, _)| *p).collect();
     let index_args: Vec<String> = index_options.iter().flat_map(|(o, v)| [o.clone(), v.clone()]).collect();
@@ -1169,42 +1141,8 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
         made.push(Made { name: file_name(&wheel.file), sha256: wheel.hash.trim_start_matches("sha256:").to_string() });
     }
 
-    // Every file against the lock: a downloaded wheel must be one of its package's locked files, with the locked
-    // hash; one made here must be the one just made.
-    let mut stamped = Vec::new();
-    let mut covered: Vec<&str> = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&tmp)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        let name = file_name(&path);
-        let sha256 = gen::sha256_file(&path)?;
-        if let Some(made) = made.iter().find(|m| m.name == name) {
-            if made.sha256 != sha256 {
-                bail!("{name} changed while the wheelhouse was made; run the command again");
-            }
-        } else {
-            let package = wheels
-                .iter()
-                .find(|p| p.files.iter().any(|f| f.file == name))
-                .ok_or_else(|| format_err!("pip put {name} in the wheelhouse, which no locked package lists"))?;
-            let locked = package.files.iter().find(|f| f.file == name).map(|f| f.hash.as_str()).unwrap_or("");
-            if locked.trim_start_matches("sha256:") != sha256 {
-                bail!(
-                    "{name} does not match poetry.lock: its sha256 is {sha256}, the lock says {locked}; the index \
-                     serves a different file than when the lock was made: check the index, then `poetry lock`"
-                );
-            }
-            if covered.contains(&package.name.as_str()) {
-                bail!("pip downloaded two files of {}; expected one", package.name);
-            }
-            covered.push(&package.name);
-        }
-        let identity = Identity::read(&path).with_context(|| format!("cannot read {}", paths::display(&path)))?;
-        stamped.push(StampedFile { name, identity, sha256 });
-    }
-    if let Some(missing) = wheels.iter().find(|p| !covered.contains(&p.name.as_str())) {
-        bail!("pip did not download a wheel of {} {}", missing.name, missing.version);
-    }
+    // Every file against the lock.
+    let stamped = check_against_lock(&tmp, &made, &wheels)?;
     let total: u64 = stamped.iter().map(|f| f.identity.size()).sum();
     println!(
         "wheels: {} wheels ({:.1} MB) checked against poetry.lock's sha256 hashes{}",
@@ -1242,6 +1180,92 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     let stamped = stamp.files;
     let files = stamped.into_iter().map(|f| (f.name, f.sha256)).collect();
     Ok(Wheelhouse { dir, requirements, files, needs, refreshed: true })
+}
+
+/// The plan of every package of `selection` that applies to `target` (its markers), with the index options
+/// split off the requirements and the lines of packages that do not apply removed. Every blocker at once.
+type Plans<'a> = (Vec<(String, String)>, String, Vec<(&'a SelectedPackage, Source)>);
+
+fn plan_all<'a>(
+    sh: &Shell,
+    python: &Path,
+    selection: &'a Selection,
+    target: &Target,
+    platforms: &[String],
+    dry_run: bool,
+) -> Result<Plans<'a>> {
+    let markers: Vec<String> = selection.packages.iter().filter_map(|p| p.marker.clone()).collect();
+    // A dry run runs nothing, not even the marker evaluation: it lists every package.
+    let evaluated = if dry_run { BTreeMap::new() } else { evaluate_markers(sh, python, target, &markers)? };
+    let (index_options, mut requirements_text) = split_index_options(&selection.requirements);
+    let mut plans: Vec<(&SelectedPackage, Source)> = Vec::new();
+    let mut blockers = Vec::new();
+    let mut skipped = Vec::new();
+    for package in &selection.packages {
+        let applies = package.marker.as_ref().map(|m| evaluated.get(m).copied().unwrap_or(true)).unwrap_or(true);
+        if !applies {
+            skipped.push(format!("{} ({})", package.name, package.marker.as_deref().unwrap_or("")));
+            // Not the image's: its line goes, so the image's requirements name no URL it does not use.
+            requirements_text = requirements_text.replacen(&format!("{}\n", package.line), "", 1);
+            continue;
+        }
+        match plan(package, target, platforms) {
+            Ok(Source::Local) => {
+                let problems = path_deps::problems(&format!("{}\n", package.line))?;
+                blockers.extend(problems.iter().map(|p| format!("{} {}: {p}", package.name, package.version)));
+                plans.push((package, Source::Local));
+            }
+            Ok(source) => plans.push((package, source)),
+            Err(blocker) => blockers.push(blocker),
+        }
+    }
+    if !skipped.is_empty() {
+        println!("wheels: not for this target (markers): {}", skipped.join(", "));
+    }
+    if !blockers.is_empty() {
+        return Err(blocked(target, &blockers));
+    }
+    Ok((index_options, requirements_text, plans))
+}
+
+/// Checks every file of `tmp` against the lock: a downloaded wheel must be one of its package's locked files,
+/// with the locked hash, one per package of `wheels`; one made here must be the one just made (`made`).
+fn check_against_lock(tmp: &Path, made: &[Made], wheels: &[&SelectedPackage]) -> Result<Vec<StampedFile>> {
+    let mut stamped = Vec::new();
+    let mut covered: Vec<&str> = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(tmp)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let name = file_name(&path);
+        let sha256 = gen::sha256_file(&path)?;
+        if let Some(made) = made.iter().find(|m| m.name == name) {
+            if made.sha256 != sha256 {
+                bail!("{name} changed while the wheelhouse was made; run the command again");
+            }
+        } else {
+            let package = wheels
+                .iter()
+                .find(|p| p.files.iter().any(|f| f.file == name))
+                .ok_or_else(|| format_err!("pip put {name} in the wheelhouse, which no locked package lists"))?;
+            let locked = package.files.iter().find(|f| f.file == name).map(|f| f.hash.as_str()).unwrap_or("");
+            if locked.trim_start_matches("sha256:") != sha256 {
+                bail!(
+                    "{name} does not match poetry.lock: its sha256 is {sha256}, the lock says {locked}; the index \
+                     serves a different file than when the lock was made: check the index, then `poetry lock`"
+                );
+            }
+            if covered.contains(&package.name.as_str()) {
+                bail!("pip downloaded two files of {}; expected one", package.name);
+            }
+            covered.push(&package.name);
+        }
+        let identity = Identity::read(&path).with_context(|| format!("cannot read {}", paths::display(&path)))?;
+        stamped.push(StampedFile { name, identity, sha256 });
+    }
+    if let Some(missing) = wheels.iter().find(|p| !covered.contains(&p.name.as_str())) {
+        bail!("pip did not download a wheel of {} {}", missing.name, missing.version);
+    }
+    Ok(stamped)
 }
 
 /// The file name of `path`.
