@@ -641,12 +641,47 @@ impl Engine {
         let output = reader.try_wait().context("cannot wait for the build")?.cloned();
         let status = output.map(|o| o.status);
         if !status.is_some_and(|s| s.success()) {
+            // A daemon gone in the middle (killed, restarted, out of memory) shows as the client's `unexpected
+            // EOF`: ask it, so that the error says what happened rather than that the build failed.
+            if let Err(why) = self.daemon_answers() {
+                bail!(
+                    "{} stopped answering during the build ({}; it says: {why}): the build did not finish and \
+                     tagged nothing, so {} still names the image built before, if any; check the engine (`{} info`), \
+                     start it again if it is down, then run the command again",
+                    self.daemon_name(),
+                    self.daemon_address(),
+                    request.tags.first().map(String::as_str).unwrap_or("the tag"),
+                    self.shown()
+                );
+            }
             let code = status.and_then(|s| s.code()).map(|c| format!(" (exit code {c})")).unwrap_or_default();
             bail!("{} build failed{code}: see its output above", self.shown());
         }
         let id = std::fs::read_to_string(request.iidfile)
             .with_context(|| format!("the build wrote no image id to {}", request.iidfile.display()))?;
         Ok(id.trim().to_string())
+    }
+
+    /// Whether the engine's daemon answers now; why not, if not. Podman has no daemon to lose: always `Ok`.
+    fn daemon_answers(&self) -> Result<(), String> {
+        match self.kind {
+            Kind::Docker => probe(&self.path, &["version", "--format", "{{.Server.Version}}"]).map(|_| ()),
+            Kind::Podman => Ok(()),
+        }
+    }
+
+    /// `the docker daemon`, for messages.
+    fn daemon_name(&self) -> String {
+        format!("the {} daemon", self.shown())
+    }
+
+    /// Where the client finds its daemon: `DOCKER_HOST`, a context, or the default socket.
+    fn daemon_address(&self) -> String {
+        match (std::env::var("DOCKER_HOST"), std::env::var("DOCKER_CONTEXT")) {
+            (Ok(host), _) if !host.is_empty() => format!("DOCKER_HOST={host}"),
+            (_, Ok(context)) if !context.is_empty() => format!("DOCKER_CONTEXT={context}"),
+            _ => "its current context, unix:///var/run/docker.sock by default".to_string(),
+        }
     }
 
     /// `<engine> tag <source> <target>`.

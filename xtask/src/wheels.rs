@@ -19,6 +19,10 @@
 //! built here, recorded with its own). A stamp records the inputs (requirements, target, build packages, base
 //! image) and each file's size, time and hash: when nothing changed the wheelhouse is reused without running
 //! pip, after checking the files are still the ones recorded.
+//!
+//! The wheelhouse is made in `wheelhouse.tmp` (removed however the run ends) and replaces the one there only when
+//! complete and checked. A full disk, or an index that stops answering in the middle, is an error that says so
+//! (`Fault`), with what to do; the next run starts again from what is there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -632,7 +636,7 @@ pub(crate) fn ensure(
     };
     println!("wheels: filling {shown} for {}: {why}", target.describe());
     let inputs = Inputs { config, selection, target, key: &key, previous: previous.as_ref(), host };
-    build(sh, &inputs, dry_run)
+    build(sh, &inputs, dry_run).map_err(|e| name_full_disk(e, &state))
 }
 
 /// A checksum of everything that decides the wheelhouse: the exported requirements, the target, the build
@@ -982,8 +986,11 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
             netrc: netrc_path,
         };
         let found = lookup.as_ref().map(|l| &l.files);
-        if let Err(why) = download(sh, &request, &state, &downloadable, found, &tmp, dry_run) {
-            blockers.push(format!("{why:#}"));
+        match download(sh, &request, &state, &downloadable, found, &tmp, dry_run) {
+            Ok(()) => {}
+            // The machine or the network, not a package: nothing else is worth trying.
+            Err(fault) if fault.is::<Fault>() => return Err(fault),
+            Err(why) => blockers.push(format!("{why:#}")),
         }
     }
 
@@ -1435,13 +1442,135 @@ fn download(
         match pip::run(from_links, "pip download") {
             Ok(()) => return Ok(()),
             Err(e) if signals::received().is_some() => return Err(e),
-            Err(_) => {
+            Err(e) => {
+                if let Some(fault) = download_fault(&e, request, state) {
+                    return Err(fault.into());
+                }
                 println!("wheels: note: pip could not download from the links found; it searches the index instead")
             }
         }
     }
-    pip::run(from_index, "pip download")
-        .context("pip could not download the wheels for the image (see its output above)")
+    pip::run(from_index, "pip download").map_err(|e| match download_fault(&e, request, state) {
+        Some(fault) if signals::received().is_none() => fault.into(),
+        _ => e.context("pip could not download the wheels for the image (see its output above)"),
+    })
+}
+
+/// What stopped a wheelhouse being made that is no package's doing: the disk is full, an index stopped
+/// answering. The wheelhouse being made is removed; the one there before is left as it was.
+#[derive(Debug)]
+struct Fault(String);
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// What the wheelhouse there now becomes when this run fails, for the errors of `Fault`.
+const KEPT: &str = "the wheelhouse there before is left as it was";
+
+/// The fault behind a failed `pip download`, if it is one: pip's output says the disk is full, or the index (or
+/// the server of the file pip was downloading) no longer accepts connections. `state` is where the wheelhouse is
+/// made.
+fn download_fault(error: &anyhow::Error, request: &Download<'_>, state: &Path) -> Option<Fault> {
+    let output = error.downcast_ref::<pip::Failed>()?.output.as_str();
+    if output.contains("[Errno 28]") || output.contains("No space left on device") {
+        return Some(no_space(&[state, request.cache, &std::env::temp_dir()], "pip downloaded the wheels"));
+    }
+    let indexes: Vec<String> = request
+        .index_args
+        .chunks(2)
+        .filter(|pair| matches!(pair[0].as_str(), "--index-url" | "--extra-index-url"))
+        .filter_map(|pair| pair.get(1))
+        .map(|url| crate::credentials::split_userinfo(url).0)
+        .collect();
+    // The last file pip began to download (`  Downloading http://.../x.whl (4.0 MB)`), then the indexes.
+    let file = output.lines().rev().find_map(|l| l.trim().strip_prefix("Downloading ")?.split(' ').next());
+    let file = file.map(|f| crate::credentials::split_userinfo(f).0);
+    for url in file.iter().chain(&indexes) {
+        let Some(address) = host_and_port(url) else { continue };
+        let Err(why) = connect(&address) else { continue };
+        let index = indexes.iter().find(|i| host_and_port(i).as_ref() == Some(&address));
+        let named = match (index, indexes.as_slice()) {
+            (Some(index), _) => format!("the index {index}"),
+            (None, [index]) => format!("the index {index} (its files on {address})"),
+            (None, _) => format!("the server {address}"),
+        };
+        let during = match &file {
+            Some(file) => format!("while pip downloaded {file}"),
+            None => "while pip downloaded the wheels".to_string(),
+        };
+        return Some(Fault(format!(
+            "{named} stopped answering {during} (connecting to {address}: {why}): check that it is up and that this \
+             machine reaches it, then run the command again; {KEPT}"
+        )));
+    }
+    None
+}
+
+/// `host:port` of an http(s) URL (the scheme's port when it names none).
+fn host_and_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let has_port =
+        authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']');
+    match scheme {
+        _ if has_port => Some(authority.to_string()),
+        "http" => Some(format!("{authority}:80")),
+        "https" => Some(format!("{authority}:443")),
+        _ => None,
+    }
+}
+
+/// Whether something accepts connections on `address` (`host:port`), within a few seconds.
+fn connect(address: &str) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::other("the name resolves to no address");
+    for socket in address.to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&socket, std::time::Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The error for a full disk: names the fullest of `dirs` (the state directory, pip's cache, the temporary
+/// directory) with its free space, and what to do.
+fn no_space(dirs: &[&Path], during: &str) -> Fault {
+    let free: Vec<(&Path, u64)> = dirs.iter().filter_map(|dir| Some((*dir, free_bytes(dir)?))).collect();
+    let (dir, free) = match free.iter().min_by_key(|(_, bytes)| *bytes) {
+        Some((dir, bytes)) => (*dir, format!(" ({:.1} MB free there)", *bytes as f64 / 1e6)),
+        None => (dirs[0], String::new()),
+    };
+    let shown = paths::display(dir);
+    Fault(format!(
+        "no space left on device in {shown}{free} while {during}: free space on that filesystem (`df -h {shown}`), \
+         then run the command again; {KEPT}"
+    ))
+}
+
+/// The bytes free for this user on the filesystem of `dir` (`df`), if it can tell.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let output = std::process::Command::new("df").args(["-P", "-k"]).arg(dir).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let kilobytes: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kilobytes * 1024)
+}
+
+/// `error` with what to do when a full disk is behind it (a write into the state directory failed with ENOSPC).
+fn name_full_disk(error: anyhow::Error, state: &Path) -> anyhow::Error {
+    let full =
+        error.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.raw_os_error() == Some(28)));
+    if full && !error.is::<Fault>() {
+        let fault = no_space(&[state], "the wheelhouse was made");
+        return error.context(fault.0);
+    }
+    error
 }
 
 /// The platform tags to give `pip download`: those of `platforms` (in their order) that a locked wheel of
@@ -1512,6 +1641,15 @@ mod tests {
             glibc,
             origin: "test".into(),
         }
+    }
+
+    #[test]
+    fn addresses_of_index_urls() {
+        assert_eq!(host_and_port("http://127.0.0.1:18700/simple").as_deref(), Some("127.0.0.1:18700"));
+        assert_eq!(host_and_port("https://pypi.org/simple").as_deref(), Some("pypi.org:443"));
+        assert_eq!(host_and_port("http://user:pw@example.org/simple/").as_deref(), Some("example.org:80"));
+        assert_eq!(host_and_port("https://[::1]:8443/x").as_deref(), Some("[::1]:8443"));
+        assert_eq!(host_and_port("file:///wheels"), None);
     }
 
     #[test]
