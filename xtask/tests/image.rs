@@ -313,8 +313,14 @@ fn noop_is_fast_and_an_app_change_rebuilds_only_the_app_layers() {
     let listing = docker().args(["run", "--rm", "--entrypoint", "ls", &image, "-A", "/app"]).output().unwrap();
     assert_eq!(stdout(&listing).split_whitespace().collect::<Vec<_>>(), ["__pycache__", "app", "gunicorn_config.py"]);
 
-    // No-op: no pip, no build, the same image, the same wheelhouse stamp, under a second.
-    let stamp = std::fs::read_to_string(state_dir(name).join("wheelhouse.stamp")).unwrap();
+    // No-op: no pip, no build, the same image, the same wheelhouse stamp, under a second. (The stamp's `checked`
+    // time may move once: wheels downloaded within 2 s of being recorded are hashed again by the next run, the
+    // racy rule of identity.rs, and their identities recorded anew.)
+    let wheelhouse_files = || {
+        let stamp = std::fs::read_to_string(state_dir(name).join("wheelhouse.stamp")).unwrap();
+        stamp.lines().filter(|l| !l.starts_with("checked ")).collect::<Vec<_>>().join("\n")
+    };
+    let stamp = wheelhouse_files();
     let mut times = Vec::new();
     for _ in 0..5 {
         let (output, took) = build(&[]);
@@ -330,7 +336,7 @@ fn noop_is_fast_and_an_app_change_rebuilds_only_the_app_layers() {
     eprintln!("no-op `xtask image`: median {:.3} s of {times:?}", median.as_secs_f64());
     assert!(median < Duration::from_secs(1), "no-op took {median:?}");
     assert_eq!(inspect(&image, "{{.Id}}"), id);
-    assert_eq!(std::fs::read_to_string(state_dir(name).join("wheelhouse.stamp")).unwrap(), stamp);
+    assert_eq!(wheelhouse_files(), stamp);
 
     // Even when the engine is asked to build, every layer comes from its cache and the image is the same.
     let (output, _) = build(&["--always-build"]);
