@@ -314,28 +314,28 @@ fn insert_one(slots: &mut Slots<'_>, table: u32, key: Key, value: u32) -> Result
 // ---------------------------------------------------------------------------------------------------------
 
 /// A parsed document and where it came from.
-pub(crate) struct Document<'a> {
-    pub(crate) text: &'a str,
-    pub(crate) display: String,
+pub struct Document<'a> {
+    pub text: &'a str,
+    pub display: String,
     slots: Slots<'a>,
 }
 
 /// A value of a document (a cheap handle: copy it freely).
 #[derive(Clone, Copy)]
-pub(crate) struct Node<'d> {
+pub struct Node<'d> {
     slots: &'d Slots<'d>,
     id: u32,
 }
 
 /// A table of a document.
 #[derive(Clone, Copy)]
-pub(crate) struct Table<'d> {
+pub struct Table<'d> {
     slots: &'d Slots<'d>,
     id: u32,
 }
 
 /// A value, as `Node::value` shows it.
-pub(crate) enum Value<'d> {
+pub enum Value<'d> {
     String(&'d str),
     Integer(i64),
     Float(f64),
@@ -347,7 +347,7 @@ pub(crate) enum Value<'d> {
 
 /// The items of an array, in order.
 #[derive(Clone)]
-pub(crate) struct Items<'d> {
+pub struct Items<'d> {
     slots: &'d Slots<'d>,
     next: u32,
 }
@@ -365,7 +365,7 @@ impl<'d> Iterator for Items<'d> {
 }
 
 /// The entries of a table, in document order.
-pub(crate) struct Entries<'d> {
+pub struct Entries<'d> {
     slots: &'d Slots<'d>,
     next: u32,
 }
@@ -387,13 +387,13 @@ impl<'d> Table<'d> {
     fn list(self) -> List {
         self.slots.list(self.id)
     }
-    pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
+    pub fn get(self, key: &str) -> Option<Node<'d>> {
         self.slots.find(self.id, key).map(|id| Node { slots: self.slots, id })
     }
-    pub(crate) fn iter(self) -> Entries<'d> {
+    pub fn iter(self) -> Entries<'d> {
         Entries { slots: self.slots, next: self.list().first }
     }
-    pub(crate) fn is_empty(self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.list().first == NONE
     }
 }
@@ -403,10 +403,10 @@ impl<'d> Node<'d> {
         &self.slots.all[self.id as usize]
     }
     /// Where the value starts in the text.
-    pub(crate) fn at(self) -> usize {
+    pub fn at(self) -> usize {
         self.slot().at as usize
     }
-    pub(crate) fn value(self) -> Value<'d> {
+    pub fn value(self) -> Value<'d> {
         match &self.slot().value {
             Stored::String(s) => Value::String(self.slots.str(*s)),
             Stored::Integer(i) => Value::Integer(*i),
@@ -417,42 +417,42 @@ impl<'d> Node<'d> {
             Stored::Table(..) => Value::Table(Table { slots: self.slots, id: self.id }),
         }
     }
-    pub(crate) fn as_str(self) -> Option<&'d str> {
+    pub fn as_str(self) -> Option<&'d str> {
         match &self.slot().value {
             Stored::String(s) => Some(self.slots.str(*s)),
             _ => None,
         }
     }
-    pub(crate) fn is_str(self) -> bool {
+    pub fn is_str(self) -> bool {
         matches!(self.slot().value, Stored::String(_))
     }
-    pub(crate) fn as_bool(self) -> Option<bool> {
+    pub fn as_bool(self) -> Option<bool> {
         match self.slot().value {
             Stored::Boolean(b) => Some(b),
             _ => None,
         }
     }
-    pub(crate) fn as_table(self) -> Option<Table<'d>> {
+    pub fn as_table(self) -> Option<Table<'d>> {
         match self.slot().value {
             Stored::Table(..) => Some(Table { slots: self.slots, id: self.id }),
             _ => None,
         }
     }
     /// The items of an array or of an array of tables.
-    pub(crate) fn as_array(self) -> Option<Items<'d>> {
+    pub fn as_array(self) -> Option<Items<'d>> {
         match self.slot().value {
             Stored::Array(list, _) => Some(Items { slots: self.slots, next: list.first }),
             _ => None,
         }
     }
-    pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
+    pub fn get(self, key: &str) -> Option<Node<'d>> {
         self.as_table().and_then(|t| t.get(key))
     }
 }
 
 impl<'a> Document<'a> {
     /// Parses `text`; `display` names the file in messages.
-    pub(crate) fn parse(text: &'a str, display: &str) -> Result<Document<'a>> {
+    pub fn parse(text: &'a str, display: &str) -> Result<Document<'a>> {
         if u32::try_from(text.len()).is_err() {
             bail!("{display} is too large (4 GiB or more)");
         }
@@ -470,18 +470,18 @@ impl<'a> Document<'a> {
     }
 
     /// The top-level table.
-    pub(crate) fn root(&self) -> Table<'_> {
+    pub fn root(&self) -> Table<'_> {
         Table { slots: &self.slots, id: ROOT }
     }
 
     /// `path:line:col` of a value.
-    pub(crate) fn location(&self, node: Node<'_>) -> String {
+    pub fn location(&self, node: Node<'_>) -> String {
         let (line, col) = line_col(self.text, node.at());
         format!("{}:{line}:{col}", self.display)
     }
 
     /// An error pointing at `node`: `path:line:col: message`.
-    pub(crate) fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
+    pub fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
         format_err!("{}: {message}", self.location(node))
     }
 }
