@@ -4,15 +4,15 @@
 //!
 //! Modules in data-flow order: `toml_tree` (a fast read-only TOML tree), `pep440` (versions and constraints),
 //! `markers` (PEP 508 marker algebra), `poetry` (the project and lock model), `export` (selection and lines);
-//! `memo` and `sha256` are their helpers.
+//! `memo` and `sha256` are their helpers. All but `poetry` and `export` are the crate `poetry-export-core`,
+//! compiled optimized on its own (an export spends most of its time there, and `sha256` hashes whole wheelhouses),
+//! used here under the same names.
 
 mod export;
-mod markers;
-mod memo;
-mod pep440;
 mod poetry;
-pub mod sha256;
-mod toml_tree;
+
+pub use poetry_export_core::sha256;
+use poetry_export_core::{markers, memo, pep440, toml_tree};
 
 pub use export::{export, select, ExportRequest, Format, SelectedPackage, Selection};
 pub use markers::canonicalize_name;

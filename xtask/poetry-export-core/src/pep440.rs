@@ -16,7 +16,7 @@ use crate::memo::{memo, FastMap, Memo};
 
 /// A pre-release phase (`a`, `b`, `rc`), normalized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Phase {
+pub enum Phase {
     Alpha,
     Beta,
     Rc,
@@ -36,9 +36,9 @@ impl Phase {
 /// printed, but they compare equal).
 /// Cheap to clone: versions are shared by the many constraints that mention them.
 #[derive(Clone)]
-pub(crate) struct Version(std::rc::Rc<VersionData>);
+pub struct Version(std::rc::Rc<VersionData>);
 
-pub(crate) struct VersionData {
+pub struct VersionData {
     epoch: u64,
     release: Vec<u64>,
     pre: Option<(Phase, u64)>,
@@ -95,7 +95,7 @@ impl Version {
     }
 
     /// Parses a version the way poetry-core does (`packaging`'s pattern, case-insensitive, optional `v`).
-    pub(crate) fn parse(s: &str) -> Option<Version> {
+    pub fn parse(s: &str) -> Option<Version> {
         let s = s.trim();
         let lower;
         let s = if s.as_bytes().iter().any(u8::is_ascii_uppercase) {
@@ -108,7 +108,7 @@ impl Version {
         (end == s.len()).then_some(version)
     }
 
-    pub(crate) fn text(&self) -> &str {
+    pub fn text(&self) -> &str {
         self.text.get_or_init(|| self.render())
     }
 
@@ -150,25 +150,25 @@ impl Version {
         }
         text
     }
-    pub(crate) fn precision(&self) -> usize {
+    pub fn precision(&self) -> usize {
         self.release.len()
     }
-    pub(crate) fn is_prerelease(&self) -> bool {
+    pub fn is_prerelease(&self) -> bool {
         self.pre.is_some()
     }
-    pub(crate) fn is_postrelease(&self) -> bool {
+    pub fn is_postrelease(&self) -> bool {
         self.post.is_some()
     }
-    pub(crate) fn is_devrelease(&self) -> bool {
+    pub fn is_devrelease(&self) -> bool {
         self.dev.is_some()
     }
-    pub(crate) fn is_local(&self) -> bool {
+    pub fn is_local(&self) -> bool {
         self.local.is_some()
     }
-    pub(crate) fn is_unstable(&self) -> bool {
+    pub fn is_unstable(&self) -> bool {
         self.is_prerelease() || self.is_devrelease()
     }
-    pub(crate) fn is_stable(&self) -> bool {
+    pub fn is_stable(&self) -> bool {
         !self.is_unstable()
     }
 
@@ -232,7 +232,7 @@ impl Version {
     }
 
     /// The release with pre/dev removed (poetry-core's `Version.stable`).
-    pub(crate) fn stable(&self) -> Version {
+    pub fn stable(&self) -> Version {
         if self.is_stable() {
             return self.clone();
         }
@@ -248,7 +248,7 @@ impl Version {
         Version::release_key(a) < Version::release_key(b)
     }
 
-    pub(crate) fn next_major(&self) -> Version {
+    pub fn next_major(&self) -> Version {
         let r = &self.release;
         let mut release = r.clone();
         if self.is_increment_required() || Version::key_lt(&[r[0]], r) {
@@ -257,7 +257,7 @@ impl Version {
         self.with_release(release)
     }
 
-    pub(crate) fn next_minor(&self) -> Version {
+    pub fn next_minor(&self) -> Version {
         let r = &self.release;
         let mut release = r.clone();
         let probe = [r[0], r.get(1).copied().unwrap_or(0)];
@@ -267,7 +267,7 @@ impl Version {
         self.with_release(release)
     }
 
-    pub(crate) fn next_patch(&self) -> Version {
+    pub fn next_patch(&self) -> Version {
         let r = &self.release;
         let mut release = r.clone();
         let probe = [r[0], r.get(1).copied().unwrap_or(0), r.get(2).copied().unwrap_or(0)];
@@ -277,7 +277,7 @@ impl Version {
         self.with_release(release)
     }
 
-    pub(crate) fn next_breaking(&self) -> Version {
+    pub fn next_breaking(&self) -> Version {
         let r = &self.release;
         if r[0] > 0 || r.len() < 2 {
             return self.stable().next_major();
@@ -302,7 +302,7 @@ impl Version {
         self.with(pre, None, None, None)
     }
 
-    pub(crate) fn next_postrelease(&self) -> Version {
+    pub fn next_postrelease(&self) -> Version {
         let post = match self.post {
             Some(n) if self.dev.is_none() => n + 1,
             Some(n) => n,
@@ -311,20 +311,20 @@ impl Version {
         self.with(self.pre, Some(post), None, None)
     }
 
-    pub(crate) fn next_devrelease(&self) -> Version {
+    pub fn next_devrelease(&self) -> Version {
         let dev = self.dev.map(|n| n + 1).unwrap_or(0);
         self.with(self.pre, self.post, Some(dev), None)
     }
 
-    pub(crate) fn first_devrelease(&self) -> Version {
+    pub fn first_devrelease(&self) -> Version {
         self.with(self.pre, self.post, Some(0), None)
     }
 
-    pub(crate) fn without_local(&self) -> Version {
+    pub fn without_local(&self) -> Version {
         self.with(self.pre, self.post, self.dev, None)
     }
 
-    pub(crate) fn without_postrelease(&self) -> Version {
+    pub fn without_postrelease(&self) -> Version {
         if self.is_postrelease() {
             self.with(self.pre, None, None, self.local.clone())
         } else {
@@ -332,12 +332,12 @@ impl Version {
         }
     }
 
-    pub(crate) fn without_devrelease(&self) -> Version {
+    pub fn without_devrelease(&self) -> Version {
         self.with(self.pre, self.post, None, self.local.clone())
     }
 
     /// The same version with the release padded to at least `major.minor.patch` (for `python_full_version`).
-    pub(crate) fn with_full_release(&self) -> Version {
+    pub fn with_full_release(&self) -> Version {
         let mut release = self.release.clone();
         while release.len() < 3 {
             release.push(0);
@@ -346,7 +346,7 @@ impl Version {
     }
 
     /// Weak equality: `3.0.0+local` is allowed by `3.0.0`.
-    pub(crate) fn allows(&self, other: &Version) -> bool {
+    pub fn allows(&self, other: &Version) -> bool {
         if !self.is_local() && other.is_local() {
             return *self == other.without_local();
         }
@@ -618,16 +618,16 @@ fn parse_version_prefix(s: &str) -> Option<(Version, usize)> {
 
 /// A contiguous range of versions; `None` bounds are open.
 #[derive(Debug, Clone)]
-pub(crate) struct Range {
-    pub(crate) min: Option<Version>,
-    pub(crate) max: Option<Version>,
-    pub(crate) include_min: bool,
-    pub(crate) include_max: bool,
+pub struct Range {
+    pub min: Option<Version>,
+    pub max: Option<Version>,
+    pub include_min: bool,
+    pub include_max: bool,
 }
 
 /// poetry-core's version constraints. `Union` holds only `Version`s and `Range`s, sorted and disjoint.
 #[derive(Debug, Clone)]
-pub(crate) enum Constraint {
+pub enum Constraint {
     Empty,
     Version(Version),
     Range(Range),
@@ -635,10 +635,10 @@ pub(crate) enum Constraint {
 }
 
 impl Range {
-    pub(crate) fn new(min: Option<Version>, max: Option<Version>, include_min: bool, include_max: bool) -> Range {
+    pub fn new(min: Option<Version>, max: Option<Version>, include_min: bool, include_max: bool) -> Range {
         Range { min, max, include_min, include_max }
     }
-    pub(crate) fn any() -> Range {
+    pub fn any() -> Range {
         Range::new(None, None, false, false)
     }
 }
@@ -667,7 +667,7 @@ fn range_is_empty(r: &Range) -> bool {
 
 /// Uniform view of a `Version` or a `Range` (poetry-core's `VersionRangeConstraint`).
 impl Constraint {
-    pub(crate) fn any() -> Constraint {
+    pub fn any() -> Constraint {
         Constraint::Range(Range::any())
     }
 
@@ -786,7 +786,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         match self {
             Constraint::Empty => true,
             Constraint::Range(r) => range_is_empty(r),
@@ -794,11 +794,11 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn is_any(&self) -> bool {
+    pub fn is_any(&self) -> bool {
         matches!(self, Constraint::Range(r) if r.min.is_none() && r.max.is_none())
     }
 
-    pub(crate) fn is_simple(&self) -> bool {
+    pub fn is_simple(&self) -> bool {
         match self {
             Constraint::Empty | Constraint::Version(_) => true,
             Constraint::Range(r) => r.min.is_none() || r.max.is_none(),
@@ -807,7 +807,7 @@ impl Constraint {
     }
 
     /// The ranges of this constraint (poetry-core's `flatten`).
-    pub(crate) fn flatten(&self) -> Vec<Constraint> {
+    pub fn flatten(&self) -> Vec<Constraint> {
         match self {
             Constraint::Empty => vec![],
             Constraint::Union(ranges) => ranges.clone(),
@@ -815,7 +815,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn allows(&self, version: &Version) -> bool {
+    pub fn allows(&self, version: &Version) -> bool {
         match self {
             Constraint::Empty => false,
             Constraint::Version(v) => v.allows(version),
@@ -829,7 +829,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn allows_all(&self, other: &Constraint) -> bool {
+    pub fn allows_all(&self, other: &Constraint) -> bool {
         match self {
             Constraint::Empty => other.is_empty(),
             Constraint::Version(v) => {
@@ -873,7 +873,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn allows_any(&self, other: &Constraint) -> bool {
+    pub fn allows_any(&self, other: &Constraint) -> bool {
         match self {
             Constraint::Empty => false,
             Constraint::Version(_) => !self.intersect(other).is_empty(),
@@ -907,7 +907,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn intersect(&self, other: &Constraint) -> Constraint {
+    pub fn intersect(&self, other: &Constraint) -> Constraint {
         match self {
             Constraint::Empty => Constraint::Empty,
             Constraint::Version(v) => match other {
@@ -987,7 +987,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn union(&self, other: &Constraint) -> Constraint {
+    pub fn union(&self, other: &Constraint) -> Constraint {
         match self {
             Constraint::Empty => other.clone(),
             Constraint::Version(v) => match other {
@@ -1059,7 +1059,7 @@ impl Constraint {
         }
     }
 
-    pub(crate) fn difference(&self, other: &Constraint) -> Constraint {
+    pub fn difference(&self, other: &Constraint) -> Constraint {
         match self {
             Constraint::Empty => Constraint::Empty,
             Constraint::Version(v) => {
@@ -1298,7 +1298,7 @@ fn range_allows(r: &Range, other: &Version) -> bool {
 }
 
 /// poetry-core's `VersionUnion.of`: flatten, sort, merge touching ranges.
-pub(crate) fn union_of(constraints: Vec<Constraint>) -> Constraint {
+pub fn union_of(constraints: Vec<Constraint>) -> Constraint {
     let mut flattened: Vec<Constraint> = Vec::new();
     for c in constraints {
         if c.is_empty() {
@@ -1505,12 +1505,12 @@ impl Hash for Constraint {
 // ---------------------------------------------------------------------------------------------------------
 
 /// A version constraint as written in pyproject.toml or a lock file (`^1.2`, `>=1,<2`, `1.*`).
-pub(crate) fn parse_constraint(s: &str) -> Option<Constraint> {
+pub fn parse_constraint(s: &str) -> Option<Constraint> {
     cached_parse(&CONSTRAINT_CACHE, s, false)
 }
 
 /// A version constraint from a marker (`python_version`); `<V` is not widened to `<V.dev0`.
-pub(crate) fn parse_marker_constraint(s: &str) -> Option<Constraint> {
+pub fn parse_marker_constraint(s: &str) -> Option<Constraint> {
     cached_parse(&MARKER_CONSTRAINT_CACHE, s, true)
 }
 
@@ -1532,7 +1532,7 @@ fn cached_parse(cache: &'static std::thread::LocalKey<ParseCache>, s: &str, mark
 }
 
 /// Like `parse_marker_constraint`, for `platform_release` (non-PEP 440 versions allowed).
-pub(crate) fn parse_release_constraint(s: &str) -> Option<Constraint> {
+pub fn parse_release_constraint(s: &str) -> Option<Constraint> {
     parse(s, true, false)
 }
 
@@ -1557,7 +1557,7 @@ fn parse(constraints: &str, marker: bool, pep440: bool) -> Option<Constraint> {
 }
 
 /// `re.split(r"\s*\|\|?\s*", s)`.
-pub(crate) fn split_or(s: &str) -> Vec<&str> {
+pub fn split_or(s: &str) -> Vec<&str> {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
@@ -1839,7 +1839,7 @@ fn make_x_range(version: &Version, invert: bool, marker: bool) -> Constraint {
 
 /// poetry-core's `constraint_regions`: the distinct regions of version space that the constraints' bounds
 /// cut out, lowest first.
-pub(crate) fn constraint_regions(constraints: &[Constraint]) -> Vec<Range> {
+pub fn constraint_regions(constraints: &[Constraint]) -> Vec<Range> {
     let mut edges: Vec<(Version, bool)> = Vec::new();
     let flattened: Vec<Constraint> = constraints.iter().flat_map(Constraint::flatten).collect();
     let mut mins: Vec<(Version, bool)> = Vec::new();

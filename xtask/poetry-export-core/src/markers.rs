@@ -19,7 +19,7 @@ use crate::pep440::{self, Constraint as VersionConstraint, Range, Version};
 // ---------------------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Op {
+pub enum Op {
     Eq,
     Ne,
     In,
@@ -47,9 +47,9 @@ impl Op {
 
 /// One string comparison (poetry-core's `Constraint`; `extra` marks an `ExtraConstraint`).
 #[derive(Debug, Clone)]
-pub(crate) struct Simple {
-    pub(crate) value: String,
-    pub(crate) op: Op,
+pub struct Simple {
+    pub value: String,
+    pub op: Op,
     extra: bool,
 }
 
@@ -69,7 +69,7 @@ impl Hash for Simple {
 /// poetry-core's generic constraints: `AnyConstraint`, `EmptyConstraint`, `Constraint`, `MultiConstraint`
 /// (an AND of negative constraints; for `extra`, of `==`/`!=`), `UnionConstraint`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Generic {
+pub enum Generic {
     Any,
     Empty,
     Single(Simple),
@@ -208,10 +208,10 @@ impl Simple {
 }
 
 impl Generic {
-    pub(crate) fn is_any(&self) -> bool {
+    pub fn is_any(&self) -> bool {
         matches!(self, Generic::Any)
     }
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         matches!(self, Generic::Empty)
     }
 
@@ -225,7 +225,7 @@ impl Generic {
         }
     }
 
-    pub(crate) fn intersect(&self, other: &Generic) -> Generic {
+    pub fn intersect(&self, other: &Generic) -> Generic {
         match self {
             Generic::Any => other.clone(),
             Generic::Empty => Generic::Empty,
@@ -335,7 +335,7 @@ impl Generic {
         }
     }
 
-    pub(crate) fn union(&self, other: &Generic) -> Generic {
+    pub fn union(&self, other: &Generic) -> Generic {
         match self {
             Generic::Any => Generic::Any,
             Generic::Empty => other.clone(),
@@ -618,9 +618,9 @@ fn parse_generic_single(constraint: &str, extra: bool) -> Result<Simple, String>
 
 /// A re-entrant `intersection`/`union` with the same arguments (poetry-core raises `RecursionError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Recursion;
+pub struct Recursion;
 
-pub(crate) type MResult<T = Marker> = Result<T, Recursion>;
+pub type MResult<T = Marker> = Result<T, Recursion>;
 
 const PYTHON_VERSION: &str = "python_version";
 const PYTHON_FULL_VERSION: &str = "python_full_version";
@@ -632,7 +632,7 @@ fn is_python(name: &str) -> bool {
 /// The constraint of a single marker: a version constraint for `python_version`, `python_full_version`
 /// and (usually) `platform_release`, a string constraint otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum MarkerConstraint {
+pub enum MarkerConstraint {
     Version(VersionConstraint),
     Generic(Generic),
 }
@@ -663,34 +663,34 @@ impl fmt::Display for MarkerConstraint {
 
 /// `name op "value"` (or `"value" in name`), compared by (name, op, value) like poetry-core.
 #[derive(Debug)]
-pub(crate) struct SingleMarker {
-    pub(crate) name: String,
-    pub(crate) op: String,
-    pub(crate) value: String,
+pub struct SingleMarker {
+    pub name: String,
+    pub op: String,
+    pub value: String,
     swapped: bool,
-    pub(crate) constraint: MarkerConstraint,
+    pub constraint: MarkerConstraint,
     hash: u64,
 }
 
 /// `AtomicMultiMarker` / `AtomicMarkerUnion`: several comparisons of one name (`sys_platform != "a" and
 /// sys_platform != "b"`), held as one generic constraint.
 #[derive(Debug)]
-pub(crate) struct Atomic {
-    pub(crate) name: String,
-    pub(crate) constraint: Generic,
+pub struct Atomic {
+    pub name: String,
+    pub constraint: Generic,
     hash: u64,
 }
 
 /// The children of an AND (`Multi`) or OR (`Union`) marker, with their hash and complexity.
 #[derive(Debug)]
-pub(crate) struct Node {
-    pub(crate) items: Vec<Marker>,
+pub struct Node {
+    pub items: Vec<Marker>,
     hash: u64,
     complexity: (usize, usize),
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Marker {
+pub enum Marker {
     Any,
     Empty,
     Single(Rc<SingleMarker>),
@@ -738,10 +738,10 @@ impl Marker {
         }
     }
 
-    pub(crate) fn is_any(&self) -> bool {
+    pub fn is_any(&self) -> bool {
         matches!(self, Marker::Any)
     }
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         matches!(self, Marker::Empty)
     }
     fn is_single_like(&self) -> bool {
@@ -755,14 +755,14 @@ impl Marker {
         }
     }
     /// The children of a `Multi` or `Union`.
-    pub(crate) fn items(&self) -> &[Marker] {
+    pub fn items(&self) -> &[Marker] {
         match self {
             Marker::Multi(n) | Marker::Union(n) => &n.items,
             _ => &[],
         }
     }
 
-    pub(crate) fn complexity(&self) -> (usize, usize) {
+    pub fn complexity(&self) -> (usize, usize) {
         match self {
             Marker::Any | Marker::Empty | Marker::Single(_) => (1, 1),
             Marker::AtomicMulti(a) | Marker::AtomicUnion(a) => (generic_len(&a.constraint), 1),
@@ -783,12 +783,12 @@ impl Marker {
     }
 
     /// `MultiMarker(*markers)`: flattens nested ANDs and drops duplicates, nothing else.
-    pub(crate) fn multi_raw(markers: &[Marker]) -> Marker {
+    pub fn multi_raw(markers: &[Marker]) -> Marker {
         Marker::Multi(Marker::node(flatten(markers, true), 0x4d))
     }
 
     /// `MarkerUnion(*markers)`: flattens nested ORs and drops duplicates, nothing else.
-    pub(crate) fn union_raw(markers: &[Marker]) -> Marker {
+    pub fn union_raw(markers: &[Marker]) -> Marker {
         Marker::Union(Marker::node(flatten(markers, false), 0x55))
     }
 
@@ -802,7 +802,7 @@ impl Marker {
         Marker::AtomicUnion(Rc::new(Atomic { name: name.to_string(), constraint, hash }))
     }
 
-    pub(crate) fn intersect(&self, other: &Marker) -> MResult {
+    pub fn intersect(&self, other: &Marker) -> MResult {
         match self {
             Marker::Any => Ok(other.clone()),
             Marker::Empty => Ok(Marker::Empty),
@@ -819,7 +819,7 @@ impl Marker {
         }
     }
 
-    pub(crate) fn union(&self, other: &Marker) -> MResult {
+    pub fn union(&self, other: &Marker) -> MResult {
         match self {
             Marker::Any => Ok(Marker::Any),
             Marker::Empty => Ok(other.clone()),
@@ -837,7 +837,7 @@ impl Marker {
     }
 
     /// Keeps only the comparisons of the given names (poetry-core's `only`).
-    pub(crate) fn only(&self, names: &[&str]) -> MResult {
+    pub fn only(&self, names: &[&str]) -> MResult {
         match self {
             Marker::Any | Marker::Empty => Ok(self.clone()),
             Marker::Single(_) | Marker::AtomicMulti(_) | Marker::AtomicUnion(_) => {
@@ -859,7 +859,7 @@ impl Marker {
     }
 
     /// Drops the comparisons of `name` (poetry-core's `exclude`).
-    pub(crate) fn exclude(&self, name: &str) -> MResult {
+    pub fn exclude(&self, name: &str) -> MResult {
         match self {
             Marker::Any | Marker::Empty => Ok(self.clone()),
             Marker::Single(_) | Marker::AtomicMulti(_) | Marker::AtomicUnion(_) => {
@@ -895,13 +895,13 @@ impl Marker {
         }
     }
 
-    pub(crate) fn without_extras(&self) -> MResult {
+    pub fn without_extras(&self) -> MResult {
         self.exclude("extra")
     }
 
     /// Evaluates the `extra` comparisons for the given (normalized) extras and simplifies the rest
     /// (poetry-core's `apply({"extra": extras})`).
-    pub(crate) fn apply_extras(&self, extras: &[String]) -> MResult {
+    pub fn apply_extras(&self, extras: &[String]) -> MResult {
         match self {
             Marker::Any | Marker::Empty => Ok(self.clone()),
             Marker::Single(_) | Marker::AtomicMulti(_) | Marker::AtomicUnion(_) => {
@@ -1222,7 +1222,7 @@ const MARKER_NAMES: &[&str] = &[
 ];
 
 /// Parses a PEP 508 marker expression (cached; poetry-core's `parse_marker`).
-pub(crate) fn parse_marker(text: &str) -> Result<Marker, String> {
+pub fn parse_marker(text: &str) -> Result<Marker, String> {
     if let Some(m) = PARSE_CACHE.with(|c| c.borrow().get(text).cloned()) {
         return Ok(m);
     }
@@ -1383,7 +1383,7 @@ thread_local! {
 }
 
 /// `MultiMarker.of`: an AND with the easy simplifications applied.
-pub(crate) fn multi_of(markers: &[Marker]) -> MResult {
+pub fn multi_of(markers: &[Marker]) -> MResult {
     let mut new: Vec<Marker> = flatten(markers, true);
     let mut old: Vec<Marker> = Vec::new();
     while old != new {
@@ -1439,7 +1439,7 @@ pub(crate) fn multi_of(markers: &[Marker]) -> MResult {
 }
 
 /// `MarkerUnion.of`: an OR with the easy simplifications applied.
-pub(crate) fn union_of(markers: &[Marker]) -> MResult {
+pub fn union_of(markers: &[Marker]) -> MResult {
     let mut new: Vec<Marker> = flatten(markers, false);
     let mut old: Vec<Marker> = Vec::new();
     while old != new {
@@ -1625,12 +1625,12 @@ fn least_complex(candidates: Vec<Marker>) -> Marker {
 }
 
 /// poetry-core's `intersection(*markers)`: the least complex of the DNF, the CNF and the plain AND.
-pub(crate) fn intersection(markers: &[Marker]) -> MResult {
+pub fn intersection(markers: &[Marker]) -> MResult {
     normalized(true, markers)
 }
 
 /// poetry-core's `union(*markers)`: the least complex of the CNF, the DNF and the plain OR.
-pub(crate) fn union(markers: &[Marker]) -> MResult {
+pub fn union(markers: &[Marker]) -> MResult {
     normalized(false, markers)
 }
 
@@ -1744,7 +1744,7 @@ fn cached(
 }
 
 /// Conjunctive normal form (cached, like poetry-core's `cnf`).
-pub(crate) fn cnf(marker: &Marker) -> MResult {
+pub fn cnf(marker: &Marker) -> MResult {
     match marker {
         Marker::Union(n) => cached(&CNF_CACHE, marker, || {
             let cnf_markers = n.items.iter().map(cnf).collect::<MResult<Vec<_>>>()?;
@@ -1764,7 +1764,7 @@ pub(crate) fn cnf(marker: &Marker) -> MResult {
 }
 
 /// Disjunctive normal form (cached, like poetry-core's `dnf`).
-pub(crate) fn dnf(marker: &Marker) -> MResult {
+pub fn dnf(marker: &Marker) -> MResult {
     match marker {
         Marker::Multi(n) => cached(&DNF_CACHE, marker, || {
             let dnf_markers = n.items.iter().map(dnf).collect::<MResult<Vec<_>>>()?;
@@ -1934,9 +1934,9 @@ fn merge_python_version_single_markers(m1: &Marker, m2: &Marker, multi: bool) ->
 
 /// For each marker name, the constraints per DNF conjunction (poetry-core's `convert_markers`); names in
 /// first-seen order, `python_full_version` folded into `python_version`.
-pub(crate) type ConvertedMarkers = Vec<(String, Vec<Vec<(String, String)>>)>;
+pub type ConvertedMarkers = Vec<(String, Vec<Vec<(String, String)>>)>;
 
-pub(crate) fn convert_markers(marker: &Marker) -> MResult<ConvertedMarkers> {
+pub fn convert_markers(marker: &Marker) -> MResult<ConvertedMarkers> {
     let marker = dnf(marker)?;
     let conjunctions: Vec<Marker> = match &marker {
         Marker::Union(n) => n.items.clone(),
@@ -1992,7 +1992,7 @@ pub(crate) fn convert_markers(marker: &Marker) -> MResult<ConvertedMarkers> {
     Ok(requirements)
 }
 
-pub(crate) fn contains_group_without_marker(markers: &ConvertedMarkers, name: &str) -> bool {
+pub fn contains_group_without_marker(markers: &ConvertedMarkers, name: &str) -> bool {
     match markers.iter().find(|(n, _)| n == name) {
         None => true,
         Some((_, groups)) => groups.iter().any(Vec::is_empty),
@@ -2000,7 +2000,7 @@ pub(crate) fn contains_group_without_marker(markers: &ConvertedMarkers, name: &s
 }
 
 /// The Python versions a marker allows (poetry-core's `get_python_constraint_from_marker`).
-pub(crate) fn python_constraint(marker: &Marker) -> MResult<VersionConstraint> {
+pub fn python_constraint(marker: &Marker) -> MResult<VersionConstraint> {
     let python_marker = marker.only(&[PYTHON_VERSION, PYTHON_FULL_VERSION])?;
     if python_marker.is_any() {
         return Ok(VersionConstraint::any());
@@ -2018,7 +2018,7 @@ pub(crate) fn python_constraint(marker: &Marker) -> MResult<VersionConstraint> {
 }
 
 /// poetry-core's `normalize_python_version_markers`: the constraint string of python_version comparisons.
-pub(crate) fn normalize_python_version_markers(disjunction: &[Vec<(String, String)>]) -> String {
+pub fn normalize_python_version_markers(disjunction: &[Vec<(String, String)>]) -> String {
     let mut ors = Vec::new();
     for or_ in disjunction {
         let mut ands: Vec<String> = Vec::new();
@@ -2074,7 +2074,7 @@ pub(crate) fn normalize_python_version_markers(disjunction: &[Vec<(String, Strin
 }
 
 /// poetry-core's `create_nested_marker` for a version constraint.
-pub(crate) fn nested_version_marker(name: &str, constraint: &VersionConstraint) -> String {
+pub fn nested_version_marker(name: &str, constraint: &VersionConstraint) -> String {
     if constraint.is_any() {
         return String::new();
     }
@@ -2113,7 +2113,7 @@ pub(crate) fn nested_version_marker(name: &str, constraint: &VersionConstraint) 
 }
 
 /// poetry-core's `create_nested_marker` for a string constraint given as text (e.g. `sys_platform`).
-pub(crate) fn nested_generic_marker(name: &str, constraint: &str) -> Result<String, String> {
+pub fn nested_generic_marker(name: &str, constraint: &str) -> Result<String, String> {
     Ok(nested_generic(name, &parse_generic(constraint, name == "extra")?))
 }
 
@@ -2137,12 +2137,12 @@ fn nested_generic(name: &str, constraint: &Generic) -> String {
 }
 
 /// `SingleMarker(name, "op value")`: one comparison, unsimplified.
-pub(crate) fn single(name: &str, constraint: &str) -> Result<Marker, String> {
+pub fn single(name: &str, constraint: &str) -> Result<Marker, String> {
     SingleMarker::marker(name, constraint, false)
 }
 
 /// The marker `python_version ...` for a project's Python constraint, parsed.
-pub(crate) fn python_marker(constraint: &VersionConstraint) -> Result<Marker, String> {
+pub fn python_marker(constraint: &VersionConstraint) -> Result<Marker, String> {
     parse_marker(&nested_version_marker(PYTHON_VERSION, constraint))
 }
 

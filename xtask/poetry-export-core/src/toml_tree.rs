@@ -3,16 +3,17 @@
 //! strings are spans of the text unless they contain escapes, and every value keeps its offset so that errors
 //! still say `path:line:col`. Lock files take a direct parser (`fast`); anything it does not read goes through
 //! `toml_parser` (the lexer `toml_edit` uses) without `toml_edit`'s formatting-preserving model, which is
-//! several times slower. Syntax errors are phrased by `toml_edit`, so they read exactly like those of every
-//! other TOML file the tool reads.
+//! several times slower. Errors are phrased as `toml_edit` phrases them (its wording, the same first error:
+//! syntax before structure), so they read like those of every other TOML file the tool reads, without
+//! compiling `toml_edit` into the engine; a test holds the two to the same messages.
 
 use std::borrow::Cow;
 
 use anyhow::{bail, format_err, Result};
 use toml_parser::decoder::Encoding;
 use toml_parser::decoder::ScalarKind;
-use toml_parser::parser::EventReceiver;
-use toml_parser::{ErrorSink, ParseError, Raw, Source, Span};
+use toml_parser::parser::{EventReceiver, RecursionGuard, ValidateWhitespace};
+use toml_parser::{ErrorSink, Expected, ParseError, Raw, Source, Span};
 
 /// The end of a list.
 const NONE: u32 = u32::MAX;
@@ -210,7 +211,7 @@ impl<'a> Slots<'a> {
 /// `[keys]` or `[[keys]]`: defines the table (or appends one to the array of tables) and returns it.
 fn define_header(slots: &mut Slots<'_>, keys: &[Key], array: bool, start: usize) -> Result<u32, (usize, String)> {
     let Some(((last, _), parents)) = keys.split_last() else { return Err((start, "empty table name".into())) };
-    let parent = navigate(slots, parents, start)?;
+    let parent = navigate(slots, parents)?;
     match slots.find(parent, slots.str(*last)) {
         None => {
             if array {
@@ -234,27 +235,42 @@ fn define_header(slots: &mut Slots<'_>, keys: &[Key], array: bool, start: usize)
                 *kind = TableKind::Header;
                 Ok(existing)
             }
-            _ => Err((start, format!("duplicate key `{}`", slots.str(*last)))),
+            _ => Err((keys[keys.len() - 1].1, "duplicate key".to_string())),
         },
     }
 }
 
 /// The table at `path` under the root, creating implicit tables; arrays of tables lead to their last table.
-fn navigate(slots: &mut Slots<'_>, path: &[Key], at: usize) -> Result<u32, (usize, String)> {
+fn navigate(slots: &mut Slots<'_>, path: &[Key]) -> Result<u32, (usize, String)> {
     let mut current = ROOT;
-    for (key, _) in path {
-        let Some(id) = slots.find(current, slots.str(*key)) else {
-            current = slots.add_table(current, *key, TableKind::Implicit, at);
+    for &(key, at) in path {
+        let Some(id) = slots.find(current, slots.str(key)) else {
+            current = slots.add_table(current, key, TableKind::Implicit, at);
             continue;
         };
         current = match slots.all[id as usize].value {
             Stored::Table(_, kind) if kind != TableKind::Inline => id,
             Stored::Array(list, true) if slots.table_kind(list.last).is_some() => list.last,
-            Stored::Array(_, true) => return Err((at, format!("`{}` is not a table", slots.str(*key)))),
-            _ => return Err((at, format!("`{}` is already defined as a value", slots.str(*key)))),
+            _ => return Err((at, cannot_extend(slots, id))),
         };
     }
     Ok(current)
+}
+
+/// `toml_edit`'s message for a dotted key (or a header) that goes through the value `id`.
+fn cannot_extend(slots: &Slots<'_>, id: u32) -> String {
+    let kind = match slots.all[id as usize].value {
+        Stored::String(_) => "string",
+        Stored::Integer(_) => "integer",
+        Stored::Float(_) => "float",
+        Stored::Boolean(_) => "boolean",
+        Stored::Datetime(_) => "datetime",
+        Stored::Array(_, false) => "array",
+        Stored::Array(_, true) => "array of tables",
+        Stored::Table(_, TableKind::Inline) => "inline table",
+        Stored::Table(..) => "table",
+    };
+    format!("cannot extend value of type {kind} with a dotted key")
 }
 
 /// Adds the value `value` under the (dotted) `keys` to `table`, creating dotted tables.
@@ -262,12 +278,22 @@ fn insert(slots: &mut Slots<'_>, table: u32, keys: &[Key], value: u32) -> Result
     let Some((last, parents)) = keys.split_last() else {
         return Err((slots.all[value as usize].at as usize, "a value without a key".to_string()));
     };
+    // Inside an inline table, `toml_edit` calls any clash with an inline table a duplicate key.
+    let inline = slots.table_kind(table) == Some(TableKind::Inline);
     let mut current = table;
-    for (key, key_at) in parents {
-        current = match slots.find(current, slots.str(*key)) {
-            None => slots.add_table(current, *key, TableKind::Dotted, *key_at),
-            Some(id) if matches!(slots.table_kind(id), Some(TableKind::Dotted | TableKind::Implicit)) => id,
-            Some(_) => return Err((*key_at, format!("duplicate key `{}`", slots.str(*key)))),
+    for &(key, key_at) in parents {
+        current = match slots.find(current, slots.str(key)) {
+            None => slots.add_table(current, key, TableKind::Dotted, key_at),
+            Some(id) => match slots.table_kind(id) {
+                Some(TableKind::Dotted | TableKind::Implicit) => id,
+                Some(TableKind::Header) => return Err((key_at, "duplicate key".to_string())),
+                Some(TableKind::Inline) if inline => return Err((key_at, "duplicate key".to_string())),
+                // An array of tables: `toml_edit` goes on into its last table, then refuses the key.
+                None if matches!(slots.all[id as usize].value, Stored::Array(_, true)) => {
+                    return Err((last.1, "duplicate key".to_string()))
+                }
+                _ => return Err((key_at, cannot_extend(slots, id))),
+            },
         };
     }
     insert_one(slots, current, *last, value)
@@ -276,7 +302,7 @@ fn insert(slots: &mut Slots<'_>, table: u32, keys: &[Key], value: u32) -> Result
 /// Adds the value `value` under `key` to `table`.
 fn insert_one(slots: &mut Slots<'_>, table: u32, key: Key, value: u32) -> Result<(), (usize, String)> {
     if slots.find(table, slots.str(key.0)).is_some() {
-        return Err((key.1, format!("duplicate key `{}`", slots.str(key.0))));
+        return Err((key.1, "duplicate key".to_string()));
     }
     slots.all[value as usize].key = key.0;
     slots.append(table, value);
@@ -288,28 +314,28 @@ fn insert_one(slots: &mut Slots<'_>, table: u32, key: Key, value: u32) -> Result
 // ---------------------------------------------------------------------------------------------------------
 
 /// A parsed document and where it came from.
-pub(crate) struct Document<'a> {
-    pub(crate) text: &'a str,
-    pub(crate) display: String,
+pub struct Document<'a> {
+    pub text: &'a str,
+    pub display: String,
     slots: Slots<'a>,
 }
 
 /// A value of a document (a cheap handle: copy it freely).
 #[derive(Clone, Copy)]
-pub(crate) struct Node<'d> {
+pub struct Node<'d> {
     slots: &'d Slots<'d>,
     id: u32,
 }
 
 /// A table of a document.
 #[derive(Clone, Copy)]
-pub(crate) struct Table<'d> {
+pub struct Table<'d> {
     slots: &'d Slots<'d>,
     id: u32,
 }
 
 /// A value, as `Node::value` shows it.
-pub(crate) enum Value<'d> {
+pub enum Value<'d> {
     String(&'d str),
     Integer(i64),
     Float(f64),
@@ -321,7 +347,7 @@ pub(crate) enum Value<'d> {
 
 /// The items of an array, in order.
 #[derive(Clone)]
-pub(crate) struct Items<'d> {
+pub struct Items<'d> {
     slots: &'d Slots<'d>,
     next: u32,
 }
@@ -339,7 +365,7 @@ impl<'d> Iterator for Items<'d> {
 }
 
 /// The entries of a table, in document order.
-pub(crate) struct Entries<'d> {
+pub struct Entries<'d> {
     slots: &'d Slots<'d>,
     next: u32,
 }
@@ -361,13 +387,13 @@ impl<'d> Table<'d> {
     fn list(self) -> List {
         self.slots.list(self.id)
     }
-    pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
+    pub fn get(self, key: &str) -> Option<Node<'d>> {
         self.slots.find(self.id, key).map(|id| Node { slots: self.slots, id })
     }
-    pub(crate) fn iter(self) -> Entries<'d> {
+    pub fn iter(self) -> Entries<'d> {
         Entries { slots: self.slots, next: self.list().first }
     }
-    pub(crate) fn is_empty(self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.list().first == NONE
     }
 }
@@ -377,10 +403,10 @@ impl<'d> Node<'d> {
         &self.slots.all[self.id as usize]
     }
     /// Where the value starts in the text.
-    pub(crate) fn at(self) -> usize {
+    pub fn at(self) -> usize {
         self.slot().at as usize
     }
-    pub(crate) fn value(self) -> Value<'d> {
+    pub fn value(self) -> Value<'d> {
         match &self.slot().value {
             Stored::String(s) => Value::String(self.slots.str(*s)),
             Stored::Integer(i) => Value::Integer(*i),
@@ -391,42 +417,42 @@ impl<'d> Node<'d> {
             Stored::Table(..) => Value::Table(Table { slots: self.slots, id: self.id }),
         }
     }
-    pub(crate) fn as_str(self) -> Option<&'d str> {
+    pub fn as_str(self) -> Option<&'d str> {
         match &self.slot().value {
             Stored::String(s) => Some(self.slots.str(*s)),
             _ => None,
         }
     }
-    pub(crate) fn is_str(self) -> bool {
+    pub fn is_str(self) -> bool {
         matches!(self.slot().value, Stored::String(_))
     }
-    pub(crate) fn as_bool(self) -> Option<bool> {
+    pub fn as_bool(self) -> Option<bool> {
         match self.slot().value {
             Stored::Boolean(b) => Some(b),
             _ => None,
         }
     }
-    pub(crate) fn as_table(self) -> Option<Table<'d>> {
+    pub fn as_table(self) -> Option<Table<'d>> {
         match self.slot().value {
             Stored::Table(..) => Some(Table { slots: self.slots, id: self.id }),
             _ => None,
         }
     }
     /// The items of an array or of an array of tables.
-    pub(crate) fn as_array(self) -> Option<Items<'d>> {
+    pub fn as_array(self) -> Option<Items<'d>> {
         match self.slot().value {
             Stored::Array(list, _) => Some(Items { slots: self.slots, next: list.first }),
             _ => None,
         }
     }
-    pub(crate) fn get(self, key: &str) -> Option<Node<'d>> {
+    pub fn get(self, key: &str) -> Option<Node<'d>> {
         self.as_table().and_then(|t| t.get(key))
     }
 }
 
 impl<'a> Document<'a> {
     /// Parses `text`; `display` names the file in messages.
-    pub(crate) fn parse(text: &'a str, display: &str) -> Result<Document<'a>> {
+    pub fn parse(text: &'a str, display: &str) -> Result<Document<'a>> {
         if u32::try_from(text.len()).is_err() {
             bail!("{display} is too large (4 GiB or more)");
         }
@@ -436,31 +462,26 @@ impl<'a> Document<'a> {
         match Builder::parse(text) {
             Ok(slots) => Ok(Document { text, display: display.to_string(), slots }),
             Err((at, message)) => {
-                // Let the formatting-preserving parser phrase the error like everywhere else.
-                if let Err(e) = toml_edit::Document::parse(text) {
-                    let (line, col) = line_col(text, e.span().map_or(0, |s| s.start));
-                    let message = e.message().trim_end().replace('\n', " ");
-                    bail!("{display}:{line}:{col}: invalid TOML: {message}");
-                }
                 let (line, col) = line_col(text, at);
+                let message = message.trim_end().replace('\n', " ");
                 Err(format_err!("{display}:{line}:{col}: invalid TOML: {message}"))
             }
         }
     }
 
     /// The top-level table.
-    pub(crate) fn root(&self) -> Table<'_> {
+    pub fn root(&self) -> Table<'_> {
         Table { slots: &self.slots, id: ROOT }
     }
 
     /// `path:line:col` of a value.
-    pub(crate) fn location(&self, node: Node<'_>) -> String {
+    pub fn location(&self, node: Node<'_>) -> String {
         let (line, col) = line_col(self.text, node.at());
         format!("{}:{line}:{col}", self.display)
     }
 
     /// An error pointing at `node`: `path:line:col: message`.
-    pub(crate) fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
+    pub fn error_at(&self, node: Node<'_>, message: impl std::fmt::Display) -> anyhow::Error {
         format_err!("{}: {message}", self.location(node))
     }
 }
@@ -478,6 +499,36 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 // ---------------------------------------------------------------------------------------------------------
 // The general parser: `toml_parser`'s events
 // ---------------------------------------------------------------------------------------------------------
+
+/// How deep arrays and inline tables may nest (`toml_edit`'s limit).
+const MAX_NESTING: u32 = 80;
+
+/// A `toml_parser` error as `toml_edit` words it: the description, then what was expected.
+fn describe(error: &ParseError) -> String {
+    let mut message = error.description().to_string();
+    if let Some(expected) = error.expected() {
+        message.push_str(", expected ");
+        if expected.is_empty() {
+            message.push_str("nothing");
+        }
+        for (i, expected) in expected.iter().enumerate() {
+            if i != 0 {
+                message.push_str(", ");
+            }
+            match expected {
+                Expected::Literal("\n") => message.push_str("newline"),
+                Expected::Literal("`") => message.push_str("'`'"),
+                Expected::Literal(s) if s.chars().all(|c| c.is_ascii_control()) => {
+                    message.push_str(&format!("`{}`", s.escape_debug()))
+                }
+                Expected::Literal(s) => message.push_str(&format!("`{s}`")),
+                Expected::Description(s) => message.push_str(s),
+                _ => message.push_str("etc"),
+            }
+        }
+    }
+    message
+}
 
 enum Frame {
     /// An array being read.
@@ -513,14 +564,24 @@ impl<'a> Builder<'a> {
             frames: Vec::new(),
             error: None,
         };
-        let mut errors: Vec<ParseError> = Vec::new();
-        toml_parser::parser::parse_document(&tokens, &mut builder, &mut errors);
-        let error = builder.error.or_else(|| {
-            errors.first().map(|e| (e.unexpected().map(|s| s.start()).unwrap_or(0), e.description().to_string()))
-        });
-        match error {
+        // The first syntax error, else the first error in the values and tables: `toml_edit`'s order, with the
+        // same checks of whitespace and comments and the same limit on nesting.
+        let mut syntax: Option<ParseError> = None;
+        {
+            let mut whitespace = ValidateWhitespace::new(&mut builder, source);
+            let mut nesting = RecursionGuard::new(&mut whitespace, MAX_NESTING);
+            toml_parser::parser::parse_document(&tokens, &mut nesting, &mut syntax);
+        }
+        match syntax.map(|e| (e.unexpected().map_or(0, |s| s.start()), describe(&e))).or(builder.error) {
             None => Ok(builder.slots),
             Some(error) => Err(error),
+        }
+    }
+
+    /// Records an error of decoding (a bad escape, a bad number) in its place among the tree's errors.
+    fn decoding(&mut self, error: Option<ParseError>) {
+        if let Some(e) = error {
+            self.fail(e.unexpected().map_or(0, |s| s.start()), describe(&e));
         }
     }
 
@@ -617,13 +678,15 @@ impl<'a> EventReceiver for Builder<'a> {
             self.deliver(array);
         }
     }
-    fn simple_key(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
+    fn simple_key(&mut self, span: Span, kind: Option<Encoding>, _error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
         let key = match plain_string(raw.as_str(), kind) {
             Some(s) => self.slots.span(s),
             None => {
                 let mut key: Cow<'a, str> = Cow::Borrowed("");
-                raw.decode_key(&mut key, error);
+                let mut error = None;
+                raw.decode_key(&mut key, &mut error);
+                self.decoding(error);
                 self.slots.text_of(key)
             }
         };
@@ -637,13 +700,16 @@ impl<'a> EventReceiver for Builder<'a> {
             None => self.pending.push((key, span.start())),
         }
     }
-    fn scalar(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
+    fn scalar(&mut self, span: Span, kind: Option<Encoding>, _error: &mut dyn ErrorSink) {
         let raw = self.raw(span, kind);
         let value = match plain_string(raw.as_str(), kind).filter(|_| kind.is_some()) {
             Some(s) => Stored::String(self.slots.span(s)),
             None => {
                 let mut out: Cow<'a, str> = Cow::Borrowed("");
-                match raw.decode_scalar(&mut out, error) {
+                let mut error = None;
+                let decoded = raw.decode_scalar(&mut out, &mut error);
+                self.decoding(error);
+                match decoded {
                     ScalarKind::String => Stored::String(self.slots.text_of(out)),
                     ScalarKind::Boolean(b) => Stored::Boolean(b),
                     ScalarKind::DateTime => Stored::Datetime(self.slots.span(raw.as_str())),
@@ -658,7 +724,8 @@ impl<'a> EventReceiver for Builder<'a> {
                     ScalarKind::Integer(radix) => match i64::from_str_radix(&out, radix.value()) {
                         Ok(i) => Stored::Integer(i),
                         Err(_) => {
-                            self.fail(span.start(), format!("invalid integer `{}`", raw.as_str()));
+                            // The decoder checked the digits: what is left is overflow.
+                            self.fail(span.start(), "integer number overflowed".to_string());
                             return;
                         }
                     },
@@ -1232,5 +1299,103 @@ lock-version = "2.0"
         let err = |text: &str| Document::parse(text, "poetry.lock").err().unwrap().to_string();
         expect!["poetry.lock:2:5: invalid TOML: extra `=`, expected nothing"].assert_eq(&err("[a]\nb = = 1\n"));
         expect![[r#"poetry.lock:2:1: invalid TOML: duplicate key"#]].assert_eq(&err("a = 1\na = 2\n"));
+    }
+
+    /// Every error reads as `toml_edit` (which the rest of the tool reads TOML with) words it, at the same place.
+    #[test]
+    fn errors_read_like_toml_edit() {
+        let texts = [
+            // Syntax.
+            "[a]\nb = = 1\n",
+            "a = \"x\n",
+            "a = 'x\n",
+            "a = \"\"\"abc\n",
+            "a = 1 b = 2\n",
+            "a = 1,\n",
+            "[a\nb = 1\n",
+            "[[a]\n",
+            "[a]]\n",
+            "[]\n",
+            "a = [1, 2\n",
+            "a = [1 2]\n",
+            "a = [1,,2]\n",
+            "a = {b = 1,}\n",
+            "a = {b = 1\n",
+            "a = {b = 1\n}\n",
+            "a = {b}\n",
+            "a\n",
+            "= 1\n",
+            "a = \n",
+            "a.b. = 1\n",
+            "a = tru\n",
+            "a = 1.\n",
+            "a = 1e\n",
+            "a = 1 # a comment with a control character \u{1}\n",
+            "a = 1\rb = 2\n",
+            "# \u{7f}\n",
+            &format!("a = {}1{}\n", "[".repeat(90), "]".repeat(90)),
+            &format!("a = {}\n", "{b = ".repeat(90) + "1" + &"}".repeat(90)),
+            // Decoding.
+            "a = \"x\\qy\"\n",
+            "a = \"\\uD800\"\n",
+            "a = 01\n",
+            "a = 1__2\n",
+            "a = 0x\n",
+            "a = 0xZ\n",
+            "a = 99999999999999999999\n",
+            "\"a\\q\" = 1\n",
+            "a = \"\"\"x\\q\"\"\"\n",
+            // Structure.
+            "a = 1\na = 2\n",
+            "\"a\" = 1\na = 2\n",
+            "[a]\n[a]\n",
+            "[a]\nb = 1\n[a]\n",
+            "a = 1\n[a]\n",
+            "a = 1\na.b = 2\n",
+            "a = \"s\"\na.b = 2\n",
+            "a = true\na.b = 2\n",
+            "a = 1.5\na.b = 2\n",
+            "a = [1]\na.b = 2\n",
+            "a = {b = 1}\na.c = 2\n",
+            "a = [1]\n[a.b]\n",
+            "a = {}\n[a.b]\n",
+            "a = 1\n[a.b]\n",
+            "a = 1\n[a.b.c]\n",
+            "[a]\nb = 1\n[a.b]\n",
+            "[[a]]\n[a]\n",
+            "[a]\n[[a]]\n",
+            "a = 1\n[[a]]\n",
+            "[a]\nx = 1\n[[a]]\n",
+            "[[a]]\nb = 1\n[a.b]\n",
+            "a.b = 1\n[a]\n",
+            "a.b.c = 1\n[a.b]\n",
+            "a.b = 1\n[a.b.c]\n",
+            "[a]\nb.c = 1\n[a.b]\n",
+            "[a.b]\n[a]\nb = 1\n",
+            "[a.b]\nc = 1\n[a]\nb.d = 1\n",
+            "[[x.a]]\n[x]\na = 1\n",
+            "[[x.a]]\n[x]\na.b = 1\n",
+            "a = {b = 1, b = 2}\n",
+            "a = {b = {}, b.c = 1}\n",
+            "a = {b = 1, b.c = 1}\n",
+            "a = {b.c = 1, b = 2}\n",
+            "a = [{b = 1, b = 2}]\n",
+            // Several errors: the first syntax error, else the first other one.
+            "x = \"\\q\"\na = 1\na = 2\n",
+            "a = 1\na = 2\nb = = 3\n",
+            "a = 99999999999999999999\nb = \"\\q\"\n",
+        ];
+        let theirs = |text: &str| {
+            let e = toml_edit::Document::parse(text).err()?;
+            let (line, col) = line_col(text, e.span().map_or(0, |s| s.start));
+            Some(format!("poetry.lock:{line}:{col}: invalid TOML: {}", e.message().trim_end().replace('\n', " ")))
+        };
+        let ours = |text: &str| Document::parse(text, "poetry.lock").err().map(|e| e.to_string());
+        let differ: Vec<String> = texts
+            .iter()
+            .filter(|text| ours(text) != theirs(text))
+            .map(|text| format!("{text:?}: ours {:?}, toml_edit {:?}", ours(text), theirs(text)))
+            .collect();
+        assert!(differ.is_empty(), "{differ:#?}");
     }
 }

@@ -6,16 +6,16 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 /// A thread-local memo. Never freed: it lives as long as the tool, and freeing it at exit only costs time.
-pub(crate) type Memo<T> = std::mem::ManuallyDrop<RefCell<T>>;
+pub type Memo<T> = std::mem::ManuallyDrop<RefCell<T>>;
 
-pub(crate) const fn memo<T>(value: T) -> Memo<T> {
+pub const fn memo<T>(value: T) -> Memo<T> {
     std::mem::ManuallyDrop::new(RefCell::new(value))
 }
 
 /// A `HashMap` with `FastHasher`.
-pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
-pub(crate) fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
+pub fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
     let mut h = FastHasher::default();
     t.hash(&mut h);
     h.finish()
@@ -24,7 +24,7 @@ pub(crate) fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
 /// A small multiply-rotate hasher (FxHash): our maps are keyed by markers (whose hash is precomputed) and
 /// short strings from trusted files, so SipHash's flood resistance only costs time.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
+pub struct FastHasher(u64);
 
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
