@@ -610,10 +610,10 @@ impl ServerSettings {
             }
         };
         let deps = meta.dependencies()?;
-        let has = |names: &[&str]| names.iter().any(|n| deps.iter().any(|(d, _)| d == n));
+        let depends_on = |names: &[&str]| names.iter().any(|n| deps.iter().any(|(d, _)| d == n));
         let callables = detect::callables(&code.sources);
         let framework_interface =
-            if !has(ASGI_FRAMEWORKS) && has(WSGI_FRAMEWORKS) { Interface::Wsgi } else { Interface::Asgi };
+            if !depends_on(ASGI_FRAMEWORKS) && depends_on(WSGI_FRAMEWORKS) { Interface::Wsgi } else { Interface::Asgi };
         let declared_interface = match x.string("interface")?.as_deref() {
             Some("asgi") => Some(Interface::Asgi),
             Some("wsgi") => Some(Interface::Wsgi),
@@ -1455,17 +1455,17 @@ struct Servers {
 impl Servers {
     /// From the main dependencies (normalized names with their extras): `fastapi[standard]` brings uvicorn.
     fn of(deps: &[(String, Vec<String>)]) -> Servers {
-        let has = |name: &str| deps.iter().any(|(d, _)| d == name);
+        let depends_on = |name: &str| deps.iter().any(|(d, _)| d == name);
         let fastapi_standard =
             deps.iter().any(|(d, extras)| d == "fastapi" && extras.iter().any(|e| e == "standard" || e == "all"));
         Servers {
-            gunicorn: has("gunicorn"),
-            uvicorn: has("uvicorn") || fastapi_standard,
-            uvicorn_worker: has("uvicorn-worker"),
-            hypercorn: has("hypercorn"),
-            granian: has("granian"),
-            daphne: has("daphne"),
-            waitress: has("waitress"),
+            gunicorn: depends_on("gunicorn"),
+            uvicorn: depends_on("uvicorn") || fastapi_standard,
+            uvicorn_worker: depends_on("uvicorn-worker"),
+            hypercorn: depends_on("hypercorn"),
+            granian: depends_on("granian"),
+            daphne: depends_on("daphne"),
+            waitress: depends_on("waitress"),
         }
     }
 

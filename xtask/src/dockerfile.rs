@@ -126,12 +126,12 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     }
     let mut env = vec![format!("PATH=\"{VENV}/bin:${{PATH}}\""), format!("VIRTUAL_ENV=\"{VENV}\"")];
     if !set("PYTHONPATH") {
-        env.push(format!("PYTHONPATH={}", quote_value("workdir", "", workdir)?));
+        env.push(format!("PYTHONPATH={}", quote_for_dockerfile("workdir", "", workdir)?));
     }
     env.extend(["PYTHONUNBUFFERED=\"1\"".to_string(), "PYTHONDONTWRITEBYTECODE=\"1\"".to_string()]);
     env.push(format!("PORT=\"{port}\""));
     for (key, value) in config.env.iter().filter(|(k, _)| k != "PORT") {
-        env.push(format!("{key}={}", quote_value("tool.xtask.env", key, value)?));
+        env.push(format!("{key}={}", quote_for_dockerfile("tool.xtask.env", key, value)?));
     }
     let env = env.join(" \\\n    ");
     let health_url = format!("http://127.0.0.1:{port}{}", config.health_path);
@@ -143,20 +143,23 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     let command = exec_form(&config.command);
     let oci = "org.opencontainers.image";
     let mut labels = vec![
-        format!("{oci}.title={}", quote_value("title", "", &config.project_name)?),
-        format!("{oci}.version={}", quote_value("version", "", &config.version)?),
+        format!("{oci}.title={}", quote_for_dockerfile("title", "", &config.project_name)?),
+        format!("{oci}.version={}", quote_for_dockerfile("version", "", &config.version)?),
         format!("{oci}.base.name=\"${{BASE_IMAGE}}\""),
     ];
     for (key, value) in &config.labels {
         if key.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
             bail!("tool.xtask.labels: '{key}' cannot be a label name (no spaces, quotes or =)");
         }
-        labels.push(format!("{key}={}", quote_value("tool.xtask.labels", key, value)?));
+        labels.push(format!("{key}={}", quote_for_dockerfile("tool.xtask.labels", key, value)?));
     }
     labels.push(format!("{STOP_TIMEOUT_LABEL}=\"{}\"", engine_stop_timeout(config)));
     labels.push(format!("{SBOM_LABEL}=\"{SBOM}\""));
     if !config.release.is_empty() {
-        labels.push(format!("{RELEASE_LABEL}={}", quote_value("tool.xtask.release", "", &exec_form(&config.release))?));
+        labels.push(format!(
+            "{RELEASE_LABEL}={}",
+            quote_for_dockerfile("tool.xtask.release", "", &exec_form(&config.release))?
+        ));
     }
     let labels = labels.join(" \\\n      ");
     // The data folders: made and given to the app's user here, so that a new volume (which the engine fills
@@ -168,7 +171,7 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
     };
     let volume_line =
         if config.volumes.is_empty() { String::new() } else { format!("VOLUME {}\n", exec_form(&config.volumes)) };
-    let base_image = quote_value("base image", "", base_image)?;
+    let base_image = quote_for_dockerfile("base image", "", base_image)?;
     // System packages: their .deb files, fetched before the build by apt in a container of the base image, are
     // installed offline by dpkg; the first runtime step, so that the app's changes rebuild nothing of it.
     let (system_copy, system_install, system_context) = if config.system_packages.is_empty() {
@@ -246,7 +249,7 @@ pub(crate) fn home_dir(config: &Config) -> String {
 }
 
 /// A value in double quotes for ENV or LABEL: `\`, `"` and `$` escaped; a line break is an error.
-fn quote_value(setting: &str, key: &str, value: &str) -> Result<String> {
+fn quote_for_dockerfile(setting: &str, key: &str, value: &str) -> Result<String> {
     if value.contains(['\n', '\r']) {
         let name = if key.is_empty() { setting.to_string() } else { format!("{setting}.{key}") };
         bail!("{name}: a value with a line break cannot go into a Dockerfile");
@@ -395,7 +398,7 @@ system-packages = ["libmagic1"]
                   xtask.sbom="/opt/sbom.cdx.json"
         "##]]
         .assert_eq(&text);
-        let err = quote_value("tool.xtask.env", "X", "a\nb").unwrap_err().to_string();
+        let err = quote_for_dockerfile("tool.xtask.env", "X", "a\nb").unwrap_err().to_string();
         assert_eq!(err, "tool.xtask.env.X: a value with a line break cannot go into a Dockerfile");
     }
 }

@@ -306,7 +306,7 @@ fn last_error(log: &str) -> String {
 
 /// What a failed build's log says is missing, and what to add to `tool.xtask.build-packages` (pure).
 pub(crate) fn remedy(log: &str, build_packages: &[String]) -> String {
-    let has = |p: &str| build_packages.iter().any(|b| b == p || b.starts_with(&format!("{p}=")));
+    let asked = |p: &str| build_packages.iter().any(|b| b == p || b.starts_with(&format!("{p}=")));
     let header = log.lines().find_map(|l| {
         let (_, rest) = l.split_once("fatal error: ")?;
         let name = rest.split(':').next()?.trim();
@@ -320,7 +320,7 @@ pub(crate) fn remedy(log: &str, build_packages: &[String]) -> String {
             || log.contains("unable to execute 'gcc'")
             || log.contains("error: command 'cc' failed")
             || log.contains("C compiler cannot create executables");
-    if no_compiler && !has("gcc") {
+    if no_compiler && !asked("gcc") {
         return "it compiles C and the container has no compiler: add \"gcc\" and \"libc6-dev\" to \
                 tool.xtask.build-packages, with the -dev packages of the libraries it builds against"
             .to_string();
@@ -329,7 +329,7 @@ pub(crate) fn remedy(log: &str, build_packages: &[String]) -> String {
         Some(header) if header == "Python.h" => format!(
             "the Python headers are missing (Python.h): add \"python3-dev\" to tool.xtask.build-packages (the base \
              image's Python{} has none)",
-            if has("python3-dev") { " does not use Debian's python3-dev and" } else { "" }
+            if asked("python3-dev") { " does not use Debian's python3-dev and" } else { "" }
         ),
         // Headers CPython stopped installing (3.11 moved longintrepr.h and eval.h inside): the code predates it.
         Some(header) if ["longintrepr.h", "eval.h"].contains(&header.as_str()) => format!(
