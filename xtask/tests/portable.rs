@@ -134,7 +134,7 @@ fn second_app_in_a_copied_repository() {
         Cargo.toml (changed):
           + [workspace.metadata.xtask] app = "services/greeter"
         services/greeter/pyproject.toml (changed):
-          + 13 commented settings with their derived values in [tool.xtask]
+          + 15 commented settings with their derived values in [tool.xtask]
         .gitignore (created):
           + /target/ (cargo's and this tool's build output)
         Set up for the app in services/greeter. Next: `cargo xtask image`, then commit these files, docker/Dockerfile and Cargo.lock.
