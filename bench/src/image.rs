@@ -513,6 +513,7 @@ impl Bench<'_> {
                     platform: None,
                     cache_from: &[],
                     timestamp: None,
+                    target: None,
                 };
                 self.engine_build(&request, &log)?
             }
@@ -639,6 +640,7 @@ impl Bench<'_> {
             platform: None,
             cache_from: &[],
             timestamp: None,
+            target: None,
         };
         let buildkit = self.records_before.is_some();
         let before: BTreeSet<String> = if buildkit {

@@ -239,7 +239,8 @@ fn second_app_in_a_copied_repository() {
         []
     "#]]
     .assert_eq(&run(command, "docker"));
-    let context = repo.target.join("xtask/apps").join(NAME).join("context/requirements.txt");
+    // What uv installed the virtualenv from: the wheelhouse's requirements and the project's wheel.
+    let context = repo.target.join("xtask/apps").join(NAME).join("context.requirements.txt");
     let requirements = std::fs::read_to_string(&context).unwrap_or_else(|e| panic!("{}: {e}", context.display()));
     assert!(
         !requirements.contains("file:") && requirements.lines().any(|l| l.starts_with("shout==0.1.0 ;")),
