@@ -168,7 +168,7 @@ pub(crate) fn ensure(
     let mut hasher = Sha256::default();
     hasher.update(
         format!(
-            "xtask venv 1\nuv {}\npython {}\nplatform {}\nglibc {}.{}\nvenv {}\n",
+            "xtask venv 2\nuv {}\npython {}\nplatform {}\nglibc {}.{}\nvenv {}\n",
             uv::VERSION,
             target.python,
             target.platform,
@@ -220,6 +220,14 @@ pub(crate) fn ensure(
         )
     })?;
 
+    // uv's own record of when it installed each package (`uv_cache.json`, a time): the same wheels must make
+    // the same bytes, or a fresh machine's build would match no cached layer.
+    for entry in std::fs::read_dir(&site).with_context(|| format!("cannot read {}", paths::display(&site)))? {
+        let dist_info = entry?.path();
+        if dist_info.extension().is_some_and(|e| e == "dist-info") {
+            forget_uv_cache_record(&dist_info)?;
+        }
+    }
     // Console scripts: uv puts them in `<target>/bin`, starting with the host's interpreter.
     let scripts = site.join("bin");
     let bin = staging.join("bin");
@@ -243,6 +251,26 @@ pub(crate) fn ensure(
         .with_context(|| format!("cannot move the virtualenv to {}", paths::display(&venv)))?;
     gen::write_atomic(&stamp_path, stamp.as_bytes())?;
     Ok(Site { stamp, packages, refreshed: true })
+}
+
+/// Removes `uv_cache.json` from a `.dist-info` folder and its line from the folder's RECORD (through a new file:
+/// uv may have linked RECORD from its cache).
+fn forget_uv_cache_record(dist_info: &Path) -> Result<()> {
+    let cache_file = dist_info.join("uv_cache.json");
+    if !cache_file.exists() {
+        return Ok(());
+    }
+    std::fs::remove_file(&cache_file).with_context(|| format!("cannot remove {}", paths::display(&cache_file)))?;
+    let record = dist_info.join("RECORD");
+    let Ok(text) = std::fs::read_to_string(&record) else { return Ok(()) };
+    let name = format!("{}/uv_cache.json,", dist_info.file_name().unwrap().to_string_lossy());
+    let kept: String = text.split_inclusive('\n').filter(|line| !line.starts_with(&name)).collect();
+    if kept != text {
+        let tmp = record.with_extension("xtask-tmp");
+        std::fs::write(&tmp, kept).with_context(|| format!("cannot write {}", paths::display(&tmp)))?;
+        std::fs::rename(&tmp, &record).with_context(|| format!("cannot write {}", paths::display(&record)))?;
+    }
+    Ok(())
 }
 
 /// uv's `--python-platform` for a glibc: the newest manylinux it names (`manylinux2014`, `_2_28`, `_2_31` to
