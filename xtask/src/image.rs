@@ -260,7 +260,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         }
         let bytecode = site::Bytecode { python: config.python, host: host.as_ref(), platform: &config.platform };
         let uv = uv.expect("started unless a dry run");
-        let venv = site::ensure(sh, &config, &target, &requirements, &find_links, &bytecode, uv, &context_dir)?;
+        let venv = site::ensure(sh, &config, &target, (&requirements, &find_links), &bytecode, uv, &context_dir)?;
         steps.done("venv", if venv.refreshed { "" } else { " (up to date)" });
         Some(assemble(sh, &config, &venv, &bytecode, system.as_ref(), sbom_file.as_deref(), &context_dir)?)
     };
