@@ -513,6 +513,7 @@ impl Bench<'_> {
                     platform: None,
                     cache_from: &[],
                     timestamp: None,
+                    target: None,
                 };
                 self.engine_build(&request, &log)?
             }
@@ -541,7 +542,15 @@ impl Bench<'_> {
     /// Builds with the engine's own build command line (the one `cargo xtask image` runs) and the benchmark's
     /// builder, through `exec`. Returns how long it took.
     fn engine_build(&self, request: &BuildRequest<'_>, log: &Path) -> Result<Duration> {
-        let (args, env) = self.engine.build_command(self.builder, request);
+        let (mut args, env) = self.engine.build_command(self.builder, request);
+        // The recipes and uv's Dockerfile download in their RUN steps (apt, pip, uv): they get the network
+        // that `build_command` denies our own, offline builds.
+        if let Some(at) = args
+            .windows(2)
+            .position(|w| w[0] == "--network" && w[1] == "none")
+        {
+            args.drain(at..at + 2);
+        }
         let expression = env
             .iter()
             .fold(duct::cmd(&self.engine.path, &args), |e, (key, value)| {
@@ -639,6 +648,7 @@ impl Bench<'_> {
             platform: None,
             cache_from: &[],
             timestamp: None,
+            target: None,
         };
         let buildkit = self.records_before.is_some();
         let before: BTreeSet<String> = if buildkit {

@@ -134,7 +134,7 @@ pub struct Config {
     /// Packages of the base image's package manager installed where sdists are built for the target (never in
     /// the image): compilers and `-dev` packages.
     pub build_packages: Vec<String>,
-    /// Packages installed in the image's runtime stage (from `.deb` files fetched beforehand): the shared
+    /// Packages installed in the image's base stage (from `.deb` files fetched beforehand): the shared
     /// libraries built wheels link, or what a pure-Python package needs at run time.
     pub system_packages: Vec<String>,
     /// Environment variables baked into the image.
@@ -153,7 +153,7 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("name", "string", "the project name, lowercased, `-` for other characters", "image name: tags `<name>:<version>` and `<name>:<git sha>`"),
     ("version", "string", "`[project].version` or `[tool.poetry].version` (`+` → `-`), else `0.0.0`", "image version tag and OCI label"),
     ("python", "string `X.Y`", "the lowest version `requires-python` (or Poetry's `python` dependency) allows, else `3.12`", "Python of the image and its wheelhouse (`--python`)"),
-    ("base-image", "string", "`python:<python>-slim`", "base image of both stages (`--base-image`, env `XTASK_BASE_IMAGE`)"),
+    ("base-image", "string", "`python:<python>-slim`", "base image of the image and of the containers that build its sdists (`--base-image`, env `XTASK_BASE_IMAGE`)"),
     ("platform", "string", "`linux/amd64`", "platform of the image and its wheels (`--platform`)"),
     ("platforms", "array of strings", "`[<platform>]`", "the platforms `cargo xtask push` ships as one multi-platform index (`--platform linux/amd64,linux/arm64`): a wheelhouse and an image per platform"),
     ("repository", "string", "none", "where `cargo xtask push` pushes (`--to`), e.g. `ghcr.io/org/app`; the registry cache BuildKit builds from"),
@@ -170,7 +170,7 @@ pub(crate) const KEYS: &[(&str, &str, &str, &str)] = &[
     ("groups", "array of strings", "`[]`", "Poetry dependency groups installed besides main (each must exist)"),
     ("extras", "array of strings", "`[]`", "extras of the project installed (each must exist)"),
     ("build-packages", "array of strings", "`[]`", "packages (as the base image's apt names them) installed in the container of the base image where sdists without a wheel for the target are built, e.g. `[\"gcc\", \"libc6-dev\", \"python3-dev\", \"libldap-dev\"]`; never in the image"),
-    ("system-packages", "array of strings", "`[]`", "packages installed in the image's runtime stage from `.deb` files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (`libldap-2.5-0`), or what a package needs at run time (`libmagic1`)"),
+    ("system-packages", "array of strings", "`[]`", "packages installed in the image's base stage from `.deb` files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (`libldap-2.5-0`), or what a package needs at run time (`libmagic1`)"),
     ("env", "table of strings", "`{}`", "environment variables baked into the image"),
     ("env-file", "string", "none (`init` proposes `.env` when there is one)", "a file of `KEY=VALUE` lines `cargo xtask run` passes to the container (`--env-file`); never in the image"),
     ("labels", "table of strings", "`{}`", "image labels besides the OCI ones"),

@@ -1,12 +1,14 @@
 //! `cargo xtask dockerfile`: the image's Dockerfile, rendered from the configuration (a pure function of
 //! `Config`), written to docker/Dockerfile with a header naming the command and a checksum (see `gen.rs`).
 //!
-//! The Dockerfile expects the build context `cargo xtask image` assembles (`requirements.txt`, `wheels/`, `app/`,
-//! `sbom.cdx.json`) and builds offline, with BuildKit and with the legacy builder alike: no `RUN --mount`, no
-//! `COPY --chmod`, no `# syntax=` line (that would pull a frontend image). The layers are ordered from what changes least (the
-//! base, the standard library's bytecode, the user) to what changes most (the app's files), and the values that
-//! change with every commit (revision, creation time) are build arguments declared last, so a commit that does
-//! not touch the app rebuilds no layer.
+//! The Dockerfile expects the build context `cargo xtask image` assembles (`venv/`, `app/`, `sbom.cdx.json`: the
+//! virtualenv and the bytecode are made on the host, `site.rs`) and builds offline, with BuildKit and with the
+//! legacy builder alike: no `RUN --mount`, no `COPY --chmod`, no `# syntax=` line (that would pull a frontend
+//! image). One stage: a step that depends on nothing of the app (system packages, the standard library's
+//! bytecode, the virtualenv's interpreter links, the user), then copies only, ordered from what changes least
+//! (the virtualenv) to what changes most (the app's files, with their bytecode: no step runs after them). The
+//! values that change with every commit (revision, creation time) are build arguments declared last, so a commit
+//! that does not touch the app rebuilds no layer.
 
 use std::path::PathBuf;
 
@@ -26,15 +28,18 @@ pub(crate) const COMMAND: &str = "cargo xtask dockerfile";
 pub(crate) const ELSEWHERE: &str =
     "put the generated one elsewhere with tool.xtask.dockerfile = \"docker/Dockerfile.xtask\" (a path relative to the app)";
 
-/// Where the context's parts are (`cargo xtask image` assembles it): the image's requirements, the wheelhouse,
-/// and the app's files as they go into the workdir.
-pub(crate) const CONTEXT_REQUIREMENTS: &str = "requirements.txt";
-pub(crate) const CONTEXT_WHEELS: &str = "wheels";
+/// Where the context's parts are (`cargo xtask image` assembles it): the virtualenv (`lib/pythonX.Y/site-packages`
+/// and `bin/`, laid over the one the image's Python makes), and the app's files as they go into the workdir.
+pub(crate) const CONTEXT_VENV: &str = "venv";
 /// The `.deb` files of `tool.xtask.system-packages`.
 pub(crate) const CONTEXT_SYSTEM: &str = "system-packages";
 pub(crate) const CONTEXT_APP: &str = "app";
 /// The SBOM in the context (`sbom.rs`).
 pub(crate) const CONTEXT_SBOM: &str = "sbom.cdx.json";
+
+/// The first stage: the base image and the step that needs nothing of the app (`image` builds it beside the
+/// wheels' download when the cache is cold).
+pub(crate) const BASE_STAGE: &str = "base";
 
 /// Where the SBOM is in the image, and the label that names that path.
 pub const SBOM: &str = "/opt/sbom.cdx.json";
@@ -194,37 +199,31 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
 
     Ok(format!(
         r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
-# (target/xtask/apps/<name>/context: {CONTEXT_REQUIREMENTS}, {CONTEXT_WHEELS}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM},
-# nothing else) and passes the build arguments. The build needs no network: the wheels were downloaded and
-# checked on the host.
+# (target/xtask/apps/<name>/context: {CONTEXT_VENV}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM}, nothing else) and passes the
+# build arguments. The build needs no network and runs no installer: the wheels were downloaded and checked
+# against the lock's hashes on the host, where uv installed them into {CONTEXT_VENV}/ and Python compiled the bytecode.
 
 ARG BASE_IMAGE={base_image}
 
-# Builder: a virtualenv without pip, filled from the wheelhouse by the base image's pip, offline, checking
-# every wheel against the lock's hashes, bytecode compiled.
-FROM ${{BASE_IMAGE}} AS builder
-ARG {SOURCE_DATE_EPOCH}
-COPY {CONTEXT_REQUIREMENTS} {CONTEXT_WHEELS}/ /wheels/
-RUN python3 -m venv --without-pip {VENV} \
-    && python3 -m pip --python {VENV}/bin/python install --no-index --find-links /wheels \
-        --require-hashes --no-deps --no-cache-dir --disable-pip-version-check --compile \
-        --requirement /wheels/{CONTEXT_REQUIREMENTS}
-
-# Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
-# could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
-# passwd, mount: nothing the app could gain privileges through), the virtualenv, its SBOM and the app.
-FROM ${{BASE_IMAGE}}
+# The base image, the standard library's bytecode (slim images ship none, and the non-root user could not write
+# it, so every start would compile it again), the virtualenv's interpreter links (made by the base image's own
+# Python), the user, no setuid or setgid file left (su, passwd, mount: nothing the app could gain privileges
+# through). Nothing of the app: this step is rebuilt only with the base image.
+FROM ${{BASE_IMAGE}} AS {BASE_STAGE}
 ARG {SOURCE_DATE_EPOCH}
 {system_copy}RUN {system_install}python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+    && python3 -m venv --without-pip {VENV} \
     && groupadd --gid {uid} {user} \
     && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user} \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {{}} +{volumes}
-COPY --from=builder {VENV} {VENV}
+
+FROM {BASE_STAGE}
+# The virtualenv's packages and console scripts with their bytecode, owned by root: the app cannot change them.
+COPY {CONTEXT_VENV}/ {VENV}/
 COPY {CONTEXT_SBOM} {SBOM}
 WORKDIR {workdir}
-# The app's files (tool.xtask.include: {includes}), owned by root: the app cannot change them.
+# The app's files (tool.xtask.include: {includes}) and their bytecode, owned by root.
 COPY {CONTEXT_APP}/ ./
-RUN {VENV}/bin/python -m compileall -q .
 ENV {env}
 EXPOSE {port}
 {volume_line}HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
@@ -337,26 +336,17 @@ system-packages = ["libmagic1"]
         std::fs::remove_dir_all(&dir).unwrap();
         expect![[r##"
             # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
-            # (target/xtask/apps/<name>/context: requirements.txt, wheels/, system-packages/, app/ and sbom.cdx.json,
-            # nothing else) and passes the build arguments. The build needs no network: the wheels were downloaded and
-            # checked on the host.
+            # (target/xtask/apps/<name>/context: venv/, system-packages/, app/ and sbom.cdx.json, nothing else) and passes the
+            # build arguments. The build needs no network and runs no installer: the wheels were downloaded and checked
+            # against the lock's hashes on the host, where uv installed them into venv/ and Python compiled the bytecode.
 
             ARG BASE_IMAGE="python:3.12-slim"
 
-            # Builder: a virtualenv without pip, filled from the wheelhouse by the base image's pip, offline, checking
-            # every wheel against the lock's hashes, bytecode compiled.
-            FROM ${BASE_IMAGE} AS builder
-            ARG SOURCE_DATE_EPOCH
-            COPY requirements.txt wheels/ /wheels/
-            RUN python3 -m venv --without-pip /opt/venv \
-                && python3 -m pip --python /opt/venv/bin/python install --no-index --find-links /wheels \
-                    --require-hashes --no-deps --no-cache-dir --disable-pip-version-check --compile \
-                    --requirement /wheels/requirements.txt
-
-            # Runtime: the base image, the standard library's bytecode (slim images ship none, and the non-root user
-            # could not write it, so every start would compile it again), the user, no setuid or setgid file left (su,
-            # passwd, mount: nothing the app could gain privileges through), the virtualenv, its SBOM and the app.
-            FROM ${BASE_IMAGE}
+            # The base image, the standard library's bytecode (slim images ship none, and the non-root user could not write
+            # it, so every start would compile it again), the virtualenv's interpreter links (made by the base image's own
+            # Python), the user, no setuid or setgid file left (su, passwd, mount: nothing the app could gain privileges
+            # through). Nothing of the app: this step is rebuilt only with the base image.
+            FROM ${BASE_IMAGE} AS base
             ARG SOURCE_DATE_EPOCH
             # The system packages (tool.xtask.system-packages: libmagic1) and the dependencies the base image lacks, from the
             # .deb files apt fetched in a container of the base image before the build: no network here.
@@ -364,15 +354,18 @@ system-packages = ["libmagic1"]
             RUN find /tmp/system-packages -name '*.deb' -exec dpkg --install {} + \
                 && rm -rf /tmp/system-packages \
                 && python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+                && python3 -m venv --without-pip /opt/venv \
                 && groupadd --gid 4242 svc \
                 && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc \
                 && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
-            COPY --from=builder /opt/venv /opt/venv
+
+            FROM base
+            # The virtualenv's packages and console scripts with their bytecode, owned by root: the app cannot change them.
+            COPY venv/ /opt/venv/
             COPY sbom.cdx.json /opt/sbom.cdx.json
             WORKDIR /srv/svc
-            # The app's files (tool.xtask.include: svc), owned by root: the app cannot change them.
+            # The app's files (tool.xtask.include: svc) and their bytecode, owned by root.
             COPY app/ ./
-            RUN /opt/venv/bin/python -m compileall -q .
             ENV PATH="/opt/venv/bin:${PATH}" \
                 VIRTUAL_ENV="/opt/venv" \
                 PYTHONPATH="/srv/svc" \

@@ -248,6 +248,32 @@ pub struct BuildRequest<'a> {
     /// Seconds since the epoch that buildah writes as every file's time and the image's creation time
     /// (`--timestamp`), for reproducible digests; ignored by the other builders, which cannot.
     pub timestamp: Option<u64>,
+    /// `--target`: build only up to this stage.
+    pub target: Option<&'a str>,
+}
+
+/// A build started by `build_in_background`; dropped before it ends, it is stopped (the engine cancels a build
+/// whose client went).
+pub(crate) struct BackgroundBuild {
+    child: std::process::Child,
+    started: std::time::Instant,
+}
+
+impl BackgroundBuild {
+    /// Waits for the build; whether it succeeded, and how long it took.
+    pub(crate) fn wait(mut self) -> (bool, std::time::Duration) {
+        let ok = self.child.wait().is_ok_and(|s| s.success());
+        (ok, self.started.elapsed())
+    }
+}
+
+impl Drop for BackgroundBuild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// A throwaway container of the base image that works on files of the host (sdists built to wheels, system
@@ -579,6 +605,9 @@ impl Engine {
             }
         }
         args.extend(["--file".into(), request.dockerfile.as_os_str().to_owned()]);
+        if let Some(target) = request.target {
+            args.extend(["--target".into(), target.into()]);
+        }
         for tag in request.tags {
             args.extend(["--tag".into(), tag.into()]);
         }
@@ -682,6 +711,28 @@ impl Engine {
             (_, Ok(context)) if !context.is_empty() => format!("DOCKER_CONTEXT={context}"),
             _ => "its current context, unix:///var/run/docker.sock by default".to_string(),
         }
+    }
+
+    /// Starts a build in the background, its output into `log`; `build` is what waits for it.
+    pub(crate) fn build_in_background(
+        &self,
+        builder: Builder,
+        request: &BuildRequest<'_>,
+        log: &Path,
+    ) -> Result<BackgroundBuild> {
+        let (args, env) = self.build_command(builder, request);
+        let shown_env: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        println!("$ {shown_env}{} {} > {} &", self.shown(), shell_words(&args), log.display());
+        let file = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+        let child = std::process::Command::new(&self.path)
+            .args(&args)
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.shown()))?;
+        Ok(BackgroundBuild { child, started: std::time::Instant::now() })
     }
 
     /// `<engine> tag <source> <target>`.

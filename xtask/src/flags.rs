@@ -194,7 +194,7 @@ const PLATFORM: Opt = Opt::value(
 const BASE_IMAGE: Opt = Opt::value(
     "base-image",
     "IMAGE",
-    "the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)",
+    "the base image of the image and of the containers that build its sdists (default: tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)",
 );
 /// `--platform` of the tasks that build one image per platform.
 const PLATFORMS: Opt = Opt::value(
@@ -1080,8 +1080,8 @@ mod tests {
 
             OPTIONS:
                     --base-image <IMAGE>
-                        the base image of both stages (default: tool.xtask.base-image, python:<X.Y>-slim; env
-                        XTASK_BASE_IMAGE)
+                        the base image of the image and of the containers that build its sdists (default:
+                        tool.xtask.base-image, python:<X.Y>-slim; env XTASK_BASE_IMAGE)
                 -p, --port <PORT>
                         host port on 127.0.0.1 (default: tool.xtask.port)
                 -h, --help

@@ -31,6 +31,7 @@ use crate::identity::{self, Identity};
 use crate::project_wheel::{self, ProjectWheel};
 use crate::registry::Repository;
 use crate::settings;
+use crate::site::{self, Site};
 use crate::system_packages::SystemPackages;
 use crate::wheels::{self, Target, Wheelhouse};
 use crate::{inventory, paths, sbom, system_packages};
@@ -129,6 +130,8 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let state = config.state_dir();
 
     let selection = wheels::select(&config)?;
+    // uv, which makes the virtualenv: downloaded (once) beside the wheels.
+    let uv = (!dry_run).then(crate::uv::Uv::start);
     steps.done("export", "");
 
     // One engine call answers the no-op case: the base image, and both tags of the image.
@@ -148,6 +151,51 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         Some(base) => Some(wheels::BuildHost { engine: &engine, image: base.info.id.clone() }),
         None if dry_run => Some(wheels::BuildHost { engine: &engine, image: config.base_image.clone() }),
         None => None,
+    };
+    let (dockerfile, contents) = dockerfile::target(&settings)?;
+    let shown = paths::display(&dockerfile);
+    if dry_run {
+        let current = std::fs::read_to_string(&dockerfile).ok();
+        if current.as_deref() != Some(contents.as_str()) {
+            println!("dockerfile: would write {shown} (`cargo xtask dockerfile --dry-run` prints it)");
+        }
+    } else {
+        let mode = Mode::Write { force: options.force };
+        match gen::apply(&dockerfile, &contents, mode, dockerfile::COMMAND, dockerfile::ELSEWHERE)? {
+            Outcome::Written => println!("dockerfile: wrote {shown}"),
+            _ => println!("dockerfile: {shown} is up to date"),
+        }
+    }
+    steps.done("dockerfile", "");
+
+    let base_reference = base.as_ref().map_or(config.base_image.clone(), |b| b.reference.clone());
+    let mut build_args = vec![("BASE_IMAGE".to_string(), base_reference)];
+    // Reproducible digests where the builder can rewrite file times (buildah): the commit's time for every file
+    // and for the bytecode and /etc/shadow the build writes. The other builders cannot, and would only lose
+    // their layer cache to a value that changes with every commit.
+    let epoch = if engine.kind == engine::Kind::Podman { source_date_epoch(git.as_ref()) } else { None };
+    if let Some(epoch) = epoch {
+        build_args.push((dockerfile::SOURCE_DATE_EPOCH.to_string(), epoch.to_string()));
+    }
+    // A state directory without a virtualenv (a fresh clone, CI): the Dockerfile's first stage, which needs
+    // nothing of the app, is built while the wheels download and the virtualenv is made, and the build below
+    // finds it in the engine's cache.
+    let base_build = match &base {
+        Some(base) if !dry_run && config.system_packages.is_empty() && !paths::venv_stamp_in(&state).exists() => {
+            let configured = config.repository.as_deref().map(Repository::parse).transpose()?;
+            let cache_from = match options.repository.or(configured.as_ref()) {
+                Some(repository) => cache_sources(repository, &tag_names(&config, git.as_ref()), &suffix),
+                None => Vec::new(),
+            };
+            // With a registry cache the build takes the stage from the registry instead: a layer built here
+            // would differ from the registry's, and BuildKit would then match none of the layers after it.
+            if cache_from.is_empty() {
+                start_base_build(&engine, &config, &dockerfile, (&build_args, epoch), &state)
+            } else {
+                None
+            }
+        }
+        _ => None,
     };
     let wheelhouse = wheels::ensure(sh, &config, &selection, &target, host.as_ref(), dry_run)?;
     // The project's own wheel, and what all of them hold: checked against the settings before any build.
@@ -195,43 +243,29 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         steps.done("system packages", "");
     }
 
-    let (dockerfile, contents) = dockerfile::target(&settings)?;
-    let shown = paths::display(&dockerfile);
-    if dry_run {
-        let current = std::fs::read_to_string(&dockerfile).ok();
-        if current.as_deref() != Some(contents.as_str()) {
-            println!("dockerfile: would write {shown} (`cargo xtask dockerfile --dry-run` prints it)");
-        }
-    } else {
-        let mode = Mode::Write { force: options.force };
-        match gen::apply(&dockerfile, &contents, mode, dockerfile::COMMAND, dockerfile::ELSEWHERE)? {
-            Outcome::Written => println!("dockerfile: wrote {shown}"),
-            _ => println!("dockerfile: {shown} is up to date"),
-        }
-    }
-    steps.done("dockerfile", "");
-
     let context_dir = paths::build_context(&state);
     let context = if dry_run {
         println!(
-            "context: would assemble {} (requirements.txt, wheels/, app/, sbom.cdx.json)",
-            paths::display(&context_dir)
+            "context: would assemble {} (venv/: the virtualenv uv {} installs from the wheelhouse, app/, \
+             sbom.cdx.json)",
+            paths::display(&context_dir),
+            crate::uv::VERSION
         );
         None
     } else {
-        Some(assemble(&config, &wheelhouse, project.as_ref(), system.as_ref(), sbom_file.as_deref(), &context_dir)?)
+        let requirements = image_requirements(&wheelhouse, project.as_ref(), &context_dir)?;
+        let mut find_links = vec![wheelhouse.dir.as_path()];
+        if let Some(project) = &project {
+            find_links.push(project.path.parent().unwrap());
+        }
+        let bytecode = site::Bytecode { python: config.python, host: host.as_ref(), platform: &config.platform };
+        let uv = uv.expect("started unless a dry run");
+        let venv = site::ensure(sh, &config, &target, (&requirements, &find_links), &bytecode, uv, &context_dir)?;
+        steps.done("venv", if venv.refreshed { "" } else { " (up to date)" });
+        Some(assemble(sh, &config, &venv, &bytecode, system.as_ref(), sbom_file.as_deref(), &context_dir)?)
     };
     steps.done("context", "");
 
-    let base_reference = base.as_ref().map_or(config.base_image.clone(), |b| b.reference.clone());
-    let mut build_args = vec![("BASE_IMAGE".to_string(), base_reference)];
-    // Reproducible digests where the builder can rewrite file times (buildah): the commit's time for every file
-    // and for the bytecode and /etc/shadow the build writes. The other builders cannot, and would only lose
-    // their layer cache to a value that changes with every commit.
-    let epoch = if engine.kind == engine::Kind::Podman { source_date_epoch(git.as_ref()) } else { None };
-    if let Some(epoch) = epoch {
-        build_args.push((dockerfile::SOURCE_DATE_EPOCH.to_string(), epoch.to_string()));
-    }
     let mut labels = commit_labels(git.as_ref());
     let fingerprint = match (&context, &base) {
         (Some(context), Some(base)) => {
@@ -247,6 +281,11 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             (image.id.clone(), " (up to date)")
         }
         _ => {
+            if let Some(base_build) = base_build {
+                let (ok, took) = base_build.wait();
+                let how = if ok { "built" } else { "failed (the build below says why)" };
+                println!("image: the base stage {how} beside the wheels in {:.1} s", took.as_secs_f64());
+            }
             let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
@@ -278,6 +317,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
                 platform: Some(&config.platform),
                 cache_from: &cache_from,
                 timestamp: epoch,
+                target: None,
             };
             (engine.build(builder, &request)?, "")
         }
@@ -303,6 +343,40 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     };
     report(&config, &tags, &image, base.as_ref().map(|b| &b.info), &steps);
     Ok(Built { config, engine, tag: tags[0].clone(), id, size: image.size })
+}
+
+/// Starts the build of the Dockerfile's base stage (`dockerfile::BASE_STAGE`) in the background, from an empty
+/// context (the stage copies nothing), with the build arguments of the image's build, so that its layer is the
+/// one the image's build takes from the cache. Nothing, when the engine cannot say its builder.
+fn start_base_build(
+    engine: &Engine,
+    config: &Config,
+    dockerfile: &Path,
+    (build_args, timestamp): (&[(String, String)], Option<u64>),
+    state: &Path,
+) -> Option<engine::BackgroundBuild> {
+    let (builder, _) = engine.builder().ok()?;
+    let empty = state.join("base-context");
+    std::fs::create_dir_all(&empty).ok()?;
+    let mut build_args = build_args.to_vec();
+    if builder == engine::Builder::BuildKit {
+        build_args.push(("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string()));
+    }
+    let request = BuildRequest {
+        context: &empty,
+        dockerfile,
+        tags: &[],
+        build_args: &build_args,
+        labels: &[],
+        no_cache: false,
+        iidfile: &state.join("base-stage.id"),
+        platform: Some(&config.platform),
+        cache_from: &[],
+        timestamp,
+        target: Some(dockerfile::BASE_STAGE),
+    };
+    println!("image: the base stage (nothing of the app) goes to the engine now, beside the wheels");
+    engine.build_in_background(builder, &request, &state.join("base-stage.log")).ok()
 }
 
 /// The images of `repository` whose inline cache a build may use: those of this commit and this version
@@ -554,6 +628,9 @@ fn is_remote_url(url: &str) -> bool {
 pub(crate) struct BuildContext {
     /// Each file: path in the context, mode, sha256.
     manifest: Vec<(String, u32, String)>,
+    /// The stamps of the virtualenv and of the app's bytecode: what they were made from.
+    venv: String,
+    app_bytecode: String,
 }
 
 /// One file the context must hold.
@@ -563,42 +640,34 @@ struct Wanted {
     sha256: Option<String>,
 }
 
-/// Makes `dir` hold exactly the image's requirements, the wheelhouse and the included app files; copies only
-/// what changed.
+/// The requirements the image's virtualenv is installed from: the wheelhouse's, and the project's own wheel after
+/// them (beside the context, which holds the virtualenv, not the wheels).
+fn image_requirements(wheelhouse: &Wheelhouse, project: Option<&ProjectWheel>, dir: &Path) -> Result<PathBuf> {
+    let Some(project) = project else { return Ok(wheelhouse.requirements.clone()) };
+    let path = dir.with_extension("requirements.txt");
+    let mut text = std::fs::read_to_string(&wheelhouse.requirements)
+        .with_context(|| format!("cannot read {}", paths::display(&wheelhouse.requirements)))?;
+    text.push_str(&project.requirement);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        gen::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(path)
+}
+
+/// Makes `dir` hold exactly the virtualenv (`site.rs`, which made `venv/`), the SBOM, the system packages and the
+/// included app files with their bytecode; copies only what changed.
 pub(crate) fn assemble(
+    sh: &Shell,
     config: &Config,
-    wheelhouse: &Wheelhouse,
-    project: Option<&ProjectWheel>,
+    venv: &Site,
+    bytecode: &site::Bytecode<'_>,
     system: Option<&SystemPackages>,
     sbom: Option<&Path>,
     dir: &Path,
 ) -> Result<BuildContext> {
     let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
-    // The image's requirements: the wheelhouse's, and the project's own wheel after them.
-    let requirements = match project {
-        None => wheelhouse.requirements.clone(),
-        Some(project) => {
-            let path = dir.with_extension("requirements.txt");
-            let mut text = std::fs::read_to_string(&wheelhouse.requirements)
-                .with_context(|| format!("cannot read {}", paths::display(&wheelhouse.requirements)))?;
-            text.push_str(&project.requirement);
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                gen::write_atomic(&path, text.as_bytes())?;
-            }
-            let wheel = format!("{}/{}", dockerfile::CONTEXT_WHEELS, project.file_name);
-            wanted.insert(wheel, Wanted { source: project.path.clone(), sha256: Some(project.sha256.clone()) });
-            path
-        }
-    };
-    wanted.insert(dockerfile::CONTEXT_REQUIREMENTS.to_string(), Wanted { source: requirements, sha256: None });
     if let Some(sbom) = sbom {
         wanted.insert(dockerfile::CONTEXT_SBOM.to_string(), Wanted { source: sbom.to_path_buf(), sha256: None });
-    }
-    for (name, sha256) in &wheelhouse.files {
-        wanted.insert(
-            format!("{}/{name}", dockerfile::CONTEXT_WHEELS),
-            Wanted { source: wheelhouse.dir.join(name), sha256: Some(sha256.clone()) },
-        );
     }
     if let Some(system) = system {
         // The list of what was asked and fetched: the folder exists even when the base image has every package.
@@ -636,7 +705,7 @@ pub(crate) fn assemble(
     let cache_path = dir.with_extension("stamp");
     let cache = ContextStamp::read(&cache_path);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", paths::display(dir)))?;
-    let removed = prune(dir, dir, &wanted)?;
+    let removed = prune(dir, dir, &wanted, &bytecode_tag(config))?;
     let mut copied = 0;
     let mut bytes = 0;
     let mut manifest = Vec::new();
@@ -677,19 +746,54 @@ pub(crate) fn assemble(
         manifest.push((rel.clone(), mode, sha256));
     }
     new_cache.write(&cache_path)?;
-    let wheels = wheelhouse.files.len() + usize::from(project.is_some());
+
+    // The app's bytecode, compiled here, so that no step of the image build follows the app's files: again when
+    // a source or the Python changed, or a `.pyc` is missing.
+    let tag = bytecode_tag(config);
+    let sources: Vec<&(String, u32, String)> =
+        manifest.iter().filter(|(rel, _, _)| rel.starts_with(APP_PREFIX) && rel.ends_with(".py")).collect();
+    let mut hasher = Sha256::default();
+    hasher.update(format!("xtask app bytecode 1\n{tag}\nworkdir {}\n", config.workdir).as_bytes());
+    for (rel, _, sha256) in &sources {
+        hasher.update(format!("{sha256} {rel}\n").as_bytes());
+    }
+    let app_bytecode = format!("sha256:{}", hasher.hex());
+    let stamp_path = dir.with_extension("bytecode");
+    let fresh = std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(app_bytecode.as_str())
+        && sources.iter().all(|(rel, _, _)| dir.join(pyc_of(rel, &tag)).is_file());
+    if !fresh && !sources.is_empty() {
+        let _ = std::fs::remove_file(&stamp_path);
+        bytecode.compile(sh, &dir.join(dockerfile::CONTEXT_APP), &config.workdir, true)?;
+        gen::write_atomic(&stamp_path, app_bytecode.as_bytes())?;
+    }
     let debs = system.map(|s| s.debs.len() + 1).unwrap_or(0);
     println!(
-        "context: {} holds {} files ({}): requirements.txt, {}{} wheels, {}{} app files ({copied} copied, {removed} removed)",
+        "context: {} holds the virtualenv ({} packages) and {} files ({}): {}{}{} app files ({copied} copied, \
+         {removed} removed), their bytecode{}",
         paths::display(dir),
+        venv.packages,
         manifest.len(),
         megabytes(bytes),
         if sbom.is_some() { "the SBOM, " } else { "" },
-        wheels,
         if debs == 0 { String::new() } else { format!("{} system packages, ", debs - 1) },
-        manifest.len() - 1 - usize::from(sbom.is_some()) - wheels - debs,
+        manifest.len() - usize::from(sbom.is_some()) - debs,
+        if fresh { " (up to date)" } else { "" },
     );
-    Ok(BuildContext { manifest })
+    Ok(BuildContext { manifest, venv: venv.stamp.clone(), app_bytecode })
+}
+
+/// `app/` in the context.
+const APP_PREFIX: &str = "app/";
+
+/// `cpython-311`: the part of a `.pyc` name that says which Python compiled it.
+fn bytecode_tag(config: &Config) -> String {
+    format!("cpython-{}{}", config.python.major, config.python.minor)
+}
+
+/// `app/pkg/mod.py` → `app/pkg/__pycache__/mod.cpython-311.pyc`.
+fn pyc_of(source: &str, tag: &str) -> String {
+    let (dir, file) = source.rsplit_once('/').unwrap_or(("", source));
+    format!("{dir}/__pycache__/{}.{tag}.pyc", file.trim_end_matches(".py"))
 }
 
 /// Names never copied from an included folder: hidden files and folders (`.env`, `.git`, `.venv`, ...) and
@@ -742,18 +846,25 @@ fn check_inside(path: &Path, app_root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes from the context what is not wanted; returns how many files went.
-fn prune(root: &Path, dir: &Path, wanted: &BTreeMap<String, Wanted>) -> Result<usize> {
+/// Removes from the context what is not wanted; returns how many files went. The virtualenv is `site.rs`'s; the
+/// bytecode of a wanted app source (`tag`: of the image's Python) stays.
+fn prune(root: &Path, dir: &Path, wanted: &BTreeMap<String, Wanted>, tag: &str) -> Result<usize> {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
         let entry = entry?;
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap().to_string_lossy().to_string();
         let kind = entry.file_type()?;
+        if rel == dockerfile::CONTEXT_VENV && kind.is_dir() {
+            continue;
+        }
+        if kind.is_file() && rel.starts_with(APP_PREFIX) && is_bytecode_of_wanted(&rel, wanted, tag) {
+            continue;
+        }
         if kind.is_dir() {
             let prefix = format!("{rel}/");
-            if wanted.keys().any(|k| k.starts_with(&prefix)) {
-                removed += prune(root, &path, wanted)?;
+            if wanted.keys().any(|k| k.starts_with(&prefix)) || rel.ends_with("/__pycache__") {
+                removed += prune(root, &path, wanted, tag)?;
             } else {
                 removed += count_files(&path);
                 std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", paths::display(&path)))?;
@@ -764,6 +875,13 @@ fn prune(root: &Path, dir: &Path, wanted: &BTreeMap<String, Wanted>) -> Result<u
         }
     }
     Ok(removed)
+}
+
+/// `app/pkg/__pycache__/mod.cpython-311.pyc` when `app/pkg/mod.py` is wanted.
+fn is_bytecode_of_wanted(rel: &str, wanted: &BTreeMap<String, Wanted>, tag: &str) -> bool {
+    let Some((dir, file)) = rel.rsplit_once("/__pycache__/") else { return false };
+    let Some(module) = file.strip_suffix(&format!(".{tag}.pyc")) else { return false };
+    !module.contains('.') && wanted.contains_key(&format!("{dir}/{module}.py"))
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -840,10 +958,11 @@ fn fingerprint(
     platform: &str,
 ) -> String {
     let mut hasher = Sha256::default();
-    hasher.update(b"xtask image 3\n");
+    hasher.update(b"xtask image 4\n");
     for (path, mode, sha256) in &context.manifest {
         hasher.update(format!("file {path} {mode:o} {sha256}\n").as_bytes());
     }
+    hasher.update(format!("venv {}\nbytecode {}\n", context.venv, context.app_bytecode).as_bytes());
     hasher.update(format!("dockerfile {}\n", dockerfile.len()).as_bytes());
     hasher.update(dockerfile.as_bytes());
     hasher.update(format!("base {base_id}\nplatform {platform}\n").as_bytes());

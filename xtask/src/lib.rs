@@ -32,8 +32,10 @@ mod sdists;
 mod server;
 pub mod settings;
 pub mod signals;
+mod site;
 mod system_packages;
 mod toml_file;
+mod uv;
 mod venv;
 mod wheels;
 

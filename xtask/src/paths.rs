@@ -136,6 +136,30 @@ pub(crate) fn system_packages_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("system-packages")
 }
 
+/// The pinned uv binary (`uv.rs`), by version and machine.
+pub(crate) fn uv_dir() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("uv")
+}
+
+/// uv's own cache (unpacked wheels, which the image's virtualenvs link to), shared by every app of the workspace.
+pub(crate) fn uv_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("uv-cache")
+}
+
+/// The host interpreter that last compiled an image's bytecode (`site.rs`), to start it without its launcher.
+pub(crate) fn host_python_memo() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("host-python.txt")
+}
+
+/// In the state directory: the image's virtualenv while it is assembled (`site.rs`), and its stamp.
+pub(crate) fn venv_staging(state: &Path) -> PathBuf {
+    state.join("venv.new")
+}
+
+pub(crate) fn venv_stamp_in(state: &Path) -> PathBuf {
+    state.join("venv.stamp")
+}
+
 /// Scratch space of `cargo xtask bench <name>`.
 pub fn bench_dir(name: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join("bench").join(name)

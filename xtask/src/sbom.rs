@@ -55,7 +55,7 @@ pub(crate) fn document(inputs: &Inputs<'_>) -> Result<Json> {
         ("bom-ref", Json::string("base-image")),
         ("name", Json::string(&inputs.base.reference)),
         ("version", Json::string(&inputs.base.id)),
-        ("description", Json::string("the base image, both stages")),
+        ("description", Json::string("the base image")),
     ])];
     let mut refs = vec![Json::string("base-image")];
     let mut subject_hashes = Vec::new();

@@ -1,7 +1,7 @@
-//! `tool.xtask.system-packages` for the image's runtime stage, fetched before the build so that the build stays
+//! `tool.xtask.system-packages` for the image's base stage, fetched before the build so that the build stays
 //! offline: apt in a throwaway container of the base image downloads them with every dependency the base image
 //! lacks (`apt-get install --download-only`; apt checks them against the distribution's signed indexes), the
-//! `.deb` files go into the build context, and the runtime stage installs them with `dpkg` and deletes them.
+//! `.deb` files go into the build context, and the base stage installs them with `dpkg` and deletes them.
 //! Kept under `target/xtask/cache/system-packages/` with a stamp of their sha256, keyed by the base image's id,
 //! the platform and the packages, so apt runs once.
 //!

@@ -148,7 +148,7 @@ fn a_compiled_sdist_is_built_for_the_target_and_the_image_has_no_compiler() {
     assert!(said.contains("wheelhouse is up to date"), "{said}");
     assert!(!said.contains("installing the build packages"), "no second compile\n{said}");
     assert!(
-        said.contains(" wheels, 3 system packages, 2 app files"),
+        said.contains("the SBOM, 3 system packages, 2 app files"),
         "libldap-2.5-0, libsasl2-2, libsasl2-modules-db\n{said}"
     );
     assert!(said.contains(" --network none "), "the build gets no network\n{said}");
@@ -347,7 +347,7 @@ fn a_private_index_gets_its_credentials_on_the_host_only() {
         ("docker inspect", text(&docker().args(["image", "inspect", &image]).output().unwrap())),
     ];
     let state = state_dir(name);
-    assert!(state.join("context/requirements.txt").is_file() && state.join("Dockerfile").is_file());
+    assert!(state.join("context/venv").is_dir() && state.join("Dockerfile").is_file());
     assert!(!state.join("credentials/netrc").exists(), "the netrc file is gone");
     for secret in [&user, &password] {
         for (what, shown) in &outputs {

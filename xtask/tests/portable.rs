@@ -169,7 +169,7 @@ fn second_app_in_a_copied_repository() {
         +# name = "greeter"  # image name: tags <name>:<version> and <name>:<git sha>
         +# version = "0.3.0"  # image version tag and OCI label
         +# python = "3.11"  # Python of the image and its wheelhouse (--python)
-        +# base-image = "python:3.11-slim"  # base image of both stages (--base-image, env XTASK_BASE_IMAGE)
+        +# base-image = "python:3.11-slim"  # base image of the image and of the containers that build its sdists (--base-image, env XTASK_BASE_IMAGE)
         +# platform = "linux/amd64"  # platform of the image and its wheels (--platform)
         +# platforms = ["linux/amd64"]  # the platforms cargo xtask push ships as one multi-platform index (--platform linux/amd64,linux/arm64): a wheelhouse and an image per platform
         +# repository: none set; repository = "<registry>/<path>/greeter" is where cargo xtask push pushes (--to), e.g. ghcr.io/org/app; the registry cache BuildKit builds from
@@ -180,7 +180,7 @@ fn second_app_in_a_copied_repository() {
         +# volumes = []  # where the app writes data: owned by its user in the image; cargo xtask run mounts a named volume on each
         +# groups = []  # Poetry dependency groups installed besides main (each must exist)
         +# build-packages = []  # packages (as the base image's apt names them) installed in the container of the base image where sdists without a wheel for the target are built, e.g. ["gcc", "libc6-dev", "python3-dev", "libldap-dev"]; never in the image
-        +# system-packages = []  # packages installed in the image's runtime stage from .deb files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (libldap-2.5-0), or what a package needs at run time (libmagic1)
+        +# system-packages = []  # packages installed in the image's base stage from .deb files fetched beforehand in a container of the base image (the build stays offline): the libraries built wheels link (libldap-2.5-0), or what a package needs at run time (libmagic1)
          app = "greeter_web.wsgi:application"
          interface = "wsgi"
          port = 5050
@@ -239,7 +239,8 @@ fn second_app_in_a_copied_repository() {
         []
     "#]]
     .assert_eq(&run(command, "docker"));
-    let context = repo.target.join("xtask/apps").join(NAME).join("context/requirements.txt");
+    // What uv installed the virtualenv from: the wheelhouse's requirements and the project's wheel.
+    let context = repo.target.join("xtask/apps").join(NAME).join("context.requirements.txt");
     let requirements = std::fs::read_to_string(&context).unwrap_or_else(|e| panic!("{}: {e}", context.display()));
     assert!(
         !requirements.contains("file:") && requirements.lines().any(|l| l.starts_with("shout==0.1.0 ;")),

@@ -741,7 +741,7 @@ fn a_fresh_engine_takes_every_layer_from_the_registry_cache() {
     assert_success("xtask push --no-cache on engine 1", &first);
     let first_log = stdout(&first);
     let (_, ran_first) = buildkit_steps(&first_log);
-    assert!(ran_first.iter().any(|s| s.contains("RUN python3 -m venv")), "engine 1 built cold: {ran_first:?}");
+    assert!(ran_first.iter().any(|s| s.contains("RUN python3 -m compileall")), "engine 1 built cold: {ran_first:?}");
 
     let fresh = SecondEngine::start();
     let target = scratch("ship-cache-target");
@@ -760,9 +760,7 @@ fn a_fresh_engine_takes_every_layer_from_the_registry_cache() {
         steps_line(&second_log)
     );
     assert!(second_log.contains("wheels: filling"), "the fresh target/ has no wheelhouse\n{second_log}");
-    for step in
-        ["RUN python3 -m venv", "RUN python3 -m compileall", "COPY --from=builder", "COPY app/", "RUN /opt/venv"]
-    {
+    for step in ["RUN python3 -m compileall", "COPY venv/", "COPY app/"] {
         assert!(
             cached.iter().any(|s| s.contains(step)),
             "`{step}` was not cached on the fresh engine: {cached:?}\n{second_log}"

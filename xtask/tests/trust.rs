@@ -187,8 +187,9 @@ fn run_exits_with_the_signals_code() {
     clean(name);
 }
 
-/// A failed build with the legacy builder leaves no exited intermediate container; a checkout without git
-/// gets no empty labels; a repository whose remote is a local path gets no source label.
+/// An app file that is not valid Python is refused before any build, naming it; a failed build with the legacy
+/// builder leaves no exited intermediate container; a checkout without git gets no empty labels; a repository
+/// whose remote is a local path gets no source label.
 #[test]
 fn failures_and_unknowns_leave_nothing_behind() {
     let name = "xtask-test-trust-leftovers";
@@ -198,22 +199,34 @@ fn failures_and_unknowns_leave_nothing_behind() {
     let app = example_copy(&dir, name);
     let broken = app.join("app/broken.py");
     std::fs::write(&broken, "def (:\n").unwrap();
+    // The app's bytecode is compiled on the host: a syntax error stops `image` there, naming the file.
+    let output = image(&app, &[]);
+    assert!(!output.status.success(), "a syntax error fails the image\n{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("cannot compile") && said.contains("broken.py"), "{said}");
+    assert!(!said.contains(&format!("--tag {name}:0.1.0")), "the image's build was not started\n{said}");
+    std::fs::remove_file(&broken).unwrap();
+
+    // A step of the build that fails (a uid whose group the base image has: `groupadd` refuses it).
+    let pyproject = app.join("pyproject.toml");
+    let declared = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(&pyproject, declared.replace("\n[tool.xtask]\n", "\n[tool.xtask]\nuid = 100\n")).unwrap();
     let exited = || {
         let listed =
             docker_out(&["ps", "--all", "--no-trunc", "--filter", "status=exited", "--format", "{{.ID}} {{.Command}}"]);
-        listed.lines().filter(|l| l.contains("compileall -q .")).map(str::to_string).collect::<Vec<_>>()
+        listed.lines().filter(|l| l.contains("groupadd --gid 100 ")).map(str::to_string).collect::<Vec<_>>()
     };
     let before = exited();
     let output = image(&app, &[]);
-    assert!(!output.status.success(), "a syntax error fails the build\n{}", text(&output));
+    assert!(!output.status.success(), "groupadd's refusal fails the build\n{}", text(&output));
     // Other tests' builds pass through exited containers for a moment: a leftover is one that stays.
     let new: Vec<String> = exited().into_iter().filter(|c| !before.contains(c)).collect();
     std::thread::sleep(Duration::from_secs(3));
     let left: Vec<String> = exited().into_iter().filter(|c| new.contains(c)).collect();
     assert!(left.is_empty(), "the failed build left containers: {left:?}");
+    std::fs::write(&pyproject, declared).unwrap();
 
     // Outside any git repository: no revision, time or source to say, so no such label.
-    std::fs::remove_file(&broken).unwrap();
     assert_success("xtask image outside git", &image(&app, &[]));
     let labels = docker_out(&["image", "inspect", "--format", "{{json .Config.Labels}}", &format!("{name}:0.1.0")]);
     for label in ["revision", "created", "source"] {

@@ -1,0 +1,354 @@
+//! The image's virtualenv and bytecode, made on the host into the build context, so that the image build only
+//! copies them: the pinned uv (`uv.rs`) installs the image's requirements from the wheelhouse for the target's
+//! Python and platform, offline, checking every wheel against the lock's sha256 (`--require-hashes`), into
+//! `context/venv/` (`lib/pythonX.Y/site-packages/` and `bin/`, console scripts starting `/opt/venv/bin/python`);
+//! the Dockerfile makes the virtualenv's interpreter links with the base image's own `python3 -m venv` and lays
+//! this over them. uv links the files from its cache, so a dependency added costs the new wheel only.
+//!
+//! Bytecode is compiled by the target's Python version: the host's `python3` when it is that version, else
+//! `python3` in a container of the base image. It is hash-based and unchecked (the image's files cannot change;
+//! the bytes do not depend on file times, so builders that rewrite them, buildah `--timestamp`, keep them valid),
+//! and a `.pyc` whose recorded source hash matches is kept: a rebuild compiles only what changed.
+
+use std::path::Path;
+
+use anyhow::{bail, format_err, Context, Result};
+use poetry_export::sha256::Sha256;
+use xshell::{cmd, Shell};
+
+use crate::config::{Config, PythonVersion};
+use crate::dockerfile;
+use crate::engine::FilesRun;
+use crate::wheels::{BuildHost, Target};
+use crate::{gen, paths, uv};
+
+/// What the virtualenv was made from, recorded beside it: the same inputs need no uv and no compiler.
+pub(crate) struct Site {
+    pub(crate) stamp: String,
+    pub(crate) packages: usize,
+    pub(crate) refreshed: bool,
+}
+
+/// The Python that compiles bytecode for the image.
+pub(crate) struct Bytecode<'a> {
+    pub(crate) python: PythonVersion,
+    /// The base image, for a host whose `python3` is another version.
+    pub(crate) host: Option<&'a BuildHost<'a>>,
+    pub(crate) platform: &'a str,
+}
+
+/// Compiles the bytecode of every `.py` file under `root` whose `.pyc` is missing or stale, for the image's
+/// Python (`argv[4]`: exits with 75, compiling nothing, when it is another); `argv[2]` is where `root` is in the
+/// image (the paths tracebacks show). Removes the bytecode of
+/// sources that are gone and of other versions. A file that does not compile is left out (a package's Python 2
+/// example), or with `strict` (the app's own files) is an error that names it. Only double quotes: the
+/// container runs it in single quotes.
+const COMPILE: &str = r#"import importlib.util, os, py_compile, sys
+root, prefix, strict, version = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), sys.argv[3] == "strict", sys.argv[4]
+if "%d.%d" % sys.version_info[:2] != version:
+    sys.exit(75)
+tag = sys.implementation.cache_tag
+unchecked = py_compile.PycInvalidationMode.UNCHECKED_HASH
+def stale(src, cfile):
+    try:
+        with open(cfile, "rb") as f:
+            head = f.read(16)
+        with open(src, "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return head[:8] != importlib.util.MAGIC_NUMBER + bytes([1, 0, 0, 0]) or head[8:] != importlib.util.source_hash(data)
+def build(job):
+    try:
+        py_compile.compile(job[0], job[1], job[2], doraise=True, invalidation_mode=unchecked)
+        return ""
+    except Exception as e:
+        return str(e).strip() or job[2]
+jobs = []
+for d, dirs, files in os.walk(root):
+    dirs[:] = [x for x in dirs if x != "__pycache__"]
+    for name in files:
+        if name.endswith(".py"):
+            src = os.path.join(d, name)
+            cfile = importlib.util.cache_from_source(src)
+            if stale(src, cfile):
+                jobs.append((src, cfile, prefix + src[len(root):]))
+    cache = os.path.join(d, "__pycache__")
+    if os.path.isdir(cache):
+        for name in os.listdir(cache):
+            if not name.endswith("." + tag + ".pyc") or not os.path.isfile(os.path.join(d, name.split(".")[0] + ".py")):
+                os.remove(os.path.join(cache, name))
+if len(jobs) > 64 and (os.cpu_count() or 1) > 1:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
+        failed = [e for e in pool.map(build, jobs, chunksize=16) if e]
+else:
+    failed = [e for e in map(build, jobs) if e]
+if strict and failed:
+    sys.exit("\n".join(failed))
+print(sys.executable)
+"#;
+
+impl Bytecode<'_> {
+    /// Compiles what is stale under `root` (which is at `prefix` in the image); `strict`: a file that does not
+    /// compile is an error.
+    pub(crate) fn compile(&self, sh: &Shell, root: &Path, prefix: &str, strict: bool) -> Result<()> {
+        let mode = if strict { "strict" } else { "lenient" };
+        let version = self.python.to_string();
+        // The host's Python, when it is the image's version (one start: the script checks the version): the
+        // interpreter the last compile ran (`sys.executable`, remembered: a launcher such as pyenv's shim takes
+        // longer to start than the compiling), else `python3` on PATH.
+        let remembered = paths::host_python_memo();
+        let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(&remembered) {
+            candidates.extend(text.lines().next().map(std::path::PathBuf::from).filter(|p| p.is_file()));
+        }
+        candidates.extend(which::which("python3").ok());
+        for python in candidates {
+            let output =
+                cmd!(sh, "{python} -c {COMPILE} {root} {prefix} {mode} {version}").quiet().ignore_status().output()?;
+            match output.status.code() {
+                Some(0) => {
+                    let executable = String::from_utf8_lossy(&output.stdout).trim().to_string();
+                    if !executable.is_empty()
+                        && std::fs::read_to_string(&remembered).ok() != Some(format!("{executable}\n"))
+                    {
+                        let _ = gen::write_atomic(&remembered, format!("{executable}\n").as_bytes());
+                    }
+                    return Ok(());
+                }
+                Some(75) => {}
+                _ => bail!(
+                    "Python {version} cannot compile the files of {}:\n{}",
+                    paths::display(root),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            }
+        }
+        let Some(build_host) = self.host else {
+            bail!("no Python {} to compile the image's bytecode: the host's python3 is another version", self.python);
+        };
+        // In a container of the base image: the tree goes in as a tar, the bytecode comes out as one.
+        let script = format!(
+            "exec 3>&1 1>&2\nmkdir /w && cd /w && tar -x -f - && python3 -c '{COMPILE}' /w {prefix} {mode} {version} && find . -name \
+             '*.pyc' -path '*/__pycache__/*' | tar -c -f - -T - >&3"
+        );
+        let shown = format!("<compile the bytecode of {} for Python {}>", paths::display(root), self.python);
+        let request = FilesRun {
+            name: format!("xtask-bytecode-{}", std::process::id()),
+            image: &build_host.image,
+            platform: self.platform,
+            env: Vec::new(),
+            script: &script,
+            script_shown: &shown,
+            input: root,
+            output: root,
+        };
+        build_host.engine.run_with_files(&request)
+    }
+}
+
+/// Makes `context/venv/` hold the virtualenv of `requirements` (hash-pinned, installed from `find_links`), unless
+/// its stamp says it does.
+pub(crate) fn ensure(
+    sh: &Shell,
+    config: &Config,
+    target: &Target,
+    (requirements, find_links): (&Path, &[&Path]),
+    bytecode: &Bytecode<'_>,
+    uv: uv::Uv,
+    context_dir: &Path,
+) -> Result<Site> {
+    let state = config.state_dir();
+    let text = std::fs::read_to_string(requirements)
+        .with_context(|| format!("cannot read {}", paths::display(requirements)))?;
+    let packages = text.lines().filter(|l| l.contains("==")).count();
+    let mut hasher = Sha256::default();
+    hasher.update(
+        format!(
+            "xtask venv 2\nuv {}\npython {}\nplatform {}\nglibc {}.{}\nvenv {}\n",
+            uv::VERSION,
+            target.python,
+            target.platform,
+            target.glibc.0,
+            target.glibc.1,
+            dockerfile::VENV
+        )
+        .as_bytes(),
+    );
+    hasher.update(text.as_bytes());
+    let stamp = format!("sha256:{}", hasher.hex());
+    let venv = context_dir.join(dockerfile::CONTEXT_VENV);
+    let stamp_path = paths::venv_stamp_in(&state);
+    if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) && venv.is_dir() {
+        return Ok(Site { stamp, packages, refreshed: false });
+    }
+    let _ = std::fs::remove_file(&stamp_path);
+
+    let uv = uv.binary()?;
+    let staging = paths::venv_staging(&state);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", paths::display(&staging)))?;
+    }
+    let site_rel = format!("lib/python{}/site-packages", target.python);
+    let site = staging.join(&site_rel);
+    let python_version = target.python.to_string();
+    let python_platform = uv_platform(&target.machine, target.glibc);
+    let cache = paths::uv_cache();
+    let links: Vec<String> =
+        find_links.iter().flat_map(|d| ["--find-links".to_string(), d.display().to_string()]).collect();
+    println!(
+        "venv: installing {packages} packages for Python {python_version} ({python_platform}) with uv {}",
+        uv::VERSION
+    );
+    let mut command = cmd!(
+        sh,
+        "{uv} pip sync --no-config --quiet --target {site} --python-version {python_version} --python-platform {python_platform} --no-index {links...} --require-hashes --no-build --offline --cache-dir {cache} {requirements}"
+    );
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("UV_")) {
+            command = command.env_remove(key);
+        }
+    }
+    command.run().map_err(|e| {
+        format_err!(
+            "{e}\nuv could not install the wheelhouse {} (its message is above; a wheel whose sha256 is not the lock's \
+             is refused: remove the file it names and run the command again, which downloads it afresh)",
+            find_links.iter().map(|d| paths::display(d)).collect::<Vec<_>>().join(" and ")
+        )
+    })?;
+
+    // uv's own record of when it installed each package (`uv_cache.json`, a time): the same wheels must make
+    // the same bytes, or a fresh machine's build would match no cached layer.
+    for entry in std::fs::read_dir(&site).with_context(|| format!("cannot read {}", paths::display(&site)))? {
+        let dist_info = entry?.path();
+        if dist_info.extension().is_some_and(|e| e == "dist-info") {
+            forget_uv_cache_record(&dist_info)?;
+        }
+    }
+    // Console scripts: uv puts them in `<target>/bin`, starting with the host's interpreter.
+    let scripts = site.join("bin");
+    let bin = staging.join("bin");
+    if scripts.is_dir() {
+        std::fs::rename(&scripts, &bin).with_context(|| format!("cannot move {}", paths::display(&scripts)))?;
+        for entry in std::fs::read_dir(&bin)? {
+            rewrite_shebang(&entry?.path())?;
+        }
+    }
+    // The bytecode of the virtualenv it replaces, where the source is still there: the compiler checks each one's
+    // source hash and recompiles what differs.
+    let old_site = venv.join(&site_rel);
+    link_bytecode(&old_site, &site, &old_site)?;
+    bytecode.compile(sh, &staging, dockerfile::VENV, false)?;
+
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("cannot remove {}", paths::display(&venv)))?;
+    }
+    std::fs::create_dir_all(context_dir)?;
+    std::fs::rename(&staging, &venv)
+        .with_context(|| format!("cannot move the virtualenv to {}", paths::display(&venv)))?;
+    gen::write_atomic(&stamp_path, stamp.as_bytes())?;
+    Ok(Site { stamp, packages, refreshed: true })
+}
+
+/// Removes `uv_cache.json` from a `.dist-info` folder and its line from the folder's RECORD (through a new file:
+/// uv may have linked RECORD from its cache).
+fn forget_uv_cache_record(dist_info: &Path) -> Result<()> {
+    let cache_file = dist_info.join("uv_cache.json");
+    if !cache_file.exists() {
+        return Ok(());
+    }
+    std::fs::remove_file(&cache_file).with_context(|| format!("cannot remove {}", paths::display(&cache_file)))?;
+    let record = dist_info.join("RECORD");
+    let Ok(text) = std::fs::read_to_string(&record) else { return Ok(()) };
+    let name = format!("{}/uv_cache.json,", dist_info.file_name().unwrap().to_string_lossy());
+    let kept: String = text.split_inclusive('\n').filter(|line| !line.starts_with(&name)).collect();
+    if kept != text {
+        let tmp = record.with_extension("xtask-tmp");
+        std::fs::write(&tmp, kept).with_context(|| format!("cannot write {}", paths::display(&tmp)))?;
+        std::fs::rename(&tmp, &record).with_context(|| format!("cannot write {}", paths::display(&record)))?;
+    }
+    Ok(())
+}
+
+/// uv's `--python-platform` for a glibc: the newest manylinux it names (`manylinux2014`, `_2_28`, `_2_31` to
+/// `_2_40` in uv 0.13) that the glibc runs; the wheelhouse holds only wheels the glibc runs already.
+fn uv_platform(machine: &str, glibc: (u32, u32)) -> String {
+    match glibc {
+        (2, minor) if minor >= 40 => format!("{machine}-manylinux_2_40"),
+        (2, minor) if minor >= 31 => format!("{machine}-manylinux_2_{minor}"),
+        (2, minor) if minor >= 28 => format!("{machine}-manylinux_2_28"),
+        _ => format!("{machine}-manylinux2014"),
+    }
+}
+
+/// `#!<host python>` (or uv's `/bin/sh` trampoline for a long path) becomes `#!/opt/venv/bin/python`; through a
+/// new file, since uv may have linked the script from its cache.
+fn rewrite_shebang(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", paths::display(path)))?;
+    let Some(rest) = bytes.strip_prefix(b"#!") else { return Ok(()) };
+    let line_end = |b: &[u8]| b.iter().position(|&c| c == b'\n').map_or(b.len(), |i| i + 1);
+    let first = &rest[..line_end(rest)];
+    let body = if first.starts_with(b"/bin/sh") {
+        // `#!/bin/sh`, `'''exec' <python> "$0" "$@"`, `' '''`
+        let mut body = &rest[first.len()..];
+        if !body.starts_with(b"'''exec'") {
+            return Ok(());
+        }
+        for _ in 0..2 {
+            body = &body[line_end(body)..];
+        }
+        body
+    } else if first.windows(6).any(|w| w == b"python") {
+        &rest[first.len()..]
+    } else {
+        return Ok(());
+    };
+    let mut text = format!("#!{}/bin/python\n", dockerfile::VENV).into_bytes();
+    text.extend_from_slice(body);
+    let tmp = path.with_extension("xtask-tmp");
+    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", paths::display(&tmp)))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", paths::display(path)))?;
+    Ok(())
+}
+
+/// Hard-links each `__pycache__/*.pyc` under `dir` (of the tree `old`) into the same place under `new`, when
+/// `new` has its source.
+fn link_bytecode(dir: &Path, new: &Path, old: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        if entry.file_name() != "__pycache__" {
+            link_bytecode(&path, new, old)?;
+            continue;
+        }
+        let rel = path.strip_prefix(old).unwrap();
+        let (target_cache, source_dir) = (new.join(rel), new.join(rel).parent().unwrap().to_path_buf());
+        for pyc in std::fs::read_dir(&path)?.flatten() {
+            let name = pyc.file_name();
+            let Some(module) = name.to_str().and_then(|n| n.split('.').next()) else { continue };
+            if source_dir.join(format!("{module}.py")).is_file() {
+                std::fs::create_dir_all(&target_cache)?;
+                let _ = std::fs::hard_link(pyc.path(), target_cache.join(&name));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uv_is_given_a_platform_it_names() {
+        assert_eq!(super::uv_platform("x86_64", (2, 41)), "x86_64-manylinux_2_40");
+        assert_eq!(super::uv_platform("x86_64", (2, 36)), "x86_64-manylinux_2_36");
+        assert_eq!(super::uv_platform("aarch64", (2, 30)), "aarch64-manylinux_2_28");
+        assert_eq!(super::uv_platform("x86_64", (2, 24)), "x86_64-manylinux2014");
+    }
+}
