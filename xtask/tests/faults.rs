@@ -508,17 +508,6 @@ fn alive(pid: u32) -> bool {
     stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
-/// A copy of the example app with the image name `name`, under `dir` (made).
-fn example_copy(dir: &Path, name: &str) -> PathBuf {
-    let app = dir.join("app");
-    copy_source_tree(&example_app(), &app);
-    let pyproject = app.join("pyproject.toml");
-    let text = std::fs::read_to_string(&pyproject).unwrap();
-    std::fs::write(&pyproject, text.replace("\n[tool.xtask]\n", &format!("\n[tool.xtask]\nname = \"{name}\"\n")))
-        .unwrap();
-    app
-}
-
 /// `cargo xtask image` of `app` on the engine at `host`, with the legacy builder (its output says when a step
 /// runs).
 fn image_command(app: &Path, host: &str, extra: &[&str]) -> Command {

@@ -12,17 +12,6 @@ use std::time::{Duration, Instant};
 
 use local::*;
 
-/// A copy of the example app with the image name `name`, under `dir` (made).
-fn example_copy(dir: &Path, name: &str) -> PathBuf {
-    let app = dir.join("app");
-    copy_source_tree(&example_app(), &app);
-    let pyproject = app.join("pyproject.toml");
-    let text = std::fs::read_to_string(&pyproject).unwrap();
-    std::fs::write(&pyproject, text.replace("\n[tool.xtask]\n", &format!("\n[tool.xtask]\nname = \"{name}\"\n")))
-        .unwrap();
-    app
-}
-
 fn image(app: &Path, extra: &[&str]) -> std::process::Output {
     let mut command = xtask_clean();
     command.arg("image").arg("--app").arg(app).args(["--base-image", &base_311(), "--builder", "legacy"]);

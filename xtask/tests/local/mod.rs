@@ -261,6 +261,17 @@ pub fn state_dir(name: &str) -> PathBuf {
     workspace().join("target/xtask/apps").join(name.replace('/', "+"))
 }
 
+/// A copy of the example app with the image name `name`, under `dir` (made).
+pub fn example_copy(dir: &Path, name: &str) -> PathBuf {
+    let app = dir.join("app");
+    copy_source_tree(&example_app(), &app);
+    let pyproject = app.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(&pyproject, text.replace("\n[tool.xtask]\n", &format!("\n[tool.xtask]\nname = \"{name}\"\n")))
+        .unwrap();
+    app
+}
+
 /// Removes what an earlier run left: the state directory, the image's tags and containers. Tags only (no
 /// pruning): parallel builds may be reusing the layers underneath.
 pub fn clean(name: &str) {
