@@ -311,8 +311,11 @@ Runs the pipeline, each step only when its inputs changed:
     dockerfile  docker/Dockerfile for the workspace's app (else target/xtask/apps/<name>/Dockerfile)
     sbom        target/xtask/apps/<name>/sbom.cdx.json: CycloneDX 1.5 of what the lock installs, from the
                 wheelhouse; in the image at /opt/sbom.cdx.json (label xtask.sbom)
-    context     target/xtask/apps/<name>/context: requirements.txt, wheels/, app/ (tool.xtask.include), the
-                SBOM, nothing else
+    venv        the virtualenv, made on the host from the wheelhouse by a pinned uv (downloaded once and
+                checked by its hash; env XTASK_UV names another uv binary), bytecode compiled; uv itself
+                never goes into the image
+    context     target/xtask/apps/<name>/context: venv/, app/ (tool.xtask.include), system-packages/ (when
+                tool.xtask.system-packages), the SBOM, nothing else
     build       <engine> build, tagged <name>:<version> and <name>:<short commit> (`-dirty` when the app or
                 docker/ differ from the commit); skipped when the image already carries the fingerprint of
                 this context, Dockerfile, base image and build arguments

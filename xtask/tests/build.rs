@@ -64,19 +64,6 @@ const LDAP_CHECK: &str =
     "id -u; python -c 'import ldap; print(ldap.__version__)'; dpkg -l | grep -c -- '-dev' || true; \
                           command -v gcc cc c++ x86_64-linux-gnu-gcc aarch64-linux-gnu-gcc || echo no compiler";
 
-/// Removes the image tags, containers and state named after `name`, and the app's copy.
-struct Cleanup {
-    name: &'static str,
-    dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        clean(self.name);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Forgets the wheels of `prefix` (`python-ldap-3.4.8`) built for `machine`, so that the test builds one.
 fn forget_built_wheels(prefix: &str, machine: &str) {
     let cache = workspace().join("target/xtask/cache/built-wheels");

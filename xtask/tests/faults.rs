@@ -193,19 +193,6 @@ fn wait_for(child: &mut Child, timeout: Duration, log: impl Fn() -> String) -> s
     }
 }
 
-/// Removes the state, images and app of `name` when dropped.
-struct Cleanup {
-    name: &'static str,
-    dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        clean(self.name);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The index goes away
 // ---------------------------------------------------------------------------------------------------------
@@ -384,21 +371,7 @@ struct Daemon {
 
 impl Daemon {
     fn new() -> Daemon {
-        // Short paths: containerd's sockets live under the exec root, and a socket's path has at most 107 bytes.
-        let dir = PathBuf::from(format!("/tmp/xtask-test-faults-engine-{}", std::process::id()));
-        let bridge = format!("xtfault{}", std::process::id() % 100_000);
-        let subnet = 220 + std::process::id() % 15;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let ip = |args: &[&str]| {
-            let output = Command::new("ip").args(args).output().unwrap();
-            assert_success(&format!("ip {} (the second engine needs root)", args.join(" ")), &output);
-        };
-        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", &format!("172.31.{subnet}.1/24"), "dev", &bridge]);
-        ip(&["link", "set", &bridge, "up"]);
+        let (dir, bridge) = second_engine_dir("faults", "xtfault", 220);
         let mut daemon = Daemon { dir, bridge, pid: None };
         daemon.start();
         daemon

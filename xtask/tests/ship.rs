@@ -238,21 +238,7 @@ struct SecondEngine {
 impl SecondEngine {
     fn start() -> SecondEngine {
         let turn = SECOND_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-        // Short paths: containerd's sockets live under the exec root, and a socket's path has at most 107 bytes.
-        let dir = PathBuf::from(format!("/tmp/xtask-test-ship-engine-{}", std::process::id()));
-        let bridge = format!("xtship{}", std::process::id() % 100_000);
-        let subnet = 240 + std::process::id() % 15;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let ip = |args: &[&str]| {
-            let output = Command::new("ip").args(args).output().unwrap();
-            assert_success(&format!("ip {} (the second engine needs root)", args.join(" ")), &output);
-        };
-        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", &format!("172.31.{subnet}.1/24"), "dev", &bridge]);
-        ip(&["link", "set", &bridge, "up"]);
+        let (dir, bridge) = second_engine_dir("ship", "xtship", 240);
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let arg = |name: &str| dir.join(name).display().to_string();
         // Never `--bridge none` (it deletes the main engine's docker0); no iptables of its own.

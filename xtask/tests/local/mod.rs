@@ -272,6 +272,40 @@ pub fn example_copy(dir: &Path, name: &str) -> PathBuf {
     app
 }
 
+/// Removes the image tags, containers and state named after `name`, and the app's copy.
+pub struct Cleanup {
+    pub name: &'static str,
+    pub dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        clean(self.name);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory (made empty, with an empty daemon.json) and the bridge (made and up, on 172.31.<subnet>.1/24,
+/// `subnet` from `subnet_base` plus 0-14 by pid) of a second dockerd for the test file `tag`. Short paths:
+/// containerd's sockets live under the exec root, and a socket's path has at most 107 bytes. Needs root.
+pub fn second_engine_dir(tag: &str, bridge_prefix: &str, subnet_base: u32) -> (PathBuf, String) {
+    let dir = PathBuf::from(format!("/tmp/xtask-test-{tag}-engine-{}", std::process::id()));
+    let bridge = format!("{bridge_prefix}{}", std::process::id() % 100_000);
+    let subnet = subnet_base + std::process::id() % 15;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    let ip = |args: &[&str]| {
+        let output = Command::new("ip").args(args).output().unwrap();
+        assert_success(&format!("ip {} (the second engine needs root)", args.join(" ")), &output);
+    };
+    let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+    ip(&["link", "add", &bridge, "type", "bridge"]);
+    ip(&["addr", "add", &format!("172.31.{subnet}.1/24"), "dev", &bridge]);
+    ip(&["link", "set", &bridge, "up"]);
+    (dir, bridge)
+}
+
 /// Removes what an earlier run left: the state directory, the image's tags and containers. Tags only (no
 /// pruning): parallel builds may be reusing the layers underneath.
 pub fn clean(name: &str) {
