@@ -217,6 +217,7 @@ pub(crate) fn run(sh: &Shell, flags: Image) -> Result<()> {
         ours_target: dir.join("target"),
         dir,
         deps_changed,
+        without_recipes: flags.without_recipes,
         engine,
         builder,
         builder_why: why,
@@ -266,6 +267,8 @@ struct Bench<'a> {
     ours_target: PathBuf,
     /// The app's pyproject.toml and poetry.lock with a dependency added.
     deps_changed: PathBuf,
+    /// `--without-recipes`: ours and uv's only.
+    without_recipes: bool,
     interrupted: Arc<AtomicBool>,
     /// Containers started and not yet removed.
     containers: Vec<String>,
@@ -429,6 +432,7 @@ impl Bench<'_> {
         Tool::ALL
             .into_iter()
             .filter(|&t| t != Tool::Uv || self.uv_left_out().is_none())
+            .filter(|&t| !(self.without_recipes && matches!(t, Tool::Single | Tool::Multi)))
             .collect()
     }
 
@@ -1176,35 +1180,42 @@ impl Bench<'_> {
                 verdict(over <= 1e6)
             ));
         }
+        if self.without_recipes {
+            lines.push("(the recipe's goals: left out with --without-recipes)".to_string());
+        }
         let ratio = ours_size / m(Metric::Size, Tool::Multi);
-        lines.push(format!(
-            "at most 0.35x the multi-stage image: {ratio:.2}x: {}",
-            verdict(ratio <= 0.35)
-        ));
-        let cold = m(Metric::Cold, Tool::Ours);
-        let (single, multi) = (
-            cold / m(Metric::Cold, Tool::Single),
-            cold / m(Metric::Cold, Tool::Multi),
-        );
-        lines.push(format!(
+        if !self.without_recipes {
+            lines.push(format!(
+                "at most 0.35x the multi-stage image: {ratio:.2}x: {}",
+                verdict(ratio <= 0.35)
+            ));
+            let cold = m(Metric::Cold, Tool::Ours);
+            let (single, multi) = (
+                cold / m(Metric::Cold, Tool::Single),
+                cold / m(Metric::Cold, Tool::Multi),
+            );
+            lines.push(format!(
             "cold build at most 0.3x the recipe's (wheelhouse cold): {single:.2}x single-stage, {multi:.2}x \
              multi-stage: {}",
             verdict(single <= 0.3 && multi <= 0.3)
         ));
+        }
         let noop = m(Metric::Noop, Tool::Ours);
         lines.push(format!(
             "no-op `cargo xtask image` under 0.1 s: {}: {}",
             seconds(noop),
             verdict(noop < 0.1)
         ));
-        let first = m(Metric::First200, Tool::Ours);
-        let theirs = m(Metric::First200, Tool::Single).min(m(Metric::First200, Tool::Multi));
-        lines.push(format!(
-            "first 200 no slower than the recipes' images: {} vs {} (the faster of theirs): {}",
-            seconds(first),
-            seconds(theirs),
-            verdict(first <= theirs)
-        ));
+        if !self.without_recipes {
+            let first = m(Metric::First200, Tool::Ours);
+            let theirs = m(Metric::First200, Tool::Single).min(m(Metric::First200, Tool::Multi));
+            lines.push(format!(
+                "first 200 no slower than the recipes' images: {} vs {} (the faster of theirs): {}",
+                seconds(first),
+                seconds(theirs),
+                verdict(first <= theirs)
+            ));
+        }
         if self.samples.median(Metric::Cold, Tool::Uv).is_some() {
             for (metric, what, most) in [
                 (Metric::Cold, "cold build (nothing cached)", 0.7),

@@ -31,6 +31,7 @@ pub(crate) struct Image {
     pub(crate) engine: Option<String>,
     pub(crate) builder: Option<xtask::engine::Builder>,
     pub(crate) deps_changed: Option<PathBuf>,
+    pub(crate) without_recipes: bool,
 }
 
 /// `cargo xtask bench wheels`.
@@ -88,6 +89,10 @@ const DEPS_CHANGED: Opt = Opt::value(
     "deps-changed",
     "DIR",
     "the app's pyproject.toml and poetry.lock with a dependency added (default: bench/fixtures/deps-changed)",
+);
+const WITHOUT_RECIPES: Opt = Opt::switch(
+    "without-recipes",
+    "leave the recipe's two Dockerfiles out (ours against uv's only: a quicker run while working on a row)",
 );
 
 const CORPUS: Opt = Opt::value(
@@ -152,7 +157,7 @@ requirements.txt from `xtask export`. BuildKit unless --builder legacy, which le
 need BuildKit): pass --engine with a client that offers it (/usr/bin/docker here). Images are named
 xtask-bench-*; everything the benchmark built is removed at the end, cache mounts included.",
     positional: "",
-    options: &[RUNS, APP, BASE_IMAGE, ENGINE, BUILDER, DEPS_CHANGED],
+    options: &[RUNS, APP, BASE_IMAGE, ENGINE, BUILDER, DEPS_CHANGED, WITHOUT_RECIPES],
 };
 
 const WHEELS: Task = Task {
@@ -185,6 +190,7 @@ fn benchmark(task: &'static Task, m: &mut Matches) -> Result<Benchmark> {
             engine: m.value(&ENGINE),
             builder: m.parse(&BUILDER)?,
             deps_changed: m.path(&DEPS_CHANGED),
+            without_recipes: m.switch(&WITHOUT_RECIPES),
         }),
         "wheels" => Benchmark::Wheels(Wheels {
             corpus: m.path(&CORPUS),

@@ -468,11 +468,13 @@ const WHEELS: Task = Task {
     summary: "fill the wheelhouse for the image's Python and platform, checked against the lock's hashes",
     about: "\
 Downloads, for the image's Python (tool.xtask.python, --python) and platform (tool.xtask.platform, --platform),
-the wheel of every locked package the image installs into target/xtask/apps/<name>/wheelhouse:
-    pip download --only-binary=:all: --python-version X.Y --implementation cp --abi cpXY
-                 --platform manylinux_2_<N>_<arch> ... --no-deps --require-hashes
-The manylinux tags go up to the base image's glibc, asked from the base image itself when the engine has it
-(else glibc 2.28 is assumed). A package that publishes only an sdist is built on the host with `pip wheel`
+the wheel of every locked package the image installs into target/xtask/apps/<name>/wheelhouse: among the
+package's locked files, the one pip would pick for CPython X.Y on manylinux_2_<N>_<arch> (packaging's order
+of tags), fetched from its index in parallel with the look-up of its page and checked against the lock's
+sha256 (kept in target/xtask/cache/files/ for the next wheelhouse); pip downloads what the look-up cannot
+(`pip download --only-binary=:all: --python-version X.Y ... --no-deps --require-hashes`). The manylinux tags
+go up to the base image's glibc, asked from the base image itself when the engine has it (else glibc 2.28 is
+assumed). A package that publishes only an sdist is built on the host with `pip wheel`
 and must give a pure-Python wheel; a package with neither is an error naming it. Every file is checked against
 poetry.lock's sha256 hashes. Nothing runs when the requirements and the target are unchanged.
 `cargo xtask image` does this as its second step.",

@@ -54,6 +54,7 @@ impl Image {
                 force: self.force,
                 dry_run: self.dry_run,
                 multi_platform: platforms.len() > 1,
+                for_registry: false,
                 repository: None,
             };
             build(sh, &request)?;
@@ -75,6 +76,9 @@ pub(crate) struct BuildOptions<'a> {
     pub(crate) dry_run: bool,
     /// One of several platforms: the tags get the platform's suffix (`<name>:<version>-arm64`).
     pub(crate) multi_platform: bool,
+    /// The image goes to a registry (`push`): its layers' inline cache must be the one a build elsewhere
+    /// makes, so `--no-cache` does not start it from the base stage built beside the wheels.
+    pub(crate) for_registry: bool,
     /// The repository whose images BuildKit may take cached layers from (`push --to`); else
     /// `tool.xtask.repository`.
     pub(crate) repository: Option<&'a Repository>,
@@ -128,6 +132,8 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let engine = settings::engine_choice(options.engine)?.engine(dry_run)?;
     let _lock = if dry_run { None } else { Some(wheels::lock_state(&config)?) };
     let state = config.state_dir();
+    // Which builder the engine offers (two client calls): asked beside the context's assembly, answered when needed.
+    let builder = BuilderProbe::new(&engine);
 
     let selection = wheels::select(&config)?;
     // uv, which makes the virtualenv: downloaded (once) beside the wheels.
@@ -190,7 +196,14 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             // With a registry cache the build takes the stage from the registry instead: a layer built here
             // would differ from the registry's, and BuildKit would then match none of the layers after it.
             if cache_from.is_empty() {
-                start_base_build(&engine, &config, &dockerfile, (&build_args, epoch), &state)
+                // With --no-cache, the stage built here is the one the build below starts from, by a tag of its
+                // own: it is not built a second time.
+                let stage_tag = (options.no_cache && !options.for_registry)
+                    .then(|| format!("{}:xtask-base-stage{suffix}", config.name));
+                let builder = builder.get().ok().map(|(b, _)| b);
+                builder.and_then(|b| {
+                    start_base_build(&engine, b, &config, &dockerfile, (&build_args, epoch), &state, stage_tag)
+                })
             } else {
                 None
             }
@@ -200,35 +213,40 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let wheelhouse = wheels::ensure(sh, &config, &selection, &target, host.as_ref(), dry_run)?;
     // The project's own wheel, and what all of them hold: checked against the settings before any build.
     let project = if dry_run { None } else { project_wheel::write(&config, &paths::project_wheel_dir(&state))? };
-    let mut sbom_file = None;
-    if !dry_run {
+    // What the wheels hold (their metadata, read by the host's Python): read beside the virtualenv's
+    // installation below, checked against the settings before the context is assembled.
+    let inventory = (!dry_run).then(|| {
         let mut all: Vec<(PathBuf, String)> =
             wheelhouse.files.iter().map(|(name, sha256)| (wheelhouse.dir.join(name), sha256.clone())).collect();
         all.extend(project.iter().map(|p| (p.path.clone(), p.sha256.clone())));
         let environment = target.marker_environment();
-        let inventory = inventory::read(sh, &wheels::host_python()?, &all, &environment, &paths::inventory(&state))?;
-        inventory::check(&config, &inventory)?;
+        let cache = paths::inventory(&state);
+        std::thread::spawn(move || -> Result<inventory::Inventory> {
+            let sh = Shell::new()?;
+            inventory::read(&sh, &wheels::host_python()?, &all, &environment, &cache)
+        })
+    });
+    let sbom_of = |inventory: &inventory::Inventory| -> Result<Option<PathBuf>> {
         // The SBOM: what the virtualenv will hold, from the lock and the wheelhouse.
-        if let Some(base) = &base {
-            let mut installed = wheelhouse.files.clone();
-            installed.extend(project.iter().map(|p| (p.file_name.clone(), p.sha256.clone())));
-            let inputs = sbom::Inputs {
-                config: &config,
-                packages: &selection.packages,
-                wheels: &installed,
-                project_wheel: project.as_ref().map(|p| p.file_name.as_str()),
-                licenses: &inventory.licenses,
-                base: &sbom::BaseImage { reference: base.reference.clone(), id: base.info.id.clone() },
-                python: &format!("CPython {}", target.python_full),
-            };
-            let text = sbom::document(&inputs)?.to_pretty();
-            let path = paths::sbom(&state);
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                gen::write_atomic(&path, text.as_bytes())?;
-            }
-            sbom_file = Some(path);
+        let Some(base) = &base else { return Ok(None) };
+        let mut installed = wheelhouse.files.clone();
+        installed.extend(project.iter().map(|p| (p.file_name.clone(), p.sha256.clone())));
+        let inputs = sbom::Inputs {
+            config: &config,
+            packages: &selection.packages,
+            wheels: &installed,
+            project_wheel: project.as_ref().map(|p| p.file_name.as_str()),
+            licenses: &inventory.licenses,
+            base: &sbom::BaseImage { reference: base.reference.clone(), id: base.info.id.clone() },
+            python: &format!("CPython {}", target.python_full),
+        };
+        let text = sbom::document(&inputs)?.to_pretty();
+        let path = paths::sbom(&state);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            gen::write_atomic(&path, text.as_bytes())?;
         }
-    }
+        Ok(Some(path))
+    };
     steps.done("wheels", if wheelhouse.refreshed { "" } else { " (up to date)" });
 
     // The system packages (fetched beforehand, so the build is offline), and the libraries built wheels need.
@@ -244,6 +262,9 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     }
 
     let context_dir = paths::build_context(&state);
+    if current.is_none() || wheelhouse.refreshed {
+        builder.start();
+    }
     let context = if dry_run {
         println!(
             "context: would assemble {} (venv/: the virtualenv uv {} installs from the wheelhouse, app/, \
@@ -262,7 +283,15 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         let uv = uv.expect("started unless a dry run");
         let venv = site::ensure(sh, &config, &target, (&requirements, &find_links), &bytecode, uv, &context_dir)?;
         steps.done("venv", if venv.refreshed { "" } else { " (up to date)" });
-        Some(assemble(sh, &config, &venv, &bytecode, system.as_ref(), sbom_file.as_deref(), &context_dir)?)
+        let inventory = inventory
+            .expect("read unless a dry run")
+            .join()
+            .map_err(|_| format_err!("reading the wheels' metadata failed"))??;
+        inventory::check(&config, &inventory)?;
+        let sbom_file = sbom_of(&inventory)?;
+        // A file of the context changed: a build follows, whose builder is asked beside the app's bytecode.
+        let changed = || builder.start();
+        Some(assemble(sh, &config, &venv, &bytecode, (system.as_ref(), sbom_file.as_deref()), &context_dir, &changed)?)
     };
     steps.done("context", "");
 
@@ -281,12 +310,25 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             (image.id.clone(), " (up to date)")
         }
         _ => {
-            if let Some(base_build) = base_build {
+            let mut stage_tag = None;
+            if let Some((base_build, tag)) = base_build {
                 let (ok, took) = base_build.wait();
                 let how = if ok { "built" } else { "failed (the build below says why)" };
                 println!("image: the base stage {how} beside the wheels in {:.1} s", took.as_secs_f64());
+                stage_tag = tag.filter(|_| ok);
             }
-            let (builder, why) = engine.builder()?;
+            // With --no-cache, the Dockerfile as it is but for its last stage, which starts from the base stage
+            // just built (the tag): BuildKit then skips the base stage, unused.
+            let from_stage = format!("\nFROM {}\n", dockerfile::BASE_STAGE);
+            let mut build_file = dockerfile.clone();
+            if let Some(tag) = stage_tag.as_ref().filter(|_| contents.matches(&from_stage).count() == 1) {
+                build_file = state.join("Dockerfile.from-base-stage");
+                gen::write_atomic(
+                    &build_file,
+                    contents.replacen(&from_stage, &format!("\nFROM {tag}\n"), 1).as_bytes(),
+                )?;
+            }
+            let (builder, why) = builder.get()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
             // BuildKit writes the cache of each layer into the image's configuration (inline cache, a few
@@ -308,7 +350,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             let iidfile = state.join("image.id");
             let request = BuildRequest {
                 context: &context_dir,
-                dockerfile: &dockerfile,
+                dockerfile: &build_file,
                 tags: &tags,
                 build_args: &build_args,
                 labels: &labels,
@@ -319,7 +361,11 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
                 timestamp: epoch,
                 target: None,
             };
-            (engine.build(builder, &request)?, "")
+            let built = engine.build(builder, &request);
+            if let Some(tag) = &stage_tag {
+                engine.untag(sh, tag);
+            }
+            (built?, "")
         }
     };
     // The commit tag follows the image: a new commit with the same content needs no build, only a tag.
@@ -347,28 +393,33 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
 
 /// Starts the build of the Dockerfile's base stage (`dockerfile::BASE_STAGE`) in the background, from an empty
 /// context (the stage copies nothing), with the build arguments of the image's build, so that its layer is the
-/// one the image's build takes from the cache. Nothing, when the engine cannot say its builder.
+/// one the image's build takes from the cache; with `tag` (`--no-cache`, BuildKit), built without the cache and
+/// tagged, for the image's build to start from (a copy of the Dockerfile whose last stage starts from that tag).
 fn start_base_build(
     engine: &Engine,
+    builder: engine::Builder,
     config: &Config,
     dockerfile: &Path,
     (build_args, timestamp): (&[(String, String)], Option<u64>),
     state: &Path,
-) -> Option<engine::BackgroundBuild> {
-    let (builder, _) = engine.builder().ok()?;
+    tag: Option<String>,
+) -> Option<(engine::BackgroundBuild, Option<String>)> {
+    // The legacy builder builds every stage of the Dockerfile, used or not: it would build the stage again.
+    let tag = tag.filter(|_| builder == engine::Builder::BuildKit);
     let empty = state.join("base-context");
     std::fs::create_dir_all(&empty).ok()?;
     let mut build_args = build_args.to_vec();
     if builder == engine::Builder::BuildKit {
         build_args.push(("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string()));
     }
+    let tags: Vec<String> = tag.iter().cloned().collect();
     let request = BuildRequest {
         context: &empty,
         dockerfile,
-        tags: &[],
+        tags: &tags,
         build_args: &build_args,
         labels: &[],
-        no_cache: false,
+        no_cache: tag.is_some(),
         iidfile: &state.join("base-stage.id"),
         platform: Some(&config.platform),
         cache_from: &[],
@@ -376,7 +427,46 @@ fn start_base_build(
         target: Some(dockerfile::BASE_STAGE),
     };
     println!("image: the base stage (nothing of the app) goes to the engine now, beside the wheels");
-    engine.build_in_background(builder, &request, &state.join("base-stage.log")).ok()
+    let build = engine.build_in_background(builder, &request, &state.join("base-stage.log")).ok()?;
+    Some((build, tag))
+}
+
+/// The engine's builder (`Engine::builder`: two client calls), asked in a thread once a build may follow (not on
+/// the way to a no-op, where the calls would only compete with the engine's inspection) and joined when needed.
+type Probed = Result<(engine::Builder, String), String>;
+
+struct BuilderProbe {
+    engine: Engine,
+    thread: std::cell::RefCell<Option<std::thread::JoinHandle<Probed>>>,
+    answer: std::cell::OnceCell<Probed>,
+}
+
+impl BuilderProbe {
+    fn new(engine: &Engine) -> BuilderProbe {
+        BuilderProbe {
+            engine: engine.clone(),
+            thread: std::cell::RefCell::new(None),
+            answer: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Starts asking, unless it has been asked already.
+    fn start(&self) {
+        if self.answer.get().is_some() || self.thread.borrow().is_some() {
+            return;
+        }
+        let engine = self.engine.clone();
+        *self.thread.borrow_mut() = Some(std::thread::spawn(move || engine.builder().map_err(|e| format!("{e:#}"))));
+    }
+
+    fn get(&self) -> Result<(engine::Builder, String)> {
+        self.start();
+        let answer = self.answer.get_or_init(|| match self.thread.borrow_mut().take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| Err("the probe of the engine's builder failed".into())),
+            None => Err("the probe of the engine's builder failed".into()),
+        });
+        answer.clone().map_err(|e| format_err!("{e}"))
+    }
 }
 
 /// The images of `repository` whose inline cache a build may use: those of this commit and this version
@@ -567,20 +657,37 @@ pub(crate) struct Git {
 }
 
 /// The app's commit, or `None` when the app is not in a git repository (or git is missing).
-pub(crate) fn git_info(sh: &Shell, config: &Config) -> Option<Git> {
-    let git = || sh.cmd("git").arg("-C").arg(&config.app_dir).quiet().ignore_stderr();
-    let log = git().args(["log", "-1", "--format=%h%n%H%n%cI%n%ct"]).read().ok()?;
+pub(crate) fn git_info(_sh: &Shell, config: &Config) -> Option<Git> {
+    // Three short git calls, side by side.
+    let git = |args: &[&str], paths: &[&Path]| {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&config.app_dir)
+            .args(args)
+            .args(paths)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let docker_dir = paths::docker_dir();
+    let (log, status, source) = std::thread::scope(|scope| {
+        let status = scope.spawn(|| {
+            // docker/ is outside the app's repository: then the app's folder alone.
+            git(&["status", "--porcelain", "--"], &[&config.app_dir, &docker_dir])
+                .or_else(|| git(&["status", "--porcelain", "--"], &[&config.app_dir]))
+        });
+        let source = scope.spawn(|| git(&["remote", "get-url", "origin"], &[]));
+        let log = git(&["log", "-1", "--format=%h%n%H%n%cI%n%ct"], &[]);
+        (log, status.join().ok().flatten(), source.join().ok().flatten())
+    });
+    let log = log?;
     let mut lines = log.lines();
     let (short, full, created) = (lines.next()?.to_string(), lines.next()?.to_string(), lines.next()?.to_string());
     let time = lines.next()?.trim().parse().ok()?;
-    let status = |paths: &[&Path]| git().args(["status", "--porcelain", "--"]).args(paths).read();
-    let dirty = match status(&[&config.app_dir, &paths::docker_dir()]) {
-        Ok(text) => !text.trim().is_empty(),
-        // docker/ is outside the app's repository.
-        Err(_) => status(&[&config.app_dir]).map(|t| !t.trim().is_empty()).unwrap_or(false),
-    };
-    let source =
-        git().args(["remote", "get-url", "origin"]).read().map(|url| without_credentials(&url)).unwrap_or_default();
+    let dirty = status.is_some_and(|text| !text.trim().is_empty());
+    let source = source.map(|url| without_credentials(url.trim())).unwrap_or_default();
     Some(Git { short, full, created, time, dirty, source })
 }
 
@@ -661,9 +768,9 @@ pub(crate) fn assemble(
     config: &Config,
     venv: &Site,
     bytecode: &site::Bytecode<'_>,
-    system: Option<&SystemPackages>,
-    sbom: Option<&Path>,
+    (system, sbom): (Option<&SystemPackages>, Option<&Path>),
     dir: &Path,
+    changed: &dyn Fn(),
 ) -> Result<BuildContext> {
     let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
     if let Some(sbom) = sbom {
@@ -746,6 +853,9 @@ pub(crate) fn assemble(
         manifest.push((rel.clone(), mode, sha256));
     }
     new_cache.write(&cache_path)?;
+    if copied + removed > 0 {
+        changed();
+    }
 
     // The app's bytecode, compiled here, so that no step of the image build follows the app's files: again when
     // a source or the Python changed, or a `.pyc` is missing.

@@ -31,6 +31,8 @@ pub(crate) struct Found {
 pub(crate) struct Lookup {
     pub(crate) files: BTreeMap<String, Found>,
     pub(crate) blockers: Vec<(String, String)>,
+    /// What became of each file fetched: `ok`, `hash` (with the sha256 got) or `fail` (with why).
+    pub(crate) fetched: BTreeMap<String, (String, String)>,
 }
 
 /// The simple-index page of `package`: its private index's (`legacy`), else PyPI's. Without credentials.
@@ -42,7 +44,7 @@ pub(crate) fn index_of(package: &SelectedPackage) -> String {
 }
 
 const LOOKUP_SCRIPT: &str = r##"
-import concurrent.futures, html, re, sys, time, urllib.parse
+import concurrent.futures, hashlib, html, os, re, sys, time, urllib.parse
 from pip._vendor import requests
 session = requests.Session()
 if len(sys.argv) > 1:
@@ -61,12 +63,41 @@ def get(page):
     return response
 def reason(e):
     # The innermost cause ("[Errno -2] Name or service not known"), not urllib3's whole chain.
-    text = str(e).replace("\t", " ")
+    text = str(e).replace("\t", " ").replace("\n", " ")
     errno = re.findall(r"\[Errno [^\]]+\][^'\")]*", text)
     return errno[-1].strip() if errno else text[:200]
+def fetch(url, dest, sha256):
+    part = dest + ".part"
+    try:
+        with session.get(url, stream=True, timeout=120) as response:
+            if response.status_code != 200:
+                return "fail", "HTTP %d %s" % (response.status_code, response.reason)
+            digest, size = hashlib.sha256(), 0
+            with open(part, "wb") as out:
+                for chunk in response.iter_content(1 << 16):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            expected = response.headers.get("Content-Length", "")
+        if expected.isdigit() and size != int(expected):
+            os.remove(part)
+            return "fail", "the connection closed after %d of its %s bytes" % (size, expected)
+        if digest.hexdigest() != sha256:
+            os.remove(part)
+            return "hash", digest.hexdigest()
+        os.replace(part, dest)
+        return "ok", ""
+    except BaseException as e:
+        try:
+            os.remove(part)
+        except OSError:
+            pass
+        if not isinstance(e, Exception):
+            raise
+        return "fail", reason(e)
 def links(numbered):
     number, line = numbered
-    page, *files = line.split(" ")
+    page, files, wanted, dest = (line.split("\t") + ["", "", ""])[:4]
     try:
         response = get(page)
     except Exception as e:
@@ -86,29 +117,53 @@ def links(numbered):
                 name = urllib.parse.unquote(url.split("#")[0].rsplit("/", 1)[-1])
                 found[name] = (url, html.unescape(requires.group(1)) if requires else "")
     out = ["page\t%d\tok\t" % number]
-    for f in files:
+    urls = {}
+    for f in files.split(" "):
         if f in found:
-            out.append("file\t%s\t%s\t%s" % (f, urllib.parse.urljoin(response.url, found[f][0].split("#")[0]), found[f][1]))
+            urls[f] = urllib.parse.urljoin(response.url, found[f][0].split("#")[0])
+            out.append("file\t%s\t%s\t%s" % (f, urls[f], found[f][1]))
+    # The first of the wanted files (best first) that the page lists, fetched and checked.
+    for want in wanted.split(" "):
+        name, _, sha256 = want.partition("=")
+        if name in urls:
+            status, why = fetch(urls[name], os.path.join(dest, name), sha256)
+            out.append("got\t%s\t%s\t%s" % (name, status, why))
+            break
     return out
 lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
 with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     for result in pool.map(links, enumerate(lines)):
         for line in result:
-            print(line)
+            print(line, flush=True)
 "##;
 
-/// Looks up the URLs of `wanted` files of each package on its index. `netrc` is the private netrc file of the
-/// credentials, if any. Fails only when the look-up itself cannot run (then pip searches the indexes itself).
-pub(crate) fn lookup(
-    sh: &Shell,
-    python: &Path,
-    auth: &IndexAuth,
-    netrc: Option<&Path>,
-    wanted: &[(&SelectedPackage, Vec<String>)],
-) -> Result<Lookup> {
+/// One page to ask: the simple-index page, the files whose URLs are wanted, and the files to fetch into `dest`
+/// (best first, each with its sha256 in hex): the first the page lists is fetched and checked, the others not.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Query {
+    pub(crate) page: String,
+    pub(crate) files: Vec<String>,
+    pub(crate) fetch: Vec<(String, String)>,
+    pub(crate) dest: Option<PathBuf>,
+}
+
+/// What the pages answered: each query's page status and reason (`ok`, `404`, `unreachable`...), the URLs of
+/// the files found, and what became of each file fetched (`ok`, `hash` with the sha256 got, `fail` with why).
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    pub(crate) pages: BTreeMap<usize, (String, String)>,
+    pub(crate) files: BTreeMap<String, Found>,
+    pub(crate) fetched: BTreeMap<String, (String, String)>,
+}
+
+/// Asks the pages of `queries` in parallel (one Python process: pip's `requests`, the CA bundle, `netrc`).
+/// Fails only when the look-up itself cannot run.
+pub(crate) fn ask(sh: &Shell, python: &Path, netrc: Option<&Path>, queries: &[Query]) -> Result<Answers> {
     let mut input = String::new();
-    for (package, files) in wanted {
-        input.push_str(&format!("{}/{}/ {}\n", index_of(package).trim_end_matches('/'), package.name, files.join(" ")));
+    for query in queries {
+        let fetch: Vec<String> = query.fetch.iter().map(|(file, sha256)| format!("{file}={sha256}")).collect();
+        let dest = query.dest.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+        input.push_str(&format!("{}\t{}\t{}\t{dest}\n", query.page, query.files.join(" "), fetch.join(" ")));
     }
     let mut command = sh.cmd(python).arg("-c").arg(LOOKUP_SCRIPT).args(pip::ca_bundle()).stdin(input).quiet();
     if let Some(netrc) = netrc {
@@ -120,24 +175,53 @@ pub(crate) fn lookup(
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed");
         bail!("cannot look up the locked files' URLs on the index ({})", last.trim());
     }
-    let mut lookup = Lookup::default();
-    let mut pages: BTreeMap<usize, (String, String)> = BTreeMap::new();
+    let mut answers = Answers::default();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
             ["page", number, status, reason] => {
                 if let Ok(number) = number.parse() {
-                    pages.insert(number, (status.to_string(), reason.to_string()));
+                    answers.pages.insert(number, (status.to_string(), reason.to_string()));
                 }
             }
             ["file", file, url, requires] => {
                 let found = Found { url: url.to_string(), requires_python: requires.to_string() };
-                lookup.files.insert(file.to_string(), found);
+                answers.files.insert(file.to_string(), found);
+            }
+            ["got", file, status, why] => {
+                answers.fetched.insert(file.to_string(), (status.to_string(), why.to_string()));
             }
             _ => {}
         }
     }
-    for (number, (package, files)) in wanted.iter().enumerate() {
+    Ok(answers)
+}
+
+/// Looks up the URLs of `wanted` files of each package on its index, and fetches into `dest` the first of each
+/// package's files to fetch (best first) that its page lists. `netrc` is the private netrc file of the
+/// credentials, if any. Fails only when the look-up itself cannot run (then pip searches the indexes itself).
+pub(crate) fn lookup(
+    sh: &Shell,
+    python: &Path,
+    auth: &IndexAuth,
+    netrc: Option<&Path>,
+    wanted: &[Want<'_>],
+    dest: Option<&Path>,
+) -> Result<Lookup> {
+    let queries: Vec<Query> = wanted
+        .iter()
+        .map(|want| Query {
+            page: format!("{}/{}/", index_of(want.package).trim_end_matches('/'), want.package.name),
+            files: want.files.clone(),
+            fetch: if dest.is_some() { want.fetch.clone() } else { Vec::new() },
+            dest: dest.map(Path::to_path_buf),
+        })
+        .collect();
+    let answers = ask(sh, python, netrc, &queries)?;
+    let mut lookup = Lookup { files: answers.files, fetched: answers.fetched, ..Lookup::default() };
+    let pages = answers.pages;
+    for (number, want) in wanted.iter().enumerate() {
+        let (package, files) = (want.package, &want.files);
         let index = index_of(package);
         let what = format!("{} {}", package.name, package.version);
         let source = auth.source_of(&index);
@@ -168,6 +252,14 @@ pub(crate) fn lookup(
         lookup.blockers.push((package.name.clone(), blocker));
     }
     Ok(lookup)
+}
+
+/// A package whose files are looked up: the files whose URLs are wanted, and those to fetch (best first, with
+/// their sha256 in hex).
+pub(crate) struct Want<'a> {
+    pub(crate) package: &'a SelectedPackage,
+    pub(crate) files: Vec<String>,
+    pub(crate) fetch: Vec<(String, String)>,
 }
 
 /// `a, b, c and 4 more`.

@@ -115,7 +115,7 @@ pub(crate) fn built_wheels_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("built-wheels")
 }
 
-/// Files fetched by URL on the host (sdists to build, URL dependencies), under their sha256.
+/// Files fetched on the host (wheels from the indexes, sdists to build, URL dependencies), under their sha256.
 pub(crate) fn fetched_files_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("files")
 }
@@ -149,6 +149,17 @@ pub(crate) fn uv_cache() -> PathBuf {
 /// The host interpreter that last compiled an image's bytecode (`site.rs`), to start it without its launcher.
 pub(crate) fn host_python_memo() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("host-python.txt")
+}
+
+/// The markers evaluated before for one marker environment (`wheels::evaluate_markers`), by its hash.
+pub(crate) fn markers_memo(environment: &str) -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("markers").join(format!("{environment}.txt"))
+}
+
+/// The interpreter a `python3` launcher (pyenv's shim) started last, for that launcher, directory and
+/// `PYENV_VERSION` (`wheels::host_python`).
+pub(crate) fn host_python_launcher_memo() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("host-python-launcher.txt")
 }
 
 /// In the state directory: the image's virtualenv while it is assembled (`site.rs`), and its stamp.

@@ -103,6 +103,7 @@ fn push(sh: &Shell, flags: &Push, signals: &mut Signals) -> Result<()> {
             force: false,
             dry_run: flags.dry_run,
             multi_platform: multi,
+            for_registry: true,
             repository: (!flags.no_cache).then_some(&repository),
         };
         let image = image::build(sh, &options)?;

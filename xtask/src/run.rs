@@ -38,6 +38,7 @@ fn run(sh: &Shell, flags: &Run) -> Result<ExitCode> {
         force: false,
         dry_run: flags.dry_run,
         multi_platform: false,
+        for_registry: false,
         repository: None,
     };
     let built = image::build(sh, &options)?;

@@ -202,9 +202,14 @@ pub(crate) fn ensure(
         "venv: installing {packages} packages for Python {python_version} ({python_platform}) with uv {}",
         uv::VERSION
     );
+    // The host's interpreter named (uv asks one even with --target; a launcher on PATH would cost a start).
+    let interpreter: Vec<String> = match crate::wheels::host_python() {
+        Ok(python) => vec!["--python".to_string(), python.display().to_string()],
+        Err(_) => Vec::new(),
+    };
     let mut command = cmd!(
         sh,
-        "{uv} pip sync --no-config --quiet --target {site} --python-version {python_version} --python-platform {python_platform} --no-index {links...} --require-hashes --no-build --offline --cache-dir {cache} {requirements}"
+        "{uv} pip sync --no-config --quiet --target {site} --python-version {python_version} --python-platform {python_platform} {interpreter...} --no-index {links...} --require-hashes --no-build --offline --cache-dir {cache} {requirements}"
     );
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(|k| k.starts_with("UV_")) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{gen, paths, pip, wheels};
+use crate::{gen, index, paths, pip, wheels};
 
 /// The uv release we pin; its wheels' hashes per host machine below.
 pub(crate) const VERSION: &str = "0.13.9";
@@ -94,19 +94,33 @@ pub(crate) fn ensure(sh: &Shell) -> Result<PathBuf> {
     let known = wheel.is_file() && gen::sha256_file(&wheel)? == sha256;
     if !known {
         println!("uv: downloading uv {VERSION} for {machine} from PyPI (once; it assembles the image's virtualenv)");
-        let requirement = dir.join(format!("requirement-{}.txt", std::process::id()));
-        gen::write_atomic(&requirement, format!("uv=={VERSION} --hash=sha256:{sha256}\n").as_bytes())?;
         let python = wheels::host_python()?;
-        let platform = tag.split('.').next().unwrap_or(tag);
-        let command = pip::pip(sh, &python, "download")
-            .args(["--no-deps", "--only-binary=:all:", "--require-hashes", "--no-cache-dir"])
-            .args(["--platform", platform, "--index-url", pip::PYPI_SIMPLE, "--dest"])
-            .arg(&download)
-            .arg("--requirement")
-            .arg(&requirement);
-        pip::run(command, "pip download of uv").map_err(|e| {
-            format_err!("{e:#}: uv {VERSION} cannot be downloaded from PyPI; install uv and name it in {UV_ENV}")
-        })?;
+        std::fs::create_dir_all(&download).with_context(|| format!("cannot create {}", paths::display(&download)))?;
+        // Straight from PyPI's page of uv (one small process), else with pip.
+        let query = index::Query {
+            page: format!("{}/uv/", pip::PYPI_SIMPLE),
+            files: vec![wheel_name.clone()],
+            fetch: vec![(wheel_name.clone(), sha256.to_string())],
+            dest: Some(download.clone()),
+        };
+        let fetched = index::ask(sh, &python, None, &[query])
+            .is_ok_and(|a| a.fetched.get(&wheel_name).is_some_and(|(status, _)| status == "ok"));
+        if !fetched {
+            let requirement = dir.join(format!("requirement-{}.txt", std::process::id()));
+            gen::write_atomic(&requirement, format!("uv=={VERSION} --hash=sha256:{sha256}\n").as_bytes())?;
+            let platform = tag.split('.').next().unwrap_or(tag);
+            let command = pip::pip(sh, &python, "download")
+                .args(["--no-deps", "--only-binary=:all:", "--require-hashes", "--no-cache-dir"])
+                .args(["--platform", platform, "--index-url", pip::PYPI_SIMPLE, "--dest"])
+                .arg(&download)
+                .arg("--requirement")
+                .arg(&requirement);
+            let result = pip::run(command, "pip download of uv");
+            let _ = std::fs::remove_file(&requirement);
+            result.map_err(|e| {
+                format_err!("{e:#}: uv {VERSION} cannot be downloaded from PyPI; install uv and name it in {UV_ENV}")
+            })?;
+        }
         let downloaded = download.join(&wheel_name);
         let got = gen::sha256_file(&downloaded)?;
         if got != sha256 {

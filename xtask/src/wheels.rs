@@ -2,10 +2,11 @@
 //! host's), checked against poetry.lock's hashes, so that the image build needs no network and no compiler.
 //!
 //! Each locked package the image needs (its marker evaluated for the target) comes from one of:
-//! - a published wheel that fits the target: `pip download --only-binary=:all: --python-version X.Y
-//!   --implementation cp --abi cpXY --platform manylinux_2_<N>_<arch>...` (the tags, up to the base image's
-//!   glibc, that the locked wheels carry, and `linux_<arch>`, which pip takes on Linux: PyTorch's local
-//!   versions such as `torch 2.0.1+cu118` publish those);
+//! - a published wheel that fits the target: the locked file pip would pick (`Target::preference`, the order of
+//!   `packaging.tags` for the target: manylinux tags up to the base image's glibc, then `linux_<arch>`, which pip
+//!   takes on Linux: PyTorch's local versions such as `torch 2.0.1+cu118` publish those), from the download
+//!   cache or fetched while its index page is looked up (`index.rs`), checked against the lock's sha256; `pip
+//!   download --only-binary=:all: --python-version X.Y ...` for what the look-up cannot fetch;
 //! - its sdist, when no wheel fits: fetched and checked against the lock's hash, then built for the target in
 //!   a container of the base image with `tool.xtask.build-packages` (`sdists.rs`), cached by the sdist's hash
 //!   and the target; on the host, and only to a pure-Python wheel, when no base image is at hand;
@@ -341,6 +342,56 @@ impl Target {
                 })
             })
         })
+    }
+
+    /// How much pip prefers a wheel (by its file name) on the target, lower first: the best place among its tag
+    /// triples in the order of `packaging.tags.sys_tags()` for CPython X.Y on these platforms (the interpreter's
+    /// ABI, then abi3, then none, each over the platforms newest first; abi3 of older CPythons; `pyXY`/`py3`
+    /// with a platform; `cpXY-none-any`; `pyXY-none-any`, `py3-none-any` and older). `None` when it does not fit.
+    pub(crate) fn preference(&self, wheel: &str, platforms: &[String]) -> Option<usize> {
+        let stem = wheel.strip_suffix(".whl")?;
+        let parts: Vec<&str> = stem.split('-').collect();
+        if parts.len() < 5 {
+            return None;
+        }
+        let n = parts.len();
+        let (major, minor) = (self.python.major, self.python.minor as usize);
+        let cp = self.python.cp();
+        let count = platforms.len();
+        // `pyXY`, `pyX`, `pyX(Y-1)` ... `pyX0`: pip's range of Python tags, best first.
+        let mut py_range = vec![format!("py{major}{minor}"), format!("py{major}")];
+        py_range.extend((0..minor).rev().map(|m| format!("py{major}{m}")));
+        let abi3_older = minor.saturating_sub(2);
+        let generic = 3 * count + abi3_older * count;
+        let mut best: Option<usize> = None;
+        for py in parts[n - 3].split('.') {
+            for abi in parts[n - 2].split('.') {
+                for plat in parts[n - 1].split('.') {
+                    let place = platforms.iter().position(|p| p == plat);
+                    let rank = match (abi, place) {
+                        (a, Some(i)) if a == cp && py == cp => Some(i),
+                        ("abi3", Some(i)) if py == cp => Some(count + i),
+                        ("none", Some(i)) if py == cp => Some(2 * count + i),
+                        ("abi3", Some(i)) => py
+                            .strip_prefix(&format!("cp{major}"))
+                            .and_then(|m| m.parse::<usize>().ok())
+                            .filter(|m| *m >= 2 && *m < minor)
+                            .map(|m| 3 * count + (minor - 1 - m) * count + i),
+                        ("none", Some(i)) => py_range.iter().position(|t| t == py).map(|r| generic + r * count + i),
+                        ("none", None) if plat == "any" && py == cp => Some(generic + py_range.len() * count),
+                        ("none", None) if plat == "any" => {
+                            py_range.iter().position(|t| t == py).map(|r| generic + py_range.len() * count + 1 + r)
+                        }
+                        _ => None,
+                    };
+                    best = match (best, rank) {
+                        (Some(b), Some(r)) => Some(b.min(r)),
+                        (b, r) => b.or(r),
+                    };
+                }
+            }
+        }
+        best
     }
 
     /// Why a wheel that does not fit the target comes near (`CPython 3.12`, `glibc 2.38`, `musl libc`), with a
@@ -798,14 +849,59 @@ fn split_index_options(requirements: &str) -> (Vec<(String, String)>, String) {
     (options, rest.to_string())
 }
 
-/// The host's python3, which runs pip.
+/// The host's python3, which runs pip and the look-ups: the interpreter itself when `python3` on PATH is a
+/// launcher (pyenv's or asdf's shim: a script that takes longer to start than most of what it runs), resolved once
+/// and remembered for the same launcher, directory and `PYENV_VERSION`.
 pub(crate) fn host_python() -> Result<PathBuf> {
-    which::which("python3").map_err(|_| {
+    static RESOLVED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(python) = RESOLVED.get() {
+        return Ok(python.clone());
+    }
+    let python3 = which::which("python3").map_err(|_| {
         format_err!(
             "python3 is not on PATH: the wheelhouse is made with the host's pip (Debian: `apt-get install -y python3 \
              python3-pip`)"
         )
-    })
+    })?;
+    let resolved = resolve_launcher(&python3).unwrap_or(python3);
+    Ok(RESOLVED.get_or_init(|| resolved).clone())
+}
+
+/// The interpreter a launcher `python3` starts (`sys.executable`); `None` when `python3` is an executable
+/// itself (or the launcher cannot say).
+fn resolve_launcher(python3: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(python3).ok()?;
+    if file.read_exact(&mut head).is_err() || &head == b"\x7fELF" {
+        return None;
+    }
+    let key = format!(
+        "{}\t{}\t{}",
+        python3.display(),
+        std::env::var("PYENV_VERSION").unwrap_or_default(),
+        std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+    );
+    let memo = paths::host_python_launcher_memo();
+    if let Some((remembered_key, python)) =
+        std::fs::read_to_string(&memo).ok().as_deref().and_then(|t| t.trim_end().rsplit_once('\t'))
+    {
+        if remembered_key == key && Path::new(python).is_file() {
+            return Some(PathBuf::from(python));
+        }
+    }
+    let output = std::process::Command::new(python3)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let python = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if !output.status.success() || !python.is_file() {
+        return None;
+    }
+    let _ = gen::write_atomic(&memo, format!("{key}\t{}\n", python.display()).as_bytes());
+    Some(python)
 }
 
 /// Evaluates each distinct marker for the target with `packaging` (pip's own copy), the reference
@@ -824,6 +920,25 @@ fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[Strin
         env.setdefault('extra', '')\n\
         for line in sys.stdin.read().splitlines():\n    print(int(Marker(line).evaluate(env)))\n";
     let env: Vec<String> = target.marker_environment().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The answers of earlier runs for the same environment (a marker's value for it never changes): pip's
+    // packaging runs only for markers not seen before.
+    let memo = paths::markers_memo(&poetry_export::sha256::hex_digest(env.join("\n").as_bytes())[..16]);
+    let known: BTreeMap<String, bool> = std::fs::read_to_string(&memo)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(value, marker)| (marker.to_string(), value == "1"))
+        .collect();
+    distinct.retain(|marker| match known.get(marker) {
+        Some(&value) => {
+            out.insert(marker.clone(), value);
+            false
+        }
+        None => true,
+    });
+    if distinct.is_empty() {
+        return Ok(out);
+    }
     let input = distinct.join("\n") + "\n";
     let answer = sh
         .cmd(python)
@@ -841,6 +956,16 @@ fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[Strin
     for (marker, value) in distinct.into_iter().zip(answers) {
         out.insert(marker, value.trim() == "1");
     }
+    let mut text = String::new();
+    for (marker, value) in known.iter().chain(&out) {
+        if !marker.contains('\n') {
+            text.push_str(&format!("{}\t{marker}\n", u8::from(*value)));
+        }
+    }
+    if let Some(dir) = memo.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = gen::write_atomic(&memo, text.as_bytes());
     Ok(out)
 }
 
@@ -941,22 +1066,61 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     }
     let missing: Vec<&SelectedPackage> = wheels.iter().filter(|p| !kept.contains(&p.name)).copied().collect();
 
-    // The URLs of the locked files to download, from the packages' index pages.
-    let mut wanted: Vec<(&SelectedPackage, Vec<String>)> = Vec::new();
+    // Each missing wheel is the one pip would pick among the package's locked files (its best tags for the
+    // target), taken from the download cache when it holds it, else fetched from the index while its page is
+    // looked up (the URLs of the locked files, from the packages' index pages), checked against the lock's
+    // sha256. pip downloads only what the look-up could not fetch.
+    let mut wanted: Vec<index::Want<'_>> = Vec::new();
+    let mut from_cache = 0;
+    let mut cached: BTreeSet<String> = BTreeSet::new();
     for package in &missing {
         let files = package.files.iter().map(|f| f.file.clone()).filter(|f| f.ends_with(".whl")).collect();
-        wanted.push((package, files));
+        let mut ranked: Vec<(usize, &str)> = package
+            .files
+            .iter()
+            .filter_map(|f| target.preference(&f.file, &platforms).map(|rank| (rank, f.file.as_str())))
+            .collect();
+        ranked.sort();
+        let fetch: Vec<(String, String)> =
+            ranked.iter().map(|(_, file)| (file.to_string(), locked_sha256(package, file))).collect();
+        if let Some((file, sha256)) = fetch.first().filter(|_| !dry_run) {
+            let kept = paths::fetched_files_cache().join(&sha256[..sha256.len().min(32)]).join(file);
+            if wheels_sha_matches(&kept, sha256) {
+                // A copy, not a link: another wheelhouse's link to the same file would change its identity
+                // (its change time) under this wheelhouse's stamp.
+                std::fs::copy(&kept, tmp.join(file))
+                    .with_context(|| format!("cannot copy {}", paths::display(&kept)))
+                    .map_err(|e| name_full_disk(e, &state))?;
+                cached.insert(package.name.clone());
+                from_cache += 1;
+                continue;
+            }
+            // Changed since it was kept (a wheelhouse's copy is the same file): fetched again below.
+            let _ = std::fs::remove_file(&kept);
+        }
+        wanted.push(index::Want { package, files, fetch });
     }
+    if from_cache > 0 {
+        println!(
+            "wheels: {from_cache} wheels taken from the download cache ({})",
+            paths::display(&paths::fetched_files_cache())
+        );
+    }
+    let fetching = wanted.len();
     for (package, job, url) in &jobs {
         let fetched = wheels_sha_matches(&job.sdist, &job.sha256);
         if url.is_none() && !fetched {
-            wanted.push((package, vec![job.sdist.file_name().unwrap().to_string_lossy().into_owned()]));
+            let file = job.sdist.file_name().unwrap().to_string_lossy().into_owned();
+            wanted.push(index::Want { package, files: vec![file], fetch: Vec::new() });
         }
+    }
+    if fetching > 0 && !dry_run {
+        println!("wheels: downloading {fetching} wheels for {} from their indexes", target.describe());
     }
     let lookup = if dry_run || wanted.is_empty() {
         None
     } else {
-        match index::lookup(sh, &python, &auth, netrc_path, &wanted) {
+        match index::lookup(sh, &python, &auth, netrc_path, &wanted, Some(&tmp)) {
             Ok(lookup) => Some(lookup),
             Err(why) => {
                 println!("wheels: note: {why:#}; pip searches the indexes instead");
@@ -965,16 +1129,61 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
         }
     };
     let mut unavailable: BTreeSet<String> = BTreeSet::new();
+    let mut fetched: BTreeSet<String> = cached;
     if let Some(lookup) = &lookup {
         for (name, blocker) in &lookup.blockers {
             unavailable.insert(name.clone());
             blockers.push(blocker.clone());
         }
+        for want in wanted.iter().take(fetching) {
+            let package = want.package;
+            let Some((file, (status, why))) =
+                want.fetch.iter().find_map(|(file, _)| lookup.fetched.get(file).map(|got| (file, got)))
+            else {
+                continue;
+            };
+            let url = lookup.files.get(file).map_or(file.as_str(), |f| f.url.as_str());
+            let sha256 = locked_sha256(package, file);
+            match status.as_str() {
+                "ok" => {
+                    fetched.insert(package.name.clone());
+                    // Kept for the next wheelhouse that needs it (a hard link: no space taken; none across
+                    // file systems).
+                    let kept = paths::fetched_files_cache().join(&sha256[..sha256.len().min(32)]);
+                    if std::fs::create_dir_all(&kept).is_ok() {
+                        let _ = std::fs::hard_link(tmp.join(file), kept.join(file));
+                    }
+                }
+                "hash" => {
+                    // A server gone in the middle of the file can leave it short without saying so.
+                    let why = format!("its sha256 was {why}");
+                    if let Some(fault) = fetch_fault(&why, url, &index::index_of(package), &state) {
+                        return Err(fault.into());
+                    }
+                    let why = why.trim_start_matches("its sha256 was ");
+                    unavailable.insert(package.name.clone());
+                    blockers.push(format!(
+                        "{} {}: {url} is not the file the lock pins: its sha256 is {why}, the lock says {sha256}; \
+                         check the index, then `poetry lock`",
+                        package.name, package.version
+                    ));
+                }
+                _ => {
+                    if let Some(fault) = fetch_fault(why, url, &index::index_of(package), &state) {
+                        return Err(fault.into());
+                    }
+                    unavailable.insert(package.name.clone());
+                    blockers.push(format!("{} {}: cannot download {url}: {why}", package.name, package.version));
+                }
+            }
+        }
     }
+    signals::check()?;
 
-    // Wheels from the indexes: pip picks each one among the package's locked files and checks its hash.
+    // Wheels from the indexes that the look-up did not fetch: pip picks each one among the package's locked
+    // files and checks its hash.
     let downloadable: Vec<&SelectedPackage> =
-        missing.iter().filter(|p| !unavailable.contains(&p.name)).copied().collect();
+        missing.iter().filter(|p| !unavailable.contains(&p.name) && !fetched.contains(&p.name)).copied().collect();
     if !downloadable.is_empty() {
         let request = Download {
             python: &python,
@@ -1511,6 +1720,28 @@ fn download_fault(error: &anyhow::Error, request: &Download<'_>, state: &Path) -
     None
 }
 
+/// The fault behind a failed fetch of `url` from `index`, if it is one: the disk is full, or the server of the
+/// file no longer accepts connections. `state` is where the wheelhouse is made.
+fn fetch_fault(why: &str, url: &str, index: &str, state: &Path) -> Option<Fault> {
+    if why.contains("[Errno 28]") || why.contains("No space left on device") {
+        return Some(no_space(&[state], "the wheels were downloaded"));
+    }
+    let index = crate::credentials::split_userinfo(index).0;
+    let index = index.trim_end_matches('/');
+    let url = crate::credentials::split_userinfo(url).0;
+    let address = host_and_port(&url)?;
+    let refused = connect(&address).err()?;
+    let named = if host_and_port(index).as_ref() == Some(&address) {
+        format!("the index {index}")
+    } else {
+        format!("the server {address} (the files of the index {index})")
+    };
+    Some(Fault(format!(
+        "{named} stopped answering while {url} was downloaded ({why}; connecting to {address} now: {refused}): \
+         check that it is up and that this machine reaches it, then run the command again; {KEPT}"
+    )))
+}
+
 /// `host:port` of an http(s) URL (the scheme's port when it names none).
 fn host_and_port(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -1690,6 +1921,54 @@ mod tests {
         assert!(!fits("x-1-py314-none-any.whl"));
         assert!(fits("x-1-cp313-none-manylinux_2_17_x86_64.whl"));
         assert!(fits("x-1-1build-py3-none-any.whl"), "build tag");
+    }
+
+    /// The wheel pip would take: `preference` is each wheel's best place in `packaging.tags`' own order of the
+    /// target's tags (pip's copy, run on the host: the reference), and `None` for the wheels that do not fit.
+    #[test]
+    fn preference_is_the_place_in_packagings_order_of_tags() {
+        let wheels = [
+            "pydantic_core-2.50.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "pydantic_core-2.50.5-cp311-cp311-manylinux_2_28_x86_64.whl",
+            "pydantic_core-2.50.5-cp311-cp311-linux_x86_64.whl",
+            "pydantic_core-2.50.5-cp311-cp311-musllinux_1_1_x86_64.whl",
+            "cryptography-44-cp39-abi3-manylinux_2_28_x86_64.whl",
+            "cryptography-44-cp311-abi3-manylinux_2_17_x86_64.whl",
+            "cryptography-44-cp37-abi3-manylinux1_x86_64.whl",
+            "x-1-cp311-none-manylinux_2_17_x86_64.whl",
+            "x-1-py3-none-manylinux_2_17_x86_64.whl",
+            "x-1-py310-none-linux_x86_64.whl",
+            "x-1-cp311-none-any.whl",
+            "x-1-py311-none-any.whl",
+            "docopt-0.6.2-py2.py3-none-any.whl",
+            "x-1-py38-none-any.whl",
+            "x-1-py30-none-any.whl",
+            "x-1-1build-py3-none-any.whl",
+            "x-1-cp312-cp312-manylinux_2_17_x86_64.whl",
+            "x-1-py2-none-any.whl",
+            "x-1-cp311-cp311-win_amd64.whl",
+        ];
+        let t = target((3, 11), (2, 36));
+        let p = t.platform_tags();
+        let ours: Vec<Option<usize>> = wheels.iter().map(|w| t.preference(w, &p)).collect();
+        let script = "import sys\n\
+            from pip._vendor.packaging import tags, utils\n\
+            plats = sys.argv[1].split(',')\n\
+            order = list(tags.cpython_tags((3, 11), ['cp311'], plats)) + list(tags.compatible_tags((3, 11), 'cp311', plats))\n\
+            place = {t: i for i, t in reversed(list(enumerate(order)))}\n\
+            for w in sys.argv[2:]:\n    \
+                found = [place[t] for t in utils.parse_wheel_filename(w)[3] if t in place]\n    \
+                print(min(found) if found else '-')\n";
+        let output = std::process::Command::new("python3")
+            .args(["-c", script, &p.join(",")])
+            .args(wheels)
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let reference: Vec<Option<usize>> =
+            String::from_utf8_lossy(&output.stdout).lines().map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(ours, reference);
+        assert!(ours[1] < ours[0] && ours[0] < ours[2], "newest manylinux first, linux_ last");
     }
 
     fn package(name: &str, files: &[&str], kind: Option<&str>) -> SelectedPackage {
