@@ -414,6 +414,14 @@ impl Engine {
 
     /// Inspects images; `None` for each one that does not exist. One engine call when all exist.
     pub fn images(&self, sh: &Shell, refs: &[&str]) -> Result<Vec<Option<ImageInfo>>> {
+        // The daemon's own socket when the client would use it (a client start costs 40-60 ms here; a request
+        // on the socket 1-3 ms); the client otherwise, and for every error.
+        if let Some(socket) = self.api_socket() {
+            let answers: Option<Vec<Option<ImageInfo>>> = refs.iter().map(|r| api_image(&socket, r)).collect();
+            if let Some(answers) = answers {
+                return Ok(answers);
+            }
+        }
         let output = self
             .cmd(sh)
             .args(["image", "inspect", "--format", IMAGE_FORMAT])
@@ -1219,6 +1227,71 @@ fn parse_image_info(line: &str) -> Result<ImageInfo> {
         platform: platform.to_string(),
         fingerprint: fingerprint.to_string(),
     })
+}
+
+impl Engine {
+    /// The unix socket of the Docker daemon the client talks to, when that is plain to see: `DOCKER_HOST` unset
+    /// (or `unix://...`), no context chosen (`DOCKER_CONTEXT`, the client configuration's `currentContext`).
+    fn api_socket(&self) -> Option<PathBuf> {
+        if self.kind != Kind::Docker || self.dry_run {
+            return None;
+        }
+        let socket = match std::env::var("DOCKER_HOST") {
+            Ok(host) if !host.is_empty() => PathBuf::from(host.strip_prefix("unix://")?),
+            _ => PathBuf::from("/var/run/docker.sock"),
+        };
+        if std::env::var("DOCKER_CONTEXT").is_ok_and(|c| !c.is_empty() && c != "default") {
+            return None;
+        }
+        let config = match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
+        };
+        if let Ok(text) = std::fs::read_to_string(config.join("config.json")) {
+            let chosen = crate::json::parse(&text)
+                .ok()
+                .and_then(|j| j.get("currentContext").and_then(|c| c.as_str().map(str::to_string)));
+            if chosen.is_some_and(|c| !c.is_empty() && c != "default") {
+                return None;
+            }
+        }
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(&socket).ok().filter(|m| m.file_type().is_socket()).map(|_| socket)
+    }
+}
+
+/// `GET /images/<reference>/json` on the daemon's socket: the image, `Some(None)` when there is none of that
+/// name, `None` when the answer is anything else (then the client asks).
+fn api_image(socket: &Path, reference: &str) -> Option<Option<ImageInfo>> {
+    use std::io::{Read, Write};
+    if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@+".contains(c)) {
+        return None;
+    }
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    stream.set_write_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    write!(stream, "GET /images/{reference}/json HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8(answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?.split(' ').nth(1)?;
+    match status {
+        "200" => {}
+        "404" => return Some(None),
+        _ => return None,
+    }
+    let json = crate::json::parse(body).ok()?;
+    let text = |j: Option<&crate::json::Json>| j.and_then(|j| j.as_str()).map(str::to_string);
+    let id = text(json.get("Id"))?;
+    let size = match json.get("Size")? {
+        crate::json::Json::Number(n) => n.parse::<u64>().ok()?,
+        _ => return None,
+    };
+    let platform = format!("{}/{}", text(json.get("Os"))?, text(json.get("Architecture"))?);
+    let fingerprint = text(json.get("Config").and_then(|c| c.get("Labels")).and_then(|l| l.get(FINGERPRINT_LABEL)))
+        .unwrap_or_default();
+    Some(Some(ImageInfo { id, size, platform, fingerprint }))
 }
 
 /// Arguments as a shell would need them quoted, for printing commands.

@@ -148,16 +148,6 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let (base, current, commit_tag) = inspect(sh, &engine, &config, &tags)?;
     steps.done("base image", "");
 
-    let facts = match &base {
-        Some(base) => Some(wheels::base_facts(sh, &engine, &config, &base.info)?),
-        None => wheels::cached_facts(&config),
-    };
-    let target = Target::new(&config, facts.as_ref())?;
-    let host = match &base {
-        Some(base) => Some(wheels::BuildHost { engine: &engine, image: base.info.id.clone() }),
-        None if dry_run => Some(wheels::BuildHost { engine: &engine, image: config.base_image.clone() }),
-        None => None,
-    };
     let (dockerfile, contents) = dockerfile::target(&settings)?;
     let shown = paths::display(&dockerfile);
     if dry_run {
@@ -209,6 +199,18 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             }
         }
         _ => None,
+    };
+    // What the base image holds (its Python, machine and glibc: a container, once per image id), asked while
+    // the base stage builds.
+    let facts = match &base {
+        Some(base) => Some(wheels::base_facts(sh, &engine, &config, &base.info)?),
+        None => wheels::cached_facts(&config),
+    };
+    let target = Target::new(&config, facts.as_ref())?;
+    let host = match &base {
+        Some(base) => Some(wheels::BuildHost { engine: &engine, image: base.info.id.clone() }),
+        None if dry_run => Some(wheels::BuildHost { engine: &engine, image: config.base_image.clone() }),
+        None => None,
     };
     let wheelhouse = wheels::ensure(sh, &config, &selection, &target, host.as_ref(), dry_run)?;
     // The project's own wheel, and what all of them hold: checked against the settings before any build.

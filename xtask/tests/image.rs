@@ -579,3 +579,24 @@ fn wheels_build_pure_sdists_and_path_dependencies() {
     assert!(text(&third).contains(&format!("{flask} changed since it was checked")), "{}", text(&third));
     assert_eq!(sha(&flask), original);
 }
+
+/// The engine's images, as the tool reads them from the daemon's socket, are what `docker image inspect` says:
+/// id, size, platform, fingerprint label; an image that does not exist is none, not an error.
+#[test]
+fn images_read_from_the_daemons_socket_are_the_clients() {
+    let base = base_311();
+    let engine = xtask::engine::Engine::new("docker", None, false).unwrap();
+    let sh = xshell::Shell::new().unwrap();
+    let missing = "xtask-test-image-no-such:0.0.0";
+    let found = engine.images(&sh, &[&base, missing]).unwrap();
+    let output = docker()
+        .args(["image", "inspect", "--format", "{{.Id}} {{.Size}} {{.Os}}/{{.Architecture}}", &base])
+        .output()
+        .unwrap();
+    assert_success("docker image inspect", &output);
+    let client: Vec<String> = stdout(&output).split_whitespace().map(str::to_string).collect();
+    let ours = found[0].as_ref().expect("the base image is found");
+    assert_eq!([ours.id.clone(), ours.size.to_string(), ours.platform.clone()].to_vec(), client);
+    assert_eq!(ours.fingerprint, "");
+    assert!(found[1].is_none(), "{missing} does not exist");
+}
