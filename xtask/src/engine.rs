@@ -559,10 +559,18 @@ impl Engine {
             let builder = wanted.unwrap_or(Builder::BuildKit);
             return Ok((builder, "dry run: not probed".to_string()));
         }
-        let versions = docker_versions(&self.path).map_err(|e| format_err!("{} does not run: {e}", self.shown()))?;
-        let client = versions.client;
-        let server = versions.server.map_err(|e| self.daemon_error(&e))?;
-        let offered = docker_buildkit(&self.path, &client, &server);
+        let (client, offered) = match self.remembered_client() {
+            Some(known) => known,
+            None => {
+                let versions =
+                    docker_versions(&self.path).map_err(|e| format_err!("{} does not run: {e}", self.shown()))?;
+                let client = versions.client;
+                let server = versions.server.map_err(|e| self.daemon_error(&e))?;
+                let offered = docker_buildkit(&self.path, &client, &server);
+                self.remember_client(&client, &server, &offered);
+                (client, offered)
+            }
+        };
         match (wanted, offered) {
             (Some(Builder::Legacy), _) => Ok((Builder::Legacy, "--builder legacy".to_string())),
             (_, BuildKit::Buildx(version)) => Ok((Builder::BuildKit, format!("buildx {version}"))),
@@ -1260,28 +1268,109 @@ impl Engine {
     }
 }
 
-/// `GET /images/<reference>/json` on the daemon's socket: the image, `Some(None)` when there is none of that
-/// name, `None` when the answer is anything else (then the client asks).
-fn api_image(socket: &Path, reference: &str) -> Option<Option<ImageInfo>> {
-    use std::io::{Read, Write};
-    if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@+".contains(c)) {
-        return None;
+impl Engine {
+    /// What decides the client's BuildKit without asking it: the client binary (path, size, modification time),
+    /// the plugin folders it looks in for buildx (their modification times), the variables that pick a daemon.
+    fn client_key(&self) -> Option<String> {
+        let stamp = |path: &Path| {
+            std::fs::metadata(path).ok().map_or("-".to_string(), |m| {
+                let time = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                format!("{} {}", m.len(), time.map_or(0, |t| t.as_nanos()))
+            })
+        };
+        let config = match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
+        };
+        let mut key = format!("{} {}\n", self.path.display(), stamp(&self.path));
+        for dir in [
+            config.join("cli-plugins"),
+            "/usr/local/lib/docker/cli-plugins".into(),
+            "/usr/local/libexec/docker/cli-plugins".into(),
+            "/usr/lib/docker/cli-plugins".into(),
+            "/usr/libexec/docker/cli-plugins".into(),
+        ] {
+            key.push_str(&format!("{} {}\n", dir.display(), stamp(&dir)));
+        }
+        for var in ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG"] {
+            key.push_str(&format!("{var}={}\n", std::env::var(var).unwrap_or_default()));
+        }
+        Some(poetry_export::sha256::hex_digest(key.as_bytes()))
     }
+
+    /// The client's version and BuildKit as a previous run found them for the same client, when the engine
+    /// (asked on its socket: 1-3 ms, against two client starts) is the same version as then.
+    fn remembered_client(&self) -> Option<(String, BuildKit)> {
+        let socket = self.api_socket()?;
+        let text = std::fs::read_to_string(crate::paths::engine_memo()).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != self.client_key()? {
+            return None;
+        }
+        let (client, server, offered) = (lines.next()?, lines.next()?, lines.next()?);
+        if api_version(&socket)? != server {
+            return None;
+        }
+        let offered = match offered.split_once(' ') {
+            Some(("buildx", version)) => BuildKit::Buildx(version.to_string()),
+            _ if offered == "env" => BuildKit::Env,
+            _ => return None,
+        };
+        Some((client.to_string(), offered))
+    }
+
+    /// Remembers what the client said, when it offers BuildKit (without, it is asked every time: it says why).
+    fn remember_client(&self, client: &str, server: &str, offered: &BuildKit) {
+        let offered = match offered {
+            BuildKit::Buildx(version) if !version.contains('\n') => format!("buildx {version}"),
+            BuildKit::Env => "env".to_string(),
+            _ => return,
+        };
+        let (Some(key), Some(_)) = (self.client_key(), self.api_socket()) else { return };
+        let path = crate::paths::engine_memo();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = crate::gen::write_atomic(&path, format!("{key}\n{client}\n{server}\n{offered}\n").as_bytes());
+    }
+}
+
+/// The engine's version (`GET /version` on its socket).
+fn api_version(socket: &Path) -> Option<String> {
+    let json = api_get(socket, "/version")?.ok()?;
+    json.get("Version").and_then(|v| v.as_str()).map(str::to_string)
+}
+
+/// `GET <path>` on the daemon's socket: the JSON of a 200, `Err(status)` for another status, `None` when there is
+/// no answer.
+fn api_get(socket: &Path, path: &str) -> Option<Result<crate::json::Json, String>> {
+    use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
     stream.set_write_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
-    write!(stream, "GET /images/{reference}/json HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;
     let answer = String::from_utf8(answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
     let status = head.lines().next()?.split(' ').nth(1)?;
-    match status {
-        "200" => {}
-        "404" => return Some(None),
-        _ => return None,
+    if status != "200" {
+        return Some(Err(status.to_string()));
     }
-    let json = crate::json::parse(body).ok()?;
+    crate::json::parse(body).ok().map(Ok)
+}
+
+/// `GET /images/<reference>/json` on the daemon's socket: the image, `Some(None)` when there is none of that
+/// name, `None` when the answer is anything else (then the client asks).
+fn api_image(socket: &Path, reference: &str) -> Option<Option<ImageInfo>> {
+    if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@+".contains(c)) {
+        return None;
+    }
+    let json = match api_get(socket, &format!("/images/{reference}/json"))? {
+        Ok(json) => json,
+        Err(status) if status == "404" => return Some(None),
+        Err(_) => return None,
+    };
     let text = |j: Option<&crate::json::Json>| j.and_then(|j| j.as_str()).map(str::to_string);
     let id = text(json.get("Id"))?;
     let size = match json.get("Size")? {

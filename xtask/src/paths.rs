@@ -151,6 +151,11 @@ pub(crate) fn host_python_memo() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("host-python.txt")
 }
 
+/// What the docker client said of its version and BuildKit, for the same client and engine (`engine.rs`).
+pub(crate) fn engine_memo() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("docker-client.txt")
+}
+
 /// The markers evaluated before for one marker environment (`wheels::evaluate_markers`), by its hash.
 pub(crate) fn markers_memo(environment: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("markers").join(format!("{environment}.txt"))
