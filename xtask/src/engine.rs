@@ -414,8 +414,9 @@ impl Engine {
 
     /// Inspects images; `None` for each one that does not exist. One engine call when all exist.
     pub fn images(&self, sh: &Shell, refs: &[&str]) -> Result<Vec<Option<ImageInfo>>> {
-        // The daemon's own socket when the client would use it (a client start costs 40-60 ms here; a request
-        // on the socket 1-3 ms); the client otherwise, and for every error.
+        // The daemon's own socket when the client would use it (`docker image inspect` takes 20-35 ms here, the
+        // request on the socket a few: `image`'s "base image" step went from 0.04-0.05 s to 0.01 s); the client
+        // otherwise, and for every error.
         if let Some(socket) = self.api_socket() {
             let answers: Option<Vec<Option<ImageInfo>>> = refs.iter().map(|r| api_image(&socket, r)).collect();
             if let Some(answers) = answers {
@@ -1299,7 +1300,7 @@ impl Engine {
     }
 
     /// The client's version and BuildKit as a previous run found them for the same client, when the engine
-    /// (asked on its socket: 1-3 ms, against two client starts) is the same version as then.
+    /// (asked on its socket: a few ms, against two client starts, ~0.1 s) is the same version as then.
     fn remembered_client(&self) -> Option<(String, BuildKit)> {
         let socket = self.api_socket()?;
         let text = std::fs::read_to_string(crate::paths::engine_memo()).ok()?;

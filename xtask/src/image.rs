@@ -132,8 +132,6 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let engine = settings::engine_choice(options.engine)?.engine(dry_run)?;
     let _lock = if dry_run { None } else { Some(wheels::lock_state(&config)?) };
     let state = config.state_dir();
-    // Which builder the engine offers (two client calls): asked beside the context's assembly, answered when needed.
-    let builder = BuilderProbe::new(&engine);
 
     let selection = wheels::select(&config)?;
     // uv, which makes the virtualenv: downloaded (once) beside the wheels.
@@ -141,7 +139,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     steps.done("export", "");
 
     // One engine call answers the no-op case: the base image, and both tags of the image.
-    let git = git_info(sh, &config);
+    let git = git_info(&config);
     let suffix = if options.multi_platform { format!("-{}", platform_suffix(&config.platform)) } else { String::new() };
     let tags: Vec<String> =
         tag_names(&config, git.as_ref()).iter().map(|t| format!("{}:{t}{suffix}", config.name)).collect();
@@ -190,8 +188,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
                 // own: it is not built a second time.
                 let stage_tag = (options.no_cache && !options.for_registry)
                     .then(|| format!("{}:xtask-base-stage{suffix}", config.name));
-                let builder = builder.get().ok().map(|(b, _)| b);
-                builder.and_then(|b| {
+                engine.builder().ok().and_then(|(b, _)| {
                     start_base_build(&engine, b, &config, &dockerfile, (&build_args, epoch), &state, stage_tag)
                 })
             } else {
@@ -264,9 +261,6 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     }
 
     let context_dir = paths::build_context(&state);
-    if current.is_none() || wheelhouse.refreshed {
-        builder.start();
-    }
     let context = if dry_run {
         println!(
             "context: would assemble {} (venv/: the virtualenv uv {} installs from the wheelhouse, app/, \
@@ -291,9 +285,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             .map_err(|_| format_err!("reading the wheels' metadata failed"))??;
         inventory::check(&config, &inventory)?;
         let sbom_file = sbom_of(&inventory)?;
-        // A file of the context changed: a build follows, whose builder is asked beside the app's bytecode.
-        let changed = || builder.start();
-        Some(assemble(sh, &config, &venv, &bytecode, (system.as_ref(), sbom_file.as_deref()), &context_dir, &changed)?)
+        Some(assemble(sh, &config, &venv, &bytecode, system.as_ref(), sbom_file.as_deref(), &context_dir)?)
     };
     steps.done("context", "");
 
@@ -330,7 +322,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
                     contents.replacen(&from_stage, &format!("\nFROM {tag}\n"), 1).as_bytes(),
                 )?;
             }
-            let (builder, why) = builder.get()?;
+            let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
             // BuildKit writes the cache of each layer into the image's configuration (inline cache, a few
@@ -431,44 +423,6 @@ fn start_base_build(
     println!("image: the base stage (nothing of the app) goes to the engine now, beside the wheels");
     let build = engine.build_in_background(builder, &request, &state.join("base-stage.log")).ok()?;
     Some((build, tag))
-}
-
-/// The engine's builder (`Engine::builder`: two client calls), asked in a thread once a build may follow (not on
-/// the way to a no-op, where the calls would only compete with the engine's inspection) and joined when needed.
-type Probed = Result<(engine::Builder, String), String>;
-
-struct BuilderProbe {
-    engine: Engine,
-    thread: std::cell::RefCell<Option<std::thread::JoinHandle<Probed>>>,
-    answer: std::cell::OnceCell<Probed>,
-}
-
-impl BuilderProbe {
-    fn new(engine: &Engine) -> BuilderProbe {
-        BuilderProbe {
-            engine: engine.clone(),
-            thread: std::cell::RefCell::new(None),
-            answer: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// Starts asking, unless it has been asked already.
-    fn start(&self) {
-        if self.answer.get().is_some() || self.thread.borrow().is_some() {
-            return;
-        }
-        let engine = self.engine.clone();
-        *self.thread.borrow_mut() = Some(std::thread::spawn(move || engine.builder().map_err(|e| format!("{e:#}"))));
-    }
-
-    fn get(&self) -> Result<(engine::Builder, String)> {
-        self.start();
-        let answer = self.answer.get_or_init(|| match self.thread.borrow_mut().take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| Err("the probe of the engine's builder failed".into())),
-            None => Err("the probe of the engine's builder failed".into()),
-        });
-        answer.clone().map_err(|e| format_err!("{e}"))
-    }
 }
 
 /// The images of `repository` whose inline cache a build may use: those of this commit and this version
@@ -659,7 +613,7 @@ pub(crate) struct Git {
 }
 
 /// The app's commit, or `None` when the app is not in a git repository (or git is missing).
-pub(crate) fn git_info(_sh: &Shell, config: &Config) -> Option<Git> {
+pub(crate) fn git_info(config: &Config) -> Option<Git> {
     // Three short git calls, side by side.
     let git = |args: &[&str], paths: &[&Path]| {
         let output = std::process::Command::new("git")
@@ -770,9 +724,9 @@ pub(crate) fn assemble(
     config: &Config,
     venv: &Site,
     bytecode: &site::Bytecode<'_>,
-    (system, sbom): (Option<&SystemPackages>, Option<&Path>),
+    system: Option<&SystemPackages>,
+    sbom: Option<&Path>,
     dir: &Path,
-    changed: &dyn Fn(),
 ) -> Result<BuildContext> {
     let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
     if let Some(sbom) = sbom {
@@ -855,9 +809,6 @@ pub(crate) fn assemble(
         manifest.push((rel.clone(), mode, sha256));
     }
     new_cache.write(&cache_path)?;
-    if copied + removed > 0 {
-        changed();
-    }
 
     // The app's bytecode, compiled here, so that no step of the image build follows the app's files: again when
     // a source or the Python changed, or a `.pyc` is missing.

@@ -43,7 +43,12 @@ pub(crate) fn index_of(package: &SelectedPackage) -> String {
     }
 }
 
-const LOOKUP_SCRIPT: &str = r##"
+/// What both scripts share: a session of pip's `requests` with the CA bundle (argv[1]),
+/// page requests with retries, the innermost reason of a failure, and a file fetched to `dest` through
+/// `dest.part`, checked for its length and sha256 before it takes its name.
+macro_rules! common_script {
+    () => {
+        r##"
 import concurrent.futures, hashlib, html, os, re, sys, time, urllib.parse
 from pip._vendor import requests
 session = requests.Session()
@@ -95,7 +100,13 @@ def fetch(url, dest, sha256):
         if not isinstance(e, Exception):
             raise
         return "fail", reason(e)
-def links(numbered):
+"##
+    };
+}
+
+const LOOKUP_SCRIPT: &str = concat!(
+    common_script!(),
+    r##"def links(numbered):
     number, line = numbered
     page, files, wanted, dest = (line.split("\t") + ["", "", ""])[:4]
     try:
@@ -135,7 +146,8 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     for result in pool.map(links, enumerate(lines)):
         for line in result:
             print(line, flush=True)
-"##;
+"##
+);
 
 /// One page to ask: the simple-index page, the files whose URLs are wanted, and the files to fetch into `dest`
 /// (best first, each with its sha256 in hex): the first the page lists is fetched and checked, the others not.
@@ -279,42 +291,19 @@ pub(crate) struct Fetch {
     pub(crate) sha256: String,
 }
 
-const FETCH_SCRIPT: &str = r##"
-import concurrent.futures, hashlib, os, re, sys
-from pip._vendor import requests
-session = requests.Session()
-if len(sys.argv) > 1:
-    session.verify = sys.argv[1]
-def fetch(line):
+const FETCH_SCRIPT: &str = concat!(
+    common_script!(),
+    r##"
+def fetch_line(line):
     url, dest, sha256 = line.split("\t")
-    part = dest + ".part"
-    try:
-        with session.get(url, stream=True, timeout=120) as response:
-            if response.status_code != 200:
-                return "fail\t%s\tHTTP %d %s" % (dest, response.status_code, response.reason)
-            digest = hashlib.sha256()
-            with open(part, "wb") as out:
-                for chunk in response.iter_content(1 << 16):
-                    digest.update(chunk)
-                    out.write(chunk)
-        if digest.hexdigest() != sha256:
-            os.remove(part)
-            return "hash\t%s\t%s" % (dest, digest.hexdigest())
-        os.replace(part, dest)
-        return "ok\t%s\t" % dest
-    except Exception as e:
-        try:
-            os.remove(part)
-        except OSError:
-            pass
-        text = str(e).replace("\t", " ")
-        errno = re.findall(r"\[Errno [^\]]+\][^'\")]*", text)
-        return "fail\t%s\t%s" % (dest, errno[-1].strip() if errno else text[:200])
+    status, why = fetch(url, dest, sha256)
+    return "%s\t%s\t%s" % (status, dest, why)
 lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
 with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-    for result in pool.map(fetch, lines):
+    for result in pool.map(fetch_line, lines):
         print(result)
-"##;
+"##
+);
 
 /// Fetches each of `files` (in parallel), keeping it only when its sha256 is the expected one; returns, for
 /// each, `Ok` or why not.

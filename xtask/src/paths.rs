@@ -146,11 +146,6 @@ pub(crate) fn uv_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("uv-cache")
 }
 
-/// The host interpreter that last compiled an image's bytecode (`site.rs`), to start it without its launcher.
-pub(crate) fn host_python_memo() -> PathBuf {
-    cargo_target_dir().join("xtask").join("cache").join("host-python.txt")
-}
-
 /// What the docker client said of its version and BuildKit, for the same client and engine (`engine.rs`).
 pub(crate) fn engine_memo() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("docker-client.txt")

@@ -72,7 +72,7 @@ fn push(sh: &Shell, flags: &Push, signals: &mut Signals) -> Result<()> {
         ),
     };
     let platforms = if flags.platforms.is_empty() { config.platforms.clone() } else { flags.platforms.clone() };
-    let git = image::git_info(sh, config);
+    let git = image::git_info(config);
     if let Some(git) = git.as_ref().filter(|g| g.dirty) {
         if !flags.dirty {
             bail!(

@@ -87,7 +87,6 @@ else:
     failed = [e for e in map(build, jobs) if e]
 if strict and failed:
     sys.exit("\n".join(failed))
-print(sys.executable)
 "#;
 
 impl Bytecode<'_> {
@@ -96,31 +95,16 @@ impl Bytecode<'_> {
     pub(crate) fn compile(&self, sh: &Shell, root: &Path, prefix: &str, strict: bool) -> Result<()> {
         let mode = if strict { "strict" } else { "lenient" };
         let version = self.python.to_string();
-        // The host's Python, when it is the image's version (one start: the script checks the version): the
-        // interpreter the last compile ran (`sys.executable`, remembered: a launcher such as pyenv's shim takes
-        // longer to start than the compiling), else `python3` on PATH. `-I -S`: the standard library only, no
-        // site-packages to scan at start (20-40 ms here) and no PYTHON* variables of the host.
-        let remembered = paths::host_python_memo();
-        let mut candidates: Vec<std::path::PathBuf> = Vec::new();
-        if let Ok(text) = std::fs::read_to_string(&remembered) {
-            candidates.extend(text.lines().next().map(std::path::PathBuf::from).filter(|p| p.is_file()));
-        }
-        candidates.extend(which::which("python3").ok());
-        for python in candidates {
+        // The host's Python (`wheels::host_python`: a launcher such as pyenv's shim resolved once), when it is the
+        // image's version (one start: the script checks the version). `-I -S`: the standard library only, no
+        // site-packages to scan at start (30-40 ms here) and no PYTHON* variables of the host.
+        if let Ok(python) = crate::wheels::host_python() {
             let output = cmd!(sh, "{python} -I -S -c {COMPILE} {root} {prefix} {mode} {version}")
                 .quiet()
                 .ignore_status()
                 .output()?;
             match output.status.code() {
-                Some(0) => {
-                    let executable = String::from_utf8_lossy(&output.stdout).trim().to_string();
-                    if !executable.is_empty()
-                        && std::fs::read_to_string(&remembered).ok() != Some(format!("{executable}\n"))
-                    {
-                        let _ = gen::write_atomic(&remembered, format!("{executable}\n").as_bytes());
-                    }
-                    return Ok(());
-                }
+                Some(0) => return Ok(()),
                 Some(75) => {}
                 _ => bail!(
                     "Python {version} cannot compile the files of {}:\n{}",

@@ -1154,26 +1154,22 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
                         let _ = std::fs::hard_link(tmp.join(file), kept.join(file));
                     }
                 }
-                "hash" => {
-                    // A server gone in the middle of the file can leave it short without saying so.
-                    let why = format!("its sha256 was {why}");
-                    if let Some(fault) = fetch_fault(&why, url, &index::index_of(package), &state) {
-                        return Err(fault.into());
-                    }
-                    let why = why.trim_start_matches("its sha256 was ");
-                    unavailable.insert(package.name.clone());
-                    blockers.push(format!(
-                        "{} {}: {url} is not the file the lock pins: its sha256 is {why}, the lock says {sha256}; \
-                         check the index, then `poetry lock`",
-                        package.name, package.version
-                    ));
-                }
-                _ => {
-                    if let Some(fault) = fetch_fault(why, url, &index::index_of(package), &state) {
+                status => {
+                    // A server gone in the middle of the file can leave it short without saying so: a hash that
+                    // differs is a fault too when the server no longer answers.
+                    let said = if status == "hash" { format!("its sha256 was {why}") } else { why.clone() };
+                    if let Some(fault) = fetch_fault(&said, url, &index::index_of(package), &state) {
                         return Err(fault.into());
                     }
                     unavailable.insert(package.name.clone());
-                    blockers.push(format!("{} {}: cannot download {url}: {why}", package.name, package.version));
+                    blockers.push(match status {
+                        "hash" => format!(
+                            "{} {}: {url} is not the file the lock pins: its sha256 is {why}, the lock says {sha256}; \
+                             check the index, then `poetry lock`",
+                            package.name, package.version
+                        ),
+                        _ => format!("{} {}: cannot download {url}: {why}", package.name, package.version),
+                    });
                 }
             }
         }

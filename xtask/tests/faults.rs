@@ -360,125 +360,11 @@ fn a_full_disk_is_named_and_the_next_run_recovers() {
 // The engine's daemon goes away
 // ---------------------------------------------------------------------------------------------------------
 
-/// A second dockerd of this test's own (its data root, exec root, pidfile, socket and bridge, as ship.rs makes
-/// one), which the test kills and starts again on the same data. Stopped and removed (its containerd, mounts,
-/// files, bridge) when dropped.
-struct Daemon {
-    dir: PathBuf,
-    bridge: String,
-    pid: Option<u32>,
-}
-
-impl Daemon {
-    fn new() -> Daemon {
-        let (dir, bridge) = second_engine_dir("faults", "xtfault", 220);
-        let mut daemon = Daemon { dir, bridge, pid: None };
-        daemon.start();
-        daemon
-    }
-
-    fn start(&mut self) {
-        let dir = &self.dir;
-        let log = std::fs::File::options().create(true).append(true).open(dir.join("log")).unwrap();
-        let arg = |name: &str| dir.join(name).display().to_string();
-        // Never `--bridge none` (it deletes the main engine's docker0); no iptables of its own.
-        let mut child = Command::new("dockerd")
-            .args(["--config-file", &arg("daemon.json"), "--data-root", &arg("root"), "--exec-root", &arg("exec")])
-            .args(["--pidfile", &arg("pid"), "-H", &format!("unix://{}", arg("sock")), "--bridge", &self.bridge])
-            .args(["--iptables=false", "--ip6tables=false"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("dockerd is not installed: `bash .ci/setup` installs docker.io");
-        self.pid = Some(child.id());
-        // Reaped by the thread: the daemon runs until it is killed or dropped.
-        std::thread::spawn(move || child.wait());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let info = self.docker().args(["info", "--format", "{{.ServerVersion}}"]).output().unwrap();
-            if info.status.success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the second dockerd did not start:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Sends `signal` to the daemon and waits (bounded) until it is gone, and the containerd it started with
-    /// it (which dies with its parent); a pid file that names no live containerd is removed, or the next daemon
-    /// would wait for that containerd's socket and give up (a zombie still has its pid).
-    fn stop(&mut self, signal: &str) {
-        let Some(pid) = self.pid.take() else { return };
-        let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let pidfile = self.dir.join("exec/containerd/containerd.pid");
-        if let Some(containerd) = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(containerd) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if !alive(containerd) {
-                let _ = std::fs::remove_file(&pidfile);
-            }
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.join("sock").display())
-    }
-
-    fn docker(&self) -> Command {
-        let mut command = Command::new("docker");
-        command.env("DOCKER_HOST", self.host());
-        command
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    /// The id of `image` on this daemon.
-    fn image_id(&self, image: &str) -> String {
-        let output = self.docker().args(["image", "inspect", "--format", "{{.Id}}", image]).output().unwrap();
-        assert_success(&format!("docker image inspect {image} (the second engine)"), &output);
-        stdout(&output).trim().to_string()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop("TERM");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let prefix = format!("{}/", self.dir.display());
-        let mut left: Vec<&str> =
-            mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
-        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in left {
-            // Busy for a moment after the daemon's end: again, then lazily.
-            let unmounted = (0..10).any(|_| {
-                let done = Command::new("umount").arg(mount).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-                if !done {
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-                done
-            });
-            if !unmounted {
-                let _ = Command::new("umount").args(["--lazy", mount]).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
-    }
-}
-
-/// Whether process `pid` runs (exists, and is not a zombie).
-fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+/// The id of `image` on `daemon`.
+fn image_id(daemon: &Dockerd, image: &str) -> String {
+    let output = daemon.docker().args(["image", "inspect", "--format", "{{.Id}}", image]).output().unwrap();
+    assert_success(&format!("docker image inspect {image} (the second engine)"), &output);
+    stdout(&output).trim().to_string()
 }
 
 /// `cargo xtask image` of `app` on the engine at `host`, with the legacy builder (its output says when a step
@@ -499,7 +385,7 @@ fn the_engine_going_away_mid_build_is_named_and_the_next_run_recovers() {
     let _cleanup = Cleanup { name, dir: root.clone() };
     clean(name);
     let base = base_311();
-    let mut daemon = Daemon::new();
+    let mut daemon = Dockerd::new("faults", "xtfault", 220);
     // The base image, from the machine's engine into the second one.
     let mut save = docker().args(["save", &base]).stdout(Stdio::piped()).spawn().unwrap();
     let load = daemon.docker().arg("load").stdin(save.stdout.take().unwrap()).output().unwrap();
@@ -510,7 +396,7 @@ fn the_engine_going_away_mid_build_is_named_and_the_next_run_recovers() {
     let output = image_command(&app, &daemon.host(), &[]).output().unwrap();
     assert_success("xtask image (the second engine)", &output);
     let tag = format!("{name}:0.1.0");
-    let previous = daemon.image_id(&tag);
+    let previous = image_id(&daemon, &tag);
 
     // A change, so that the next image is a new one; --no-cache, so that its steps run and take time.
     let health = app.join("app/route/health.py");
@@ -548,10 +434,10 @@ fn the_engine_going_away_mid_build_is_named_and_the_next_run_recovers() {
 
     // Back: the image built before is there, and the next run builds the new one, nothing deleted by hand.
     daemon.start();
-    assert_eq!(daemon.image_id(&tag), previous, "the image built before is still {tag}\n{said}");
+    assert_eq!(image_id(&daemon, &tag), previous, "the image built before is still {tag}\n{said}");
     let output = image_command(&app, &daemon.host(), &[]).output().unwrap();
     assert_success("xtask image (the daemon back)", &output);
-    let rebuilt = daemon.image_id(&tag);
+    let rebuilt = image_id(&daemon, &tag);
     assert_ne!(rebuilt, previous, "{}", text(&output));
     let file = "/app/app/route/health.py";
     let check = daemon.docker().args(["run", "--rm", &tag, "grep", "-c", "a change after", file]).output().unwrap();

@@ -226,82 +226,30 @@ fn docker_out(args: &[&str]) -> String {
 /// The second engine is one at a time: its bridge and subnet are fixed.
 static SECOND_ENGINE: Mutex<()> = Mutex::new(());
 
-/// A second, fresh dockerd on this machine: its own data root, socket and bridge, no images, no cache. Stopped
-/// and removed (mounts, files, bridge) when dropped.
+/// A second, fresh dockerd on this machine (`Dockerd`): its own data root, socket and bridge, no images, no
+/// cache; one at a time.
 struct SecondEngine {
-    dir: PathBuf,
-    pid: u32,
-    bridge: String,
+    daemon: Dockerd,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl SecondEngine {
     fn start() -> SecondEngine {
         let turn = SECOND_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-        let (dir, bridge) = second_engine_dir("ship", "xtship", 240);
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let arg = |name: &str| dir.join(name).display().to_string();
-        // Never `--bridge none` (it deletes the main engine's docker0); no iptables of its own.
-        let mut child = Command::new("dockerd")
-            .args(["--config-file", &arg("daemon.json"), "--data-root", &arg("root"), "--exec-root", &arg("exec")])
-            .args(["--pidfile", &arg("pid"), "-H", &format!("unix://{}", arg("sock")), "--bridge", &bridge])
-            .args(["--iptables=false", "--ip6tables=false"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("dockerd is not installed: `bash .ci/setup` installs docker.io");
-        let engine = SecondEngine { dir: dir.clone(), pid: child.id(), bridge, _turn: turn };
-        // Reaped by the thread: the engine runs until Drop stops it.
-        std::thread::spawn(move || child.wait());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let info = engine.docker().args(["info", "--format", "{{.ServerVersion}}"]).output().unwrap();
-            if info.status.success() {
-                return engine;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the second dockerd did not start:\n{}",
-                std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        SecondEngine { daemon: Dockerd::new("ship", "xtship", 240), _turn: turn }
     }
 
     fn host(&self) -> String {
-        format!("unix://{}", self.dir.join("sock").display())
+        self.daemon.host()
     }
 
     fn docker(&self) -> Command {
-        let mut command = Command::new("docker");
-        command.env("DOCKER_HOST", self.host());
-        command
+        self.daemon.docker()
     }
 
     fn images(&self) -> usize {
         let output = self.docker().args(["images", "--all", "--quiet"]).output().unwrap();
         stdout(&output).lines().count()
-    }
-}
-
-impl Drop for SecondEngine {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let prefix = format!("{}/", self.dir.display());
-        let mut left: Vec<&str> =
-            mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
-        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in left {
-            let _ = Command::new("umount").arg(mount).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
     }
 }
 

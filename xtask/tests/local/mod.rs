@@ -306,6 +306,120 @@ pub fn second_engine_dir(tag: &str, bridge_prefix: &str, subnet_base: u32) -> (P
     (dir, bridge)
 }
 
+/// A second dockerd of the test's own (its data root, exec root, pidfile, socket and bridge: `second_engine_dir`),
+/// started at once; a test may stop it and start it again on the same data. Stopped and removed (its
+/// containerd, mounts, files, bridge) when dropped.
+pub struct Dockerd {
+    dir: PathBuf,
+    bridge: String,
+    pid: Option<u32>,
+}
+
+impl Dockerd {
+    pub fn new(tag: &str, bridge_prefix: &str, subnet_base: u32) -> Dockerd {
+        let (dir, bridge) = second_engine_dir(tag, bridge_prefix, subnet_base);
+        let mut daemon = Dockerd { dir, bridge, pid: None };
+        daemon.start();
+        daemon
+    }
+
+    pub fn start(&mut self) {
+        let dir = &self.dir;
+        let log = std::fs::File::options().create(true).append(true).open(dir.join("log")).unwrap();
+        let arg = |name: &str| dir.join(name).display().to_string();
+        // Never `--bridge none` (it deletes the main engine's docker0); no iptables of its own.
+        let mut child = Command::new("dockerd")
+            .args(["--config-file", &arg("daemon.json"), "--data-root", &arg("root"), "--exec-root", &arg("exec")])
+            .args(["--pidfile", &arg("pid"), "-H", &format!("unix://{}", arg("sock")), "--bridge", &self.bridge])
+            .args(["--iptables=false", "--ip6tables=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd is not installed: `bash .ci/setup` installs docker.io");
+        self.pid = Some(child.id());
+        // Reaped by the thread: the daemon runs until it is killed or dropped.
+        std::thread::spawn(move || child.wait());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = self.docker().args(["info", "--format", "{{.ServerVersion}}"]).output().unwrap();
+            if info.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the second dockerd did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `signal` to the daemon and waits (bounded) until it is gone, and the containerd it started with
+    /// it (which dies with its parent); a pid file that names no live containerd is removed, or the next daemon
+    /// would wait for that containerd's socket and give up (a zombie still has its pid).
+    pub fn stop(&mut self, signal: &str) {
+        let Some(pid) = self.pid.take() else { return };
+        let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pidfile = self.dir.join("exec/containerd/containerd.pid");
+        if let Some(containerd) = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(containerd) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !alive(containerd) {
+                let _ = std::fs::remove_file(&pidfile);
+            }
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("sock").display())
+    }
+
+    pub fn docker(&self) -> Command {
+        let mut command = Command::new("docker");
+        command.env("DOCKER_HOST", self.host());
+        command
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        self.stop("TERM");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let prefix = format!("{}/", self.dir.display());
+        let mut left: Vec<&str> =
+            mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
+        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in left {
+            // Busy for a moment after the daemon's end: again, then lazily.
+            let unmounted = (0..10).any(|_| {
+                let done = Command::new("umount").arg(mount).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+                if !done {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                done
+            });
+            if !unmounted {
+                let _ = Command::new("umount").args(["--lazy", mount]).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+    }
+}
+
+/// Whether process `pid` runs (exists, and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
 /// Removes what an earlier run left: the state directory, the image's tags and containers. Tags only (no
 /// pruning): parallel builds may be reusing the layers underneath.
 pub fn clean(name: &str) {
