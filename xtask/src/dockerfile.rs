@@ -31,6 +31,8 @@ pub(crate) const ELSEWHERE: &str =
 /// Where the context's parts are (`cargo xtask image` assembles it): the virtualenv (`lib/pythonX.Y/site-packages`
 /// and `bin/`, laid over the one the image's Python makes), and the app's files as they go into the workdir.
 pub(crate) const CONTEXT_VENV: &str = "venv";
+/// The files of the packages added since `venv/` was laid down (`site::Layers`): a layer of their own.
+pub(crate) const CONTEXT_VENV_ADDED: &str = "venv-added";
 /// The `.deb` files of `tool.xtask.system-packages`.
 pub(crate) const CONTEXT_SYSTEM: &str = "system-packages";
 pub(crate) const CONTEXT_APP: &str = "app";
@@ -199,7 +201,7 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
 
     Ok(format!(
         r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
-# (target/xtask/apps/<name>/context: {CONTEXT_VENV}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM}, nothing else) and passes the
+# (target/xtask/apps/<name>/context: {CONTEXT_VENV}/, {CONTEXT_VENV_ADDED}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM}, nothing else) and passes the
 # build arguments. The build needs no network and runs no installer: the wheels were downloaded and checked
 # against the lock's hashes on the host, where uv installed them into {CONTEXT_VENV}/ and Python compiled the bytecode.
 
@@ -219,7 +221,10 @@ ARG {SOURCE_DATE_EPOCH}
 
 FROM {BASE_STAGE}
 # The virtualenv's packages and console scripts with their bytecode, owned by root: the app cannot change them.
+# {CONTEXT_VENV_ADDED}/ holds the packages added since {CONTEXT_VENV}/ was laid down (empty after any other change, and
+# for `cargo xtask push`): a dependency added rebuilds that small layer, not the whole virtualenv's.
 COPY {CONTEXT_VENV}/ {VENV}/
+COPY {CONTEXT_VENV_ADDED}/ {VENV}/
 COPY {CONTEXT_SBOM} {SBOM}
 WORKDIR {workdir}
 # The app's files (tool.xtask.include: {includes}) and their bytecode, owned by root.
@@ -336,7 +341,7 @@ system-packages = ["libmagic1"]
         std::fs::remove_dir_all(&dir).unwrap();
         expect![[r##"
             # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
-            # (target/xtask/apps/<name>/context: venv/, system-packages/, app/ and sbom.cdx.json, nothing else) and passes the
+            # (target/xtask/apps/<name>/context: venv/, venv-added/, system-packages/, app/ and sbom.cdx.json, nothing else) and passes the
             # build arguments. The build needs no network and runs no installer: the wheels were downloaded and checked
             # against the lock's hashes on the host, where uv installed them into venv/ and Python compiled the bytecode.
 
@@ -361,7 +366,10 @@ system-packages = ["libmagic1"]
 
             FROM base
             # The virtualenv's packages and console scripts with their bytecode, owned by root: the app cannot change them.
+            # venv-added/ holds the packages added since venv/ was laid down (empty after any other change, and
+            # for `cargo xtask push`): a dependency added rebuilds that small layer, not the whole virtualenv's.
             COPY venv/ /opt/venv/
+            COPY venv-added/ /opt/venv/
             COPY sbom.cdx.json /opt/sbom.cdx.json
             WORKDIR /srv/svc
             # The app's files (tool.xtask.include: svc) and their bytecode, owned by root.

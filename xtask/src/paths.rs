@@ -60,11 +60,6 @@ pub(crate) fn base_image_facts(state: &Path) -> PathBuf {
     state.join("base-image.txt")
 }
 
-/// What the image's wheels hold (`inventory.rs`), kept for the same wheels.
-pub(crate) fn inventory(state: &Path) -> PathBuf {
-    state.join("inventory.txt")
-}
-
 /// The project's own wheel (`project_wheel.rs`).
 pub(crate) fn project_wheel_dir(state: &Path) -> PathBuf {
     state.join("project")
@@ -149,6 +144,11 @@ pub(crate) fn uv_cache() -> PathBuf {
 /// What the docker client said of its version and BuildKit, for the same client and engine (`engine.rs`).
 pub(crate) fn engine_memo() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("docker-client.txt")
+}
+
+/// What each wheel holds (`inventory.rs`), by the wheel's sha256.
+pub(crate) fn inventory_cache() -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("inventory")
 }
 
 /// The markers evaluated before for one marker environment (`wheels::evaluate_markers`), by its hash.

@@ -25,8 +25,26 @@ use crate::{gen, paths, uv};
 /// What the virtualenv was made from, recorded beside it: the same inputs need no uv and no compiler.
 pub(crate) struct Site {
     pub(crate) stamp: String,
+    /// How the virtualenv is split between `venv/` and `venv-added/` (`Layers`), for the image's fingerprint.
+    pub(crate) layers: String,
     pub(crate) packages: usize,
     pub(crate) refreshed: bool,
+}
+
+/// The context holds the virtualenv in two folders, one layer each: `venv/` as it was laid down last, and
+/// `venv-added/`, the files of the packages added since. A dependency added (the common change) leaves `venv/`
+/// as it is, so the engine takes its layer from the cache and copies and exports only the new package's files:
+/// a build of 0.29 s instead of 0.58 s here (12 builds each, BuildKit, the example app's 20 MB virtualenv). Any
+/// other change (a package removed or upgraded: a file of `venv/` gone or different) lays the whole virtualenv
+/// down again in `venv/`, so the image never carries a file the virtualenv does not have, nor a file twice.
+/// For `push` the virtualenv is always whole in `venv/` (`Layers::Whole`): the image's layers are then the ones
+/// any machine builds from the same lock, whatever this one built before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layers {
+    /// `venv-added/` for the packages added since `venv/` was laid down.
+    Added,
+    /// `venv/` alone (`venv-added/` empty).
+    Whole,
 }
 
 /// The Python that compiles bytecode for the image.
@@ -43,12 +61,16 @@ pub(crate) struct Bytecode<'a> {
 /// sources that are gone and of other versions. A file that does not compile is left out (a package's Python 2
 /// example), or with `strict` (the app's own files) is an error that names it. Only double quotes: the
 /// container runs it in single quotes.
-const COMPILE: &str = r#"import importlib.util, os, py_compile, sys
+const COMPILE: &str = r#"import _imp, os, sys
+# What py_compile and importlib.util do, with the import machinery every Python starts with: their own imports
+# (traceback, tokenize, ...) take 15 ms of a 30 ms start; py_compile is imported only to word an error.
+import _frozen_importlib_external as fx
 root, prefix, strict, version = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), sys.argv[3] == "strict", sys.argv[4]
 if "%d.%d" % sys.version_info[:2] != version:
     sys.exit(75)
 tag = sys.implementation.cache_tag
-unchecked = py_compile.PycInvalidationMode.UNCHECKED_HASH
+def source_hash(data):
+    return _imp.source_hash(fx._RAW_MAGIC_NUMBER, data)
 def stale(src, cfile):
     try:
         with open(cfile, "rb") as f:
@@ -57,20 +79,30 @@ def stale(src, cfile):
             data = f.read()
     except OSError:
         return True
-    return head[:8] != importlib.util.MAGIC_NUMBER + bytes([1, 0, 0, 0]) or head[8:] != importlib.util.source_hash(data)
+    return head[:8] != fx.MAGIC_NUMBER + bytes([1, 0, 0, 0]) or head[8:] != source_hash(data)
 def build(job):
+    src, cfile, dfile = job
     try:
-        py_compile.compile(job[0], job[1], job[2], doraise=True, invalidation_mode=unchecked)
+        loader = fx.SourceFileLoader("<xtask>", src)
+        data = loader.get_data(src)
+        try:
+            code = loader.source_to_code(data, dfile)
+        except Exception as err:
+            import py_compile
+            return str(py_compile.PyCompileError(err.__class__, err, dfile)).strip() or dfile
+        os.makedirs(os.path.dirname(cfile), exist_ok=True)
+        # Unchecked hash-based: the image's files cannot change.
+        fx._write_atomic(cfile, fx._code_to_hash_pyc(code, source_hash(data), False), fx._calc_mode(src))
         return ""
     except Exception as e:
-        return str(e).strip() or job[2]
+        return str(e).strip() or dfile
 jobs = []
 for d, dirs, files in os.walk(root):
     dirs[:] = [x for x in dirs if x != "__pycache__"]
     for name in files:
         if name.endswith(".py"):
             src = os.path.join(d, name)
-            cfile = importlib.util.cache_from_source(src)
+            cfile = fx.cache_from_source(src)
             if stale(src, cfile):
                 jobs.append((src, cfile, prefix + src[len(root):]))
     cache = os.path.join(d, "__pycache__")
@@ -145,7 +177,7 @@ pub(crate) fn ensure(
     (requirements, find_links): (&Path, &[&Path]),
     bytecode: &Bytecode<'_>,
     uv: uv::Uv,
-    context_dir: &Path,
+    (context_dir, layers): (&Path, Layers),
 ) -> Result<Site> {
     let state = config.state_dir();
     let text = std::fs::read_to_string(requirements)
@@ -167,9 +199,14 @@ pub(crate) fn ensure(
     hasher.update(text.as_bytes());
     let stamp = format!("sha256:{}", hasher.hex());
     let venv = context_dir.join(dockerfile::CONTEXT_VENV);
+    let added = context_dir.join(dockerfile::CONTEXT_VENV_ADDED);
     let stamp_path = paths::venv_stamp_in(&state);
-    if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) && venv.is_dir() {
-        return Ok(Site { stamp, packages, refreshed: false });
+    if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) && venv.is_dir() && added.is_dir() {
+        if layers == Layers::Whole {
+            merge_into(&added, &venv)?;
+        }
+        let layers = describe_added(&added)?;
+        return Ok(Site { stamp, layers, packages, refreshed: false });
     }
     let _ = std::fs::remove_file(&stamp_path);
 
@@ -230,18 +267,144 @@ pub(crate) fn ensure(
     }
     // The bytecode of the virtualenv it replaces, where the source is still there: the compiler checks each one's
     // source hash and recompiles what differs.
-    let old_site = venv.join(&site_rel);
-    link_bytecode(&old_site, &site, &old_site)?;
+    for old in [&venv, &added] {
+        let old_site = old.join(&site_rel);
+        link_bytecode(&old_site, &site, &old_site)?;
+    }
     bytecode.compile(sh, &staging, dockerfile::VENV, false)?;
 
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv).with_context(|| format!("cannot remove {}", paths::display(&venv)))?;
-    }
     std::fs::create_dir_all(context_dir)?;
-    std::fs::rename(&staging, &venv)
-        .with_context(|| format!("cannot move the virtualenv to {}", paths::display(&venv)))?;
+    let replace = |dir: &Path, with: &Path| -> Result<()> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", paths::display(dir)))?;
+        }
+        std::fs::rename(with, dir).with_context(|| format!("cannot move the virtualenv to {}", paths::display(dir)))
+    };
+    let only_added = layers == Layers::Added && venv.is_dir() && holds_all_of(&staging, &venv, &venv)?;
+    let next_added = context_dir.join(format!("{}.tmp", dockerfile::CONTEXT_VENV_ADDED));
+    if next_added.exists() {
+        std::fs::remove_dir_all(&next_added)
+            .with_context(|| format!("cannot remove {}", paths::display(&next_added)))?;
+    }
+    std::fs::create_dir_all(&next_added).with_context(|| format!("cannot create {}", paths::display(&next_added)))?;
+    if only_added {
+        link_new_files(&staging, &venv, &next_added)?;
+        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", paths::display(&staging)))?;
+    } else {
+        replace(&venv, &staging)?;
+    }
+    replace(&added, &next_added)?;
     gen::write_atomic(&stamp_path, stamp.as_bytes())?;
-    Ok(Site { stamp, packages, refreshed: true })
+    let layers = describe_added(&added)?;
+    Ok(Site { stamp, layers, packages, refreshed: true })
+}
+
+/// Whether the tree `new` holds every file, link and folder of `old` (under `dir`), with the same content.
+fn holds_all_of(new: &Path, old: &Path, dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
+        let entry = entry?;
+        let path = entry.path();
+        let there = new.join(path.strip_prefix(old).unwrap());
+        let (Ok(mine), Ok(theirs)) = (std::fs::symlink_metadata(&path), std::fs::symlink_metadata(&there)) else {
+            return Ok(false);
+        };
+        let same = if mine.is_dir() {
+            theirs.is_dir() && holds_all_of(new, old, &path)?
+        } else if mine.is_symlink() {
+            theirs.is_symlink() && std::fs::read_link(&path)? == std::fs::read_link(&there)?
+        } else {
+            // Most files are the same file: uv links both from its cache, the bytecode is linked over.
+            theirs.is_file()
+                && mine.len() == theirs.len()
+                && mine.mode() == theirs.mode()
+                && ((mine.dev(), mine.ino()) == (theirs.dev(), theirs.ino())
+                    || std::fs::read(&path)? == std::fs::read(&there)?)
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Hard-links into `into` every file and link of the tree `new` that `old` lacks, at the same place.
+fn link_new_files(new: &Path, old: &Path, into: &Path) -> Result<()> {
+    fn walk(new: &Path, old: &Path, into: &Path, dir: &Path) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(new).unwrap();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(new, old, into, &path)?;
+            } else if std::fs::symlink_metadata(old.join(rel)).is_err() {
+                let dest = into.join(rel);
+                std::fs::create_dir_all(dest.parent().unwrap())?;
+                if kind.is_symlink() {
+                    std::os::unix::fs::symlink(std::fs::read_link(&path)?, &dest)?;
+                } else {
+                    std::fs::hard_link(&path, &dest)
+                        .with_context(|| format!("cannot link {} into {}", path.display(), paths::display(into)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+    walk(new, old, into, new)
+}
+
+/// Moves every file of the tree `added` into the same place in `venv`, leaving `added` empty.
+fn merge_into(added: &Path, venv: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(added) else { return Ok(()) };
+    let entries: Vec<_> = entries.flatten().collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    println!("venv: the packages added since the virtualenv was laid down go into its single layer");
+    fn walk(root: &Path, venv: &Path, dir: &Path) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
+            let entry = entry?;
+            let path = entry.path();
+            let dest = venv.join(path.strip_prefix(root).unwrap());
+            if entry.file_type()?.is_dir() && !entry.file_type()?.is_symlink() {
+                walk(root, venv, &path)?;
+            } else {
+                std::fs::create_dir_all(dest.parent().unwrap())?;
+                std::fs::rename(&path, &dest).with_context(|| format!("cannot move {}", paths::display(&path)))?;
+            }
+        }
+        Ok(())
+    }
+    walk(added, venv, added)?;
+    std::fs::remove_dir_all(added).with_context(|| format!("cannot remove {}", paths::display(added)))?;
+    std::fs::create_dir_all(added).with_context(|| format!("cannot create {}", paths::display(added)))
+}
+
+/// The files `venv-added/` holds, as one line: `none`, or their count and a checksum of their paths.
+fn describe_added(added: &Path) -> Result<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                walk(root, &entry.path(), out)?;
+            } else {
+                out.push(entry.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(added, added, &mut files)?;
+    if files.is_empty() {
+        return Ok("none".to_string());
+    }
+    files.sort();
+    let mut hasher = Sha256::default();
+    for file in &files {
+        hasher.update(format!("{file}\n").as_bytes());
+    }
+    Ok(format!("{} files, sha256:{}", files.len(), hasher.hex()))
 }
 
 /// Removes `uv_cache.json` from a `.dist-info` folder and its line from the folder's RECORD (through a new file:

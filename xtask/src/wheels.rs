@@ -907,6 +907,21 @@ fn resolve_launcher(python3: &Path) -> Option<PathBuf> {
 /// Evaluates each distinct marker for the target with `packaging` (pip's own copy), the reference
 /// implementation: `pip download` would evaluate them for the host instead.
 fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[String]) -> Result<BTreeMap<String, bool>> {
+    let env: Vec<String> = target.marker_environment().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    marker_values(sh, python, &env, markers, BTreeMap::new())
+}
+
+/// The value of each of `markers` in the marker environment `env` (`key=value`), from the answers of earlier
+/// runs for the same environment (a marker's value for it never changes) and `learned` (answers given by
+/// another of this run's Python processes), else from pip's `packaging`; all of them remembered for the next
+/// runs.
+pub(crate) fn marker_values(
+    sh: &Shell,
+    python: &Path,
+    env: &[String],
+    markers: &[String],
+    learned: BTreeMap<String, bool>,
+) -> Result<BTreeMap<String, bool>> {
     let mut distinct: Vec<String> = markers.iter().filter(|m| !m.trim().is_empty()).cloned().collect();
     distinct.sort();
     distinct.dedup();
@@ -919,16 +934,16 @@ fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[Strin
         env = dict(a.split('=', 1) for a in sys.argv[1:])\n\
         env.setdefault('extra', '')\n\
         for line in sys.stdin.read().splitlines():\n    print(int(Marker(line).evaluate(env)))\n";
-    let env: Vec<String> = target.marker_environment().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    // The answers of earlier runs for the same environment (a marker's value for it never changes): pip's
-    // packaging runs only for markers not seen before.
     let memo = paths::markers_memo(&poetry_export::sha256::hex_digest(env.join("\n").as_bytes())[..16]);
-    let known: BTreeMap<String, bool> = std::fs::read_to_string(&memo)
+    let remembered: BTreeMap<String, bool> = std::fs::read_to_string(&memo)
         .unwrap_or_default()
         .lines()
         .filter_map(|line| line.split_once('\t'))
         .map(|(value, marker)| (marker.to_string(), value == "1"))
         .collect();
+    let new_learned = learned.keys().any(|m| !remembered.contains_key(m));
+    let mut known = remembered;
+    known.extend(learned);
     distinct.retain(|marker| match known.get(marker) {
         Some(&value) => {
             out.insert(marker.clone(), value);
@@ -936,28 +951,31 @@ fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[Strin
         }
         None => true,
     });
-    if distinct.is_empty() {
+    if !distinct.is_empty() {
+        let input = distinct.join("\n") + "\n";
+        let answer = sh
+            .cmd(python)
+            .arg("-c")
+            .arg(SCRIPT)
+            .args(env)
+            .stdin(input)
+            .quiet()
+            .read()
+            .context("cannot evaluate the requirements' markers for the target with the host's pip")?;
+        let answers: Vec<&str> = answer.lines().collect();
+        if answers.len() != distinct.len() {
+            bail!("unexpected answer evaluating markers: {answer:?}");
+        }
+        for (marker, value) in distinct.into_iter().zip(answers) {
+            let value = value.trim() == "1";
+            out.insert(marker.clone(), value);
+            known.insert(marker, value);
+        }
+    } else if !new_learned {
         return Ok(out);
     }
-    let input = distinct.join("\n") + "\n";
-    let answer = sh
-        .cmd(python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .args(&env)
-        .stdin(input)
-        .quiet()
-        .read()
-        .context("cannot evaluate the requirements' markers for the target with the host's pip")?;
-    let answers: Vec<&str> = answer.lines().collect();
-    if answers.len() != distinct.len() {
-        bail!("unexpected answer evaluating markers: {answer:?}");
-    }
-    for (marker, value) in distinct.into_iter().zip(answers) {
-        out.insert(marker, value.trim() == "1");
-    }
     let mut text = String::new();
-    for (marker, value) in known.iter().chain(&out) {
+    for (marker, value) in &known {
         if !marker.contains('\n') {
             text.push_str(&format!("{}\t{marker}\n", u8::from(*value)));
         }
@@ -1064,7 +1082,14 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     if !kept.is_empty() {
         println!("wheels: {} wheels kept from the previous wheelhouse (same files, same target)", kept.len());
     }
-    let missing: Vec<&SelectedPackage> = wheels.iter().filter(|p| !kept.contains(&p.name)).copied().collect();
+    // The files whose content this run has checked against the lock's sha256 already (the previous stamp's,
+    // the download cache's, the look-up's as it fetched): not hashed a second time below.
+    let mut checked: BTreeMap<String, String> = BTreeMap::new();
+    for (_, file) in &kept {
+        checked.insert(file.name.clone(), file.sha256.clone());
+    }
+    let missing: Vec<&SelectedPackage> =
+        wheels.iter().filter(|p| !kept.iter().any(|(name, _)| *name == p.name)).copied().collect();
 
     // Each missing wheel is the one pip would pick among the package's locked files (its best tags for the
     // target), taken from the download cache when it holds it, else fetched from the index while its page is
@@ -1091,6 +1116,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
                 std::fs::copy(&kept, tmp.join(file))
                     .with_context(|| format!("cannot copy {}", paths::display(&kept)))
                     .map_err(|e| name_full_disk(e, &state))?;
+                checked.insert(file.clone(), sha256.clone());
                 cached.insert(package.name.clone());
                 from_cache += 1;
                 continue;
@@ -1147,6 +1173,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
             match status.as_str() {
                 "ok" => {
                     fetched.insert(package.name.clone());
+                    checked.insert(file.clone(), sha256.clone());
                     // Kept for the next wheelhouse that needs it (a hard link: no space taken; none across
                     // file systems).
                     let kept = paths::fetched_files_cache().join(&sha256[..sha256.len().min(32)]);
@@ -1354,7 +1381,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     }
 
     // Every file against the lock.
-    let stamped = check_against_lock(&tmp, &made, &wheels)?;
+    let stamped = check_against_lock(&tmp, &made, &wheels, &checked)?;
     let total: u64 = stamped.iter().map(|f| f.identity.size()).sum();
     println!(
         "wheels: {} wheels ({:.1} MB) checked against poetry.lock's sha256 hashes{}",
@@ -1442,14 +1469,23 @@ fn plan_all<'a>(
 
 /// Checks every file of `tmp` against the lock: a downloaded wheel must be one of its package's locked files,
 /// with the locked hash, one per package of `wheels`; one made here must be the one just made (`made`).
-fn check_against_lock(tmp: &Path, made: &[Made], wheels: &[&SelectedPackage]) -> Result<Vec<StampedFile>> {
+/// `checked`: the files this run has hashed already (file name → sha256), each found equal to the lock's.
+fn check_against_lock(
+    tmp: &Path,
+    made: &[Made],
+    wheels: &[&SelectedPackage],
+    checked: &BTreeMap<String, String>,
+) -> Result<Vec<StampedFile>> {
     let mut stamped = Vec::new();
     let mut covered: Vec<&str> = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(tmp)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     entries.sort();
     for path in entries {
         let name = file_name(&path);
-        let sha256 = gen::sha256_file(&path)?;
+        let sha256 = match checked.get(&name) {
+            Some(sha256) => sha256.clone(),
+            None => gen::sha256_file(&path)?,
+        };
         if let Some(made) = made.iter().find(|m| m.name == name) {
             if made.sha256 != sha256 {
                 bail!("{name} changed while the wheelhouse was made; run the command again");
@@ -1561,14 +1597,14 @@ struct Download<'a> {
 
 /// Hard-links into `tmp` the wheels of `packages` that the previous wheelhouse (its stamp: `previous`) holds,
 /// when it was made for the same target and the file is one of the package's locked files, unchanged since it
-/// was checked. Returns the names of the packages covered.
+/// was checked. Returns the packages covered, each with its file as the stamp records it.
 fn keep_previous(
     state: &Path,
     previous: Option<&Stamp>,
     target: &Target,
     packages: &[&SelectedPackage],
     tmp: &Path,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, StampedFile)>> {
     let Some(stamp) = previous else { return Ok(Vec::new()) };
     if stamp.target.as_deref() != Some(target.key().as_str()) {
         return Ok(Vec::new());
@@ -1585,7 +1621,7 @@ fn keep_previous(
             continue;
         }
         link_or_copy(&path, &tmp.join(&file.name))?;
-        kept.push(package.name.clone());
+        kept.push((package.name.clone(), file.clone()));
     }
     Ok(kept)
 }
