@@ -3,13 +3,18 @@
 //! cannot be set back (`touch -r`, `rsync -a`, `cp -p`, tar and CI caches restore modification times, never
 //! change times), so an edit that keeps the size and puts the time back is still seen. Git's racy rule on top:
 //! an identity recorded less than `RACY_NS` after its file last changed is not trusted, since a write in the
-//! same tick of a coarse clock would leave the times as they were.
+//! same tick of a coarse clock would leave the times as they were: 2 s where the file system keeps whole seconds
+//! (FAT keeps even ones), 100 ms where it keeps nanoseconds (Linux stamps changes by a clock that ticks every
+//! 1-10 ms), so that a no-op run 2 s after a build trusts what the build recorded instead of hashing the
+//! wheelhouse again (20 MB, 50-70 ms here).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// How close to its file's last change an identity may be recorded and still be trusted.
+/// How close to its file's last change an identity may be recorded and still be trusted: on a file system that
+/// keeps whole seconds, and on one that keeps nanoseconds.
 const RACY_NS: i128 = 2_000_000_000;
+const RACY_FINE_NS: i128 = 100_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -38,7 +43,9 @@ impl Identity {
     /// Whether an identity recorded at `recorded_ns` (`now_ns()` then) vouches for the content hashed then:
     /// it equals this one, and the file had not changed within `RACY_NS` of the recording.
     pub(crate) fn vouches(&self, recorded: &Identity, recorded_ns: i128) -> bool {
-        self == recorded && self.mtime_ns.max(self.ctime_ns) + RACY_NS <= recorded_ns
+        let fine = self.mtime_ns % 1_000_000_000 != 0 || self.ctime_ns % 1_000_000_000 != 0;
+        let racy = if fine { RACY_FINE_NS } else { RACY_NS };
+        self == recorded && self.mtime_ns.max(self.ctime_ns) + racy <= recorded_ns
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -83,6 +90,13 @@ mod tests {
         // Recorded just now: too close to the write to vouch for anything (the racy rule).
         assert!(!first.vouches(&first, now_ns()));
         assert!(first.vouches(&first, now_ns() + 3_000_000_000));
+        // This file system keeps nanoseconds: a tenth of a second is enough; one that keeps seconds needs two.
+        if first.ctime_ns % 1_000_000_000 != 0 {
+            assert!(first.vouches(&first, first.ctime_ns.max(first.mtime_ns) + 100_000_000));
+        }
+        let coarse = Identity::parse("14:1700000000000000000:1700000001000000000:7:9").unwrap();
+        assert!(!coarse.vouches(&coarse, 1_700_000_002_000_000_000));
+        assert!(coarse.vouches(&coarse, 1_700_000_003_000_000_000));
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&path, "status = 'OK'\n").unwrap();

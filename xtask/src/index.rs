@@ -106,7 +106,24 @@ def fetch(url, dest, sha256):
 
 const LOOKUP_SCRIPT: &str = concat!(
     common_script!(),
-    r##"def links(numbered):
+    r##"# The bytecode of each wheel fetched, compiled while the other wheels download: site.rs' compiler (its script in
+# XTASK_COMPILE, run by the Python XTASK_BYTECODE names, with the arguments after it), given each wheel as it arrives.
+compiler = None
+if os.environ.get("XTASK_BYTECODE"):
+    import subprocess, threading
+    compiler_lock = threading.Lock()
+    python, *arguments = os.environ["XTASK_BYTECODE"].split("\t")
+    compiler = subprocess.Popen([python, "-I", "-S", "-c", os.environ["XTASK_COMPILE"], "--wheels", *arguments],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+def compile_wheel(path, sha256):
+    if compiler is not None:
+        with compiler_lock:
+            try:
+                compiler.stdin.write("%s\t%s\n" % (path, sha256))
+                compiler.stdin.flush()
+            except OSError:
+                pass
+def links(numbered):
     number, line = numbered
     page, files, wanted, dest = (line.split("\t") + ["", "", ""])[:4]
     try:
@@ -139,6 +156,8 @@ const LOOKUP_SCRIPT: &str = concat!(
         if name in urls:
             status, why = fetch(urls[name], os.path.join(dest, name), sha256)
             out.append("got\t%s\t%s\t%s" % (name, status, why))
+            if status == "ok" and name.endswith(".whl"):
+                compile_wheel(os.path.join(dest, name), sha256)
             break
     return out
 lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
@@ -146,6 +165,9 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     for result in pool.map(links, enumerate(lines)):
         for line in result:
             print(line, flush=True)
+if compiler is not None:
+    compiler.stdin.close()
+    compiler.wait()
 "##
 );
 
@@ -168,9 +190,27 @@ pub(crate) struct Answers {
     pub(crate) fetched: BTreeMap<String, (String, String)>,
 }
 
+/// Where the look-up has the bytecode of the wheels it fetches compiled (`site::WheelBytecode`).
+pub(crate) struct BytecodeCache {
+    /// The host's Python that compiles (the image's version, else it compiles nothing).
+    pub(crate) python: PathBuf,
+    /// `paths::bytecode_cache`.
+    pub(crate) dir: PathBuf,
+    /// The virtualenv's site-packages folder in the image.
+    pub(crate) site: String,
+    /// The image's Python version.
+    pub(crate) version: String,
+}
+
 /// Asks the pages of `queries` in parallel (one Python process: pip's `requests`, the CA bundle, `netrc`).
 /// Fails only when the look-up itself cannot run.
-pub(crate) fn ask(sh: &Shell, python: &Path, netrc: Option<&Path>, queries: &[Query]) -> Result<Answers> {
+pub(crate) fn ask(
+    sh: &Shell,
+    python: &Path,
+    netrc: Option<&Path>,
+    queries: &[Query],
+    bytecode: Option<&BytecodeCache>,
+) -> Result<Answers> {
     let mut input = String::new();
     for query in queries {
         let fetch: Vec<String> = query.fetch.iter().map(|(file, sha256)| format!("{file}={sha256}")).collect();
@@ -181,6 +221,12 @@ pub(crate) fn ask(sh: &Shell, python: &Path, netrc: Option<&Path>, queries: &[Qu
     if let Some(netrc) = netrc {
         command = command.env("NETRC", netrc);
     }
+    command = match bytecode {
+        Some(b) => command
+            .env("XTASK_BYTECODE", format!("{}\t{}\t{}\t{}", b.python.display(), b.dir.display(), b.site, b.version))
+            .env("XTASK_COMPILE", crate::site::COMPILE),
+        None => command.env_remove("XTASK_BYTECODE"),
+    };
     let output = command.ignore_status().output().context("cannot run python3")?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -219,6 +265,7 @@ pub(crate) fn lookup(
     netrc: Option<&Path>,
     wanted: &[Want<'_>],
     dest: Option<&Path>,
+    bytecode: Option<&BytecodeCache>,
 ) -> Result<Lookup> {
     let queries: Vec<Query> = wanted
         .iter()
@@ -229,7 +276,7 @@ pub(crate) fn lookup(
             dest: dest.map(Path::to_path_buf),
         })
         .collect();
-    let answers = ask(sh, python, netrc, &queries)?;
+    let answers = ask(sh, python, netrc, &queries, bytecode)?;
     let mut lookup = Lookup { files: answers.files, fetched: answers.fetched, ..Lookup::default() };
     let pages = answers.pages;
     for (number, want) in wanted.iter().enumerate() {

@@ -151,6 +151,12 @@ pub(crate) fn inventory_cache() -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("inventory")
 }
 
+/// The bytecode of each wheel's modules for Python `python` (`X.Y`) as the image's virtualenv holds them, by
+/// the wheel's sha256 (compiled by the look-up as the wheel arrives, linked into the virtualenv by `site.rs`).
+pub(crate) fn bytecode_cache(python: &str) -> PathBuf {
+    cargo_target_dir().join("xtask").join("cache").join("bytecode").join(python)
+}
+
 /// The markers evaluated before for one marker environment (`wheels::evaluate_markers`), by its hash.
 pub(crate) fn markers_memo(environment: &str) -> PathBuf {
     cargo_target_dir().join("xtask").join("cache").join("markers").join(format!("{environment}.txt"))

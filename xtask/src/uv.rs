@@ -103,7 +103,7 @@ pub(crate) fn ensure(sh: &Shell) -> Result<PathBuf> {
             fetch: vec![(wheel_name.clone(), sha256.to_string())],
             dest: Some(download.clone()),
         };
-        let fetched = index::ask(sh, &python, None, &[query])
+        let fetched = index::ask(sh, &python, None, &[query], None)
             .is_ok_and(|a| a.fetched.get(&wheel_name).is_some_and(|(status, _)| status == "ok"));
         if !fetched {
             let requirement = dir.join(format!("requirement-{}.txt", std::process::id()));

@@ -1146,7 +1146,14 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     let lookup = if dry_run || wanted.is_empty() {
         None
     } else {
-        match index::lookup(sh, &python, &auth, netrc_path, &wanted, Some(&tmp)) {
+        // The wheels' bytecode, compiled as they arrive (`site.rs` links it into the virtualenv).
+        let bytecode = index::BytecodeCache {
+            python: python.clone(),
+            dir: paths::bytecode_cache(&target.python.to_string()),
+            site: format!("{}/{}", crate::dockerfile::VENV, crate::site::site_packages(target)),
+            version: target.python.to_string(),
+        };
+        match index::lookup(sh, &python, &auth, netrc_path, &wanted, Some(&tmp), Some(&bytecode)) {
             Ok(lookup) => Some(lookup),
             Err(why) => {
                 println!("wheels: note: {why:#}; pip searches the indexes instead");
