@@ -287,7 +287,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             sh,
             &config,
             &target,
-            (&requirements, &find_links, &wheelhouse.files),
+            (&requirements, &find_links, &wheelhouse),
             &bytecode,
             uv,
             (&context_dir, layers),

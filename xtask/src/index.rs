@@ -33,6 +33,8 @@ pub(crate) struct Lookup {
     pub(crate) blockers: Vec<(String, String)>,
     /// What became of each file fetched: `ok`, `hash` (with the sha256 got) or `fail` (with why).
     pub(crate) fetched: BTreeMap<String, (String, String)>,
+    /// The process compiling the fetched wheels' bytecode (`BytecodeCache`), if one was started.
+    pub(crate) compiler: Option<u32>,
 }
 
 /// The simple-index page of `package`: its private index's (`legacy`), else PyPI's. Without credentials.
@@ -114,7 +116,7 @@ if os.environ.get("XTASK_BYTECODE"):
     compiler_lock = threading.Lock()
     python, *arguments = os.environ["XTASK_BYTECODE"].split("\t")
     compiler = subprocess.Popen([python, "-I", "-S", "-c", os.environ["XTASK_COMPILE"], "--wheels", *arguments],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 def compile_wheel(path, sha256):
     if compiler is not None:
         with compiler_lock:
@@ -166,8 +168,11 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for line in result:
             print(line, flush=True)
 if compiler is not None:
+    # Not waited for: it finishes beside uv's install, and site.rs waits for it (its pid) before it links. Its
+    # output goes nowhere, so that reading this process's to the end does not wait for it either (what it could
+    # not compile, site.rs' compiler compiles and reports).
     compiler.stdin.close()
-    compiler.wait()
+    print("compiler\t%d" % compiler.pid, flush=True)
 "##
 );
 
@@ -188,6 +193,8 @@ pub(crate) struct Answers {
     pub(crate) pages: BTreeMap<usize, (String, String)>,
     pub(crate) files: BTreeMap<String, Found>,
     pub(crate) fetched: BTreeMap<String, (String, String)>,
+    /// The process compiling the fetched wheels' bytecode (`BytecodeCache`), if one was started.
+    pub(crate) compiler: Option<u32>,
 }
 
 /// Where the look-up has the bytecode of the wheels it fetches compiled (`site::WheelBytecode`).
@@ -224,7 +231,7 @@ pub(crate) fn ask(
     command = match bytecode {
         Some(b) => command
             .env("XTASK_BYTECODE", format!("{}\t{}\t{}\t{}", b.python.display(), b.dir.display(), b.site, b.version))
-            .env("XTASK_COMPILE", crate::site::COMPILE),
+            .env("XTASK_COMPILE", crate::bytecode::COMPILE),
         None => command.env_remove("XTASK_BYTECODE"),
     };
     let output = command.ignore_status().output().context("cannot run python3")?;
@@ -249,6 +256,7 @@ pub(crate) fn ask(
             ["got", file, status, why] => {
                 answers.fetched.insert(file.to_string(), (status.to_string(), why.to_string()));
             }
+            ["compiler", pid] => answers.compiler = pid.parse().ok(),
             _ => {}
         }
     }
@@ -277,7 +285,8 @@ pub(crate) fn lookup(
         })
         .collect();
     let answers = ask(sh, python, netrc, &queries, bytecode)?;
-    let mut lookup = Lookup { files: answers.files, fetched: answers.fetched, ..Lookup::default() };
+    let mut lookup =
+        Lookup { files: answers.files, fetched: answers.fetched, compiler: answers.compiler, ..Lookup::default() };
     let pages = answers.pages;
     for (number, want) in wanted.iter().enumerate() {
         let (package, files) = (want.package, &want.files);

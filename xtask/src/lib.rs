@@ -3,6 +3,7 @@
 //! See `cargo xtask --help` and the README's architecture section.
 
 mod bench;
+mod bytecode;
 pub mod config;
 mod credentials;
 mod detect;

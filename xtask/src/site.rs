@@ -16,6 +16,7 @@ use anyhow::{bail, format_err, Context, Result};
 use poetry_export::sha256::Sha256;
 use xshell::{cmd, Shell};
 
+use crate::bytecode::{site_packages, COMPILE};
 use crate::config::{Config, PythonVersion};
 use crate::dockerfile;
 use crate::engine::FilesRun;
@@ -54,116 +55,6 @@ pub(crate) struct Bytecode<'a> {
     pub(crate) host: Option<&'a BuildHost<'a>>,
     pub(crate) platform: &'a str,
 }
-
-/// Compiles the bytecode of every `.py` file under `root` whose `.pyc` is missing or stale, for the image's
-/// Python (`argv[4]`: exits with 75, compiling nothing, when it is another); `argv[2]` is where `root` is in the
-/// image (the paths tracebacks show). Removes the bytecode of
-/// sources that are gone and of other versions. A file that does not compile is left out (a package's Python 2
-/// example), or with `strict` (the app's own files) is an error that names it. Only double quotes: the
-/// container runs it in single quotes.
-pub(crate) const COMPILE: &str = r#"import _imp, os, sys
-# What py_compile and importlib.util do, with the import machinery every Python starts with: their own imports
-# (traceback, tokenize, ...) take 15 ms of a 30 ms start; py_compile is imported only to word an error.
-import _frozen_importlib_external as fx
-tag = sys.implementation.cache_tag
-def source_hash(data):
-    return _imp.source_hash(fx._RAW_MAGIC_NUMBER, data)
-# Unchecked hash-based, named by the path in the image. marshal marks the objects it shares by their reference
-# counts, which the objects alive in the process change: both ways below run this same script, one file at a
-# time (and the bytes do not depend on the order: compared with the wheels given in reverse).
-def to_pyc(data, dfile):
-    code = fx.SourceFileLoader("<xtask>", dfile).source_to_code(data, dfile)
-    return fx._code_to_hash_pyc(code, source_hash(data), False)
-if sys.argv[1] == "--wheels":
-    # Each wheel named on stdin as it arrives (path, sha256): the bytecode of its modules as the virtualenv at
-    # argv[3] (site-packages in the image) holds them, into argv[2]/<sha256>/ (what site.rs links in).
-    cache, site, version = sys.argv[2:5]
-    if "%d.%d" % sys.version_info[:2] != version:
-        sys.exit(75)
-    import zipfile
-    for line in sys.stdin:
-        path, sha256 = line.rstrip("\n").split("\t")
-        final = os.path.join(cache, sha256)
-        if os.path.isdir(final):
-            continue
-        tmp = "%s.tmp-%d" % (final, os.getpid())
-        try:
-            with zipfile.ZipFile(path) as z:
-                for name in z.namelist():
-                    parts = name.split("/")
-                    if parts[0].endswith(".data") and len(parts) > 2 and parts[1] in ("purelib", "platlib"):
-                        parts = parts[2:]
-                    elif parts[0].endswith((".data", ".dist-info")):
-                        continue
-                    if not parts[-1].endswith(".py"):
-                        continue
-                    try:
-                        pyc = to_pyc(z.read(name), site + "/" + "/".join(parts))
-                    except Exception:
-                        continue
-                    folder = os.path.join(tmp, *parts[:-1], "__pycache__")
-                    os.makedirs(folder, exist_ok=True)
-                    fx._write_atomic(os.path.join(folder, "%s.%s.pyc" % (parts[-1][:-3], tag)), pyc, 0o666)
-            os.makedirs(cache, exist_ok=True)
-            os.rename(tmp, final)
-        except Exception as e:
-            print("bytecode of %s: %s" % (path, e), file=sys.stderr)
-    sys.exit(0)
-root, prefix, strict, version = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), sys.argv[3] == "strict", sys.argv[4]
-if "%d.%d" % sys.version_info[:2] != version:
-    sys.exit(75)
-if not strict:
-    # For a virtualenv: the objects alive as in the way above, so that what this compiles is what the look-up
-    # had compiled for the same file (all but 1 of 14 134 files of 306 wheels, compared); not for the app.
-    import zipfile
-def stale(src, cfile):
-    try:
-        with open(cfile, "rb") as f:
-            head = f.read(16)
-        with open(src, "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return head[:8] != fx.MAGIC_NUMBER + bytes([1, 0, 0, 0]) or head[8:] != source_hash(data)
-def build(job):
-    src, cfile, dfile = job
-    try:
-        with open(src, "rb") as f:
-            data = f.read()
-        try:
-            pyc = to_pyc(data, dfile)
-        except Exception as err:
-            import py_compile
-            return str(py_compile.PyCompileError(err.__class__, err, dfile)).strip() or dfile
-        os.makedirs(os.path.dirname(cfile), exist_ok=True)
-        fx._write_atomic(cfile, pyc, fx._calc_mode(src))
-        return ""
-    except Exception as e:
-        return str(e).strip() or dfile
-jobs = []
-for d, dirs, files in os.walk(root):
-    dirs[:] = [x for x in dirs if x != "__pycache__"]
-    for name in files:
-        if name.endswith(".py"):
-            src = os.path.join(d, name)
-            cfile = fx.cache_from_source(src)
-            if stale(src, cfile):
-                jobs.append((src, cfile, prefix + src[len(root):]))
-    cache = os.path.join(d, "__pycache__")
-    if os.path.isdir(cache):
-        for name in os.listdir(cache):
-            if not name.endswith("." + tag + ".pyc") or not os.path.isfile(os.path.join(d, name.split(".")[0] + ".py")):
-                os.remove(os.path.join(cache, name))
-if len(jobs) > 64 and (os.cpu_count() or 1) > 1:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
-        failed = [e for e in pool.map(build, jobs, chunksize=16) if e]
-else:
-    failed = [e for e in map(build, jobs) if e]
-if strict and failed:
-    sys.exit("\n".join(failed))
-"#;
 
 impl Bytecode<'_> {
     /// Compiles what is stale under `root` (which is at `prefix` in the image); `strict`: a file that does not
@@ -218,7 +109,7 @@ pub(crate) fn ensure(
     sh: &Shell,
     config: &Config,
     target: &Target,
-    (requirements, find_links, wheels): (&Path, &[&Path], &[(String, String)]),
+    (requirements, find_links, wheelhouse): (&Path, &[&Path], &crate::wheels::Wheelhouse),
     bytecode: &Bytecode<'_>,
     uv: uv::Uv,
     (context_dir, layers): (&Path, Layers),
@@ -259,7 +150,7 @@ pub(crate) fn ensure(
     if staging.exists() {
         std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", paths::display(&staging)))?;
     }
-    let site_rel = site_packages(target);
+    let site_rel = site_packages(target.python);
     let site = staging.join(&site_rel);
     let python_version = target.python.to_string();
     let python_platform = uv_platform(&target.machine, target.glibc);
@@ -315,9 +206,13 @@ pub(crate) fn ensure(
         let old_site = old.join(&site_rel);
         link_bytecode(&old_site, &site, &old_site)?;
     }
-    // And the bytecode the look-up compiled as each wheel arrived (`index::BytecodeCache`).
+    // And the bytecode the look-up had compiled as each wheel arrived (`index::BytecodeCache`), once its
+    // compiler is done (it went on beside uv's install); what it has not compiled, the compiler below does.
+    if let Some(pid) = wheelhouse.compiling {
+        wait_for_exit(pid, std::time::Duration::from_secs(120));
+    }
     let cache = paths::bytecode_cache(&target.python.to_string());
-    for (_, sha256) in wheels {
+    for (_, sha256) in &wheelhouse.files {
         let compiled = cache.join(sha256);
         link_bytecode(&compiled, &site, &compiled)?;
     }
@@ -347,6 +242,21 @@ pub(crate) fn ensure(
     gen::write_atomic(&stamp_path, stamp.as_bytes())?;
     let layers = describe_added(&added)?;
     Ok(Site { stamp, layers, packages, refreshed: true })
+}
+
+/// Waits until the process `pid` (not a child of this one) has exited, at most `limit`; where `/proc` does not
+/// tell, not at all.
+fn wait_for_exit(pid: u32, limit: std::time::Duration) {
+    let started = std::time::Instant::now();
+    let status = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
+    // A zombie (`Z`) has exited: its parent (init, since the look-up did not wait) reaps it.
+    let alive = || {
+        std::fs::read_to_string(&status)
+            .is_ok_and(|text| text.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
+    while alive() && started.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Whether the tree `new` holds every file, link and folder of `old` (under `dir`), with the same content.
@@ -457,11 +367,6 @@ fn describe_added(added: &Path) -> Result<String> {
     Ok(format!("{} files, sha256:{}", files.len(), hasher.hex()))
 }
 
-/// `lib/pythonX.Y/site-packages`: where the packages are in the virtualenv.
-pub(crate) fn site_packages(target: &Target) -> String {
-    format!("lib/python{}/site-packages", target.python)
-}
-
 /// Removes `uv_cache.json` from a `.dist-info` folder and its line from the folder's RECORD (through a new file:
 /// uv may have linked RECORD from its cache).
 fn forget_uv_cache_record(dist_info: &Path) -> Result<()> {
@@ -554,12 +459,6 @@ fn link_bytecode(dir: &Path, new: &Path, old: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    /// The container runs the compiler in single quotes (`sh -c '... python3 -c '<COMPILE>' ...'`).
-    #[test]
-    fn the_compiler_has_no_single_quote() {
-        assert!(!super::COMPILE.contains('\''), "a single quote in COMPILE ends the container's script early");
-    }
-
     #[test]
     fn uv_is_given_a_platform_it_names() {
         assert_eq!(super::uv_platform("x86_64", (2, 41)), "x86_64-manylinux_2_40");

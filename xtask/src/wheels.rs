@@ -641,6 +641,8 @@ pub(crate) struct Wheelhouse {
     pub(crate) needs: Vec<(String, Vec<Need>)>,
     /// Whether this run downloaded or built anything.
     pub(crate) refreshed: bool,
+    /// The process still compiling the bytecode of the wheels fetched (`index::BytecodeCache`), if any.
+    pub(crate) compiling: Option<u32>,
 }
 
 /// One file as the stamp records it.
@@ -679,7 +681,7 @@ pub(crate) fn ensure(
                 println!("wheels: {shown} is up to date ({count} wheels for {})", target.describe());
                 let files = stamp.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect();
                 let needs = stamp.needs.clone();
-                return Ok(Wheelhouse { dir, requirements, files, needs, refreshed: false });
+                return Ok(Wheelhouse { dir, requirements, files, needs, refreshed: false, compiling: None });
             }
             Some(why) => why,
         },
@@ -1150,7 +1152,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
         let bytecode = index::BytecodeCache {
             python: python.clone(),
             dir: paths::bytecode_cache(&target.python.to_string()),
-            site: format!("{}/{}", crate::dockerfile::VENV, crate::site::site_packages(target)),
+            site: format!("{}/{}", crate::dockerfile::VENV, crate::bytecode::site_packages(target.python)),
             version: target.python.to_string(),
         };
         match index::lookup(sh, &python, &auth, netrc_path, &wanted, Some(&tmp), Some(&bytecode)) {
@@ -1357,6 +1359,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
             files: Vec::new(),
             needs: Vec::new(),
             refreshed: true,
+            compiling: None,
         });
     }
 
@@ -1425,7 +1428,8 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     gen::write_atomic(&stamp_path, render_stamp(&stamp, &target.describe()).as_bytes())?;
     let stamped = stamp.files;
     let files = stamped.into_iter().map(|f| (f.name, f.sha256)).collect();
-    Ok(Wheelhouse { dir, requirements, files, needs, refreshed: true })
+    let compiling = lookup.as_ref().and_then(|l| l.compiler);
+    Ok(Wheelhouse { dir, requirements, files, needs, refreshed: true, compiling })
 }
 
 /// The plan of every package of `selection` that applies to `target` (its markers), with the index options
