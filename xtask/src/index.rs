@@ -118,13 +118,15 @@ if os.environ.get("XTASK_BYTECODE"):
     compiler = subprocess.Popen([python, "-I", "-S", "-c", os.environ["XTASK_COMPILE"], "--wheels", *arguments],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 def compile_wheel(path, sha256):
+    global compiler
     if compiler is not None:
         with compiler_lock:
             try:
                 compiler.stdin.write("%s\t%s\n" % (path, sha256))
                 compiler.stdin.flush()
             except OSError:
-                pass
+                # Gone (a host Python of another version than the image's: it compiles nothing).
+                compiler = None
 def links(numbered):
     number, line = numbered
     page, files, wanted, dest = (line.split("\t") + ["", "", ""])[:4]
@@ -171,7 +173,10 @@ if compiler is not None:
     # Not waited for: it finishes beside uv's install, and site.rs waits for it (its pid) before it links. Its
     # output goes nowhere, so that reading this process's to the end does not wait for it either (what it could
     # not compile, site.rs' compiler compiles and reports).
-    compiler.stdin.close()
+    try:
+        compiler.stdin.close()
+    except OSError:
+        pass
     print("compiler\t%d" % compiler.pid, flush=True)
 "##
 );
