@@ -9,8 +9,8 @@ use crate::config::PythonVersion;
 /// is in the image (the paths tracebacks show). Removes the bytecode of sources that are gone and of other
 /// versions. A file that does not compile is left out (a package's Python 2 example), or with `strict` (the
 /// app's own files) is an error that names it. With `--wheels <cache> <site-packages in the image> <X.Y>`, the
-/// bytecode of each wheel named on stdin instead, into `<cache>/<sha256>/`. Only double quotes: the container
-/// runs it in single quotes.
+/// bytecode of each wheel named on stdin instead (`path<TAB>sha256<TAB>path once moved`), into
+/// `<cache>/<sha256>/`. Only double quotes: the container runs it in single quotes.
 pub(crate) const COMPILE: &str = r#"import _imp, os, sys
 # What py_compile and importlib.util do, with the import machinery every Python starts with: their own imports
 # (traceback, tokenize, ...) take 15 ms of a 30 ms start; py_compile is imported only to word an error.
@@ -32,13 +32,20 @@ if sys.argv[1] == "--wheels":
         sys.exit(75)
     import zipfile
     for line in sys.stdin:
-        path, sha256 = line.rstrip("\n").split("\t")
+        # The wheel, its sha256, and where it is once moved (the wheelhouse put in place meanwhile).
+        path, sha256, *moved = line.rstrip("\n").split("\t")
         final = os.path.join(cache, sha256)
         if os.path.isdir(final):
             continue
         tmp = "%s.tmp-%d" % (final, os.getpid())
         try:
-            with zipfile.ZipFile(path) as z:
+            try:
+                wheel = zipfile.ZipFile(path)
+            except FileNotFoundError:
+                if not (moved and moved[0]):
+                    raise
+                wheel = zipfile.ZipFile(moved[0])
+            with wheel as z:
                 for name in z.namelist():
                     parts = name.split("/")
                     if parts[0].endswith(".data") and len(parts) > 2 and parts[1] in ("purelib", "platlib"):
@@ -122,6 +129,44 @@ pub(crate) fn site_packages(python: PythonVersion) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::process::{Command, Stdio};
+
+    /// The look-up's compiler goes on after the look-up, and the wheelhouse is moved into place meanwhile: a
+    /// wheel it comes to later is read where it went.
+    #[test]
+    fn a_wheel_moved_while_queued_is_compiled_from_where_it_went() {
+        let python = crate::wheels::host_python().expect("a host python3");
+        let dir = std::env::temp_dir().join(format!("xtask-bytecode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("moved")).unwrap();
+        let wheel = dir.join("moved/pkg-1.0-py3-none-any.whl");
+        let made = Command::new(&python)
+            .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); z.writestr('pkg/__init__.py', 'x = 1\\n'); z.close(); print(sys.version_info[0], sys.version_info[1])"])
+            .arg(&wheel)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let version = String::from_utf8_lossy(&made.stdout).trim().replace(' ', ".");
+        let site = format!("/opt/venv/{}", super::site_packages(version.parse().unwrap()));
+        let cache = dir.join("cache");
+        let mut compiler = Command::new(&python)
+            .args(["-I", "-S", "-c", super::COMPILE, "--wheels"])
+            .arg(&cache)
+            .args([&site, &version])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let gone = dir.join("tmp/pkg-1.0-py3-none-any.whl");
+        let line = format!("{}\t{}\t{}\n", gone.display(), "ab".repeat(32), wheel.display());
+        std::io::Write::write_all(compiler.stdin.as_mut().unwrap(), line.as_bytes()).unwrap();
+        drop(compiler.stdin.take());
+        assert!(compiler.wait().unwrap().success());
+        let tag = version.replace('.', "");
+        let pyc = cache.join("ab".repeat(32)).join(format!("pkg/__pycache__/__init__.cpython-{tag}.pyc"));
+        assert!(pyc.is_file(), "{} was not written", pyc.display());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The container runs the compiler in single quotes (`sh -c '... python3 -c '<COMPILE>' ...'`).
     #[test]
     fn the_compiler_has_no_single_quote() {

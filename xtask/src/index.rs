@@ -122,7 +122,10 @@ def compile_wheel(path, sha256):
     if compiler is not None:
         with compiler_lock:
             try:
-                compiler.stdin.write("%s\t%s\n" % (path, sha256))
+                # And where the file will be once the wheelhouse is in place (XTASK_BYTECODE_MOVED), since
+                # the compiler may come to it after that.
+                moved = os.path.join(os.environ.get("XTASK_BYTECODE_MOVED", ""), os.path.basename(path))
+                compiler.stdin.write("%s\t%s\t%s\n" % (path, sha256, moved))
                 compiler.stdin.flush()
             except OSError:
                 # Gone (a host Python of another version than the image's: it compiles nothing).
@@ -170,7 +173,7 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for line in result:
             print(line, flush=True)
 if compiler is not None:
-    # Not waited for: it finishes beside uv's install, and site.rs waits for it (its pid) before it links. Its
+    # Not waited for: it goes on beside uv's install until site.rs stops it (its pid) to link what it made. Its
     # output goes nowhere, so that reading this process's to the end does not wait for it either (what it could
     # not compile, site.rs' compiler compiles and reports).
     try:
@@ -202,7 +205,7 @@ pub(crate) struct Answers {
     pub(crate) compiler: Option<u32>,
 }
 
-/// Where the look-up has the bytecode of the wheels it fetches compiled (`site::WheelBytecode`).
+/// Where the look-up has the bytecode of the wheels it fetches compiled (`bytecode::COMPILE`, `--wheels`).
 pub(crate) struct BytecodeCache {
     /// The host's Python that compiles (the image's version, else it compiles nothing).
     pub(crate) python: PathBuf,
@@ -212,6 +215,8 @@ pub(crate) struct BytecodeCache {
     pub(crate) site: String,
     /// The image's Python version.
     pub(crate) version: String,
+    /// The folder the fetched files are moved to when the look-up is over (the compiler goes on after it).
+    pub(crate) moved_to: PathBuf,
 }
 
 /// Asks the pages of `queries` in parallel (one Python process: pip's `requests`, the CA bundle, `netrc`).
@@ -236,7 +241,8 @@ pub(crate) fn ask(
     command = match bytecode {
         Some(b) => command
             .env("XTASK_BYTECODE", format!("{}\t{}\t{}\t{}", b.python.display(), b.dir.display(), b.site, b.version))
-            .env("XTASK_COMPILE", crate::bytecode::COMPILE),
+            .env("XTASK_COMPILE", crate::bytecode::COMPILE)
+            .env("XTASK_BYTECODE_MOVED", &b.moved_to),
         None => command.env_remove("XTASK_BYTECODE"),
     };
     let output = command.ignore_status().output().context("cannot run python3")?;

@@ -10,7 +10,7 @@
 //! the bytes do not depend on file times, so builders that rewrite them, buildah `--timestamp`, keep them valid),
 //! and a `.pyc` whose recorded source hash matches is kept: a rebuild compiles only what changed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, format_err, Context, Result};
 use poetry_export::sha256::Sha256;
@@ -206,12 +206,13 @@ pub(crate) fn ensure(
         let old_site = old.join(&site_rel);
         link_bytecode(&old_site, &site, &old_site)?;
     }
-    // And the bytecode the look-up had compiled as each wheel arrived (`index::BytecodeCache`), once its
-    // compiler is done (it went on beside uv's install); what it has not compiled, the compiler below does.
-    if let Some(pid) = wheelhouse.compiling {
-        wait_for_exit(pid, std::time::Duration::from_secs(120));
-    }
+    // And the bytecode the look-up had compiled as each wheel arrived (`index::BytecodeCache`). Its compiler,
+    // one process, went on beside uv's install; what it has not done by now, the compiler below does faster
+    // (a process per core), so it is stopped.
     let cache = paths::bytecode_cache(&target.python.to_string());
+    if let Some(pid) = wheelhouse.compiling {
+        stop_compiler(pid, &cache);
+    }
     for (_, sha256) in &wheelhouse.files {
         let compiled = cache.join(sha256);
         link_bytecode(&compiled, &site, &compiled)?;
@@ -244,18 +245,34 @@ pub(crate) fn ensure(
     Ok(Site { stamp, layers, packages, refreshed: true })
 }
 
-/// Waits until the process `pid` (not a child of this one) has exited, at most `limit`; where `/proc` does not
-/// tell, not at all.
-fn wait_for_exit(pid: u32, limit: std::time::Duration) {
+/// Stops the look-up's compiler `pid` (not a child of this one; checked by its command line, where `/proc` tells)
+/// and removes the wheel it was in the middle of (`<sha256>.tmp-<pid>` in `cache`).
+fn stop_compiler(pid: u32, cache: &Path) {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let ours = std::fs::read(proc_dir.join("cmdline"))
+        .is_ok_and(|line| line.split(|b| *b == 0).any(|word| word == b"--wheels"));
+    if !ours {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    // Gone, or a zombie (`Z`) that init reaps.
     let started = std::time::Instant::now();
-    let status = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
-    // A zombie (`Z`) has exited: its parent (init, since the look-up did not wait) reaps it.
     let alive = || {
-        std::fs::read_to_string(&status)
+        std::fs::read_to_string(proc_dir.join("stat"))
             .is_ok_and(|text| text.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
     };
-    while alive() && started.elapsed() < limit {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    while alive() && started.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let suffix = format!(".tmp-{pid}");
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(&suffix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

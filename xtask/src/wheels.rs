@@ -1154,6 +1154,7 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
             dir: paths::bytecode_cache(&target.python.to_string()),
             site: format!("{}/{}", crate::dockerfile::VENV, crate::bytecode::site_packages(target.python)),
             version: target.python.to_string(),
+            moved_to: dir.clone(),
         };
         match index::lookup(sh, &python, &auth, netrc_path, &wanted, Some(&tmp), Some(&bytecode)) {
             Ok(lookup) => Some(lookup),
