@@ -141,7 +141,11 @@ mod tests {
         std::fs::create_dir_all(dir.join("moved")).unwrap();
         let wheel = dir.join("moved/pkg-1.0-py3-none-any.whl");
         let made = Command::new(&python)
-            .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); z.writestr('pkg/__init__.py', 'x = 1\\n'); z.close(); print(sys.version_info[0], sys.version_info[1])"])
+            .args([
+                "-c",
+                "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); z.writestr('pkg/__init__.py', 'x = 1\\n'); \
+                 z.close(); print(sys.version_info[0], sys.version_info[1])",
+            ])
             .arg(&wheel)
             .output()
             .unwrap();

@@ -268,8 +268,8 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let context_dir = paths::build_context(&state);
     let context = if dry_run {
         println!(
-            "context: would assemble {} (venv/: the virtualenv uv {} installs from the wheelhouse, app/, \
-             sbom.cdx.json)",
+            "context: would assemble {} (venv/ and venv-added/: the virtualenv uv {} installs from the \
+             wheelhouse, app/, sbom.cdx.json)",
             paths::display(&context_dir),
             crate::uv::VERSION
         );

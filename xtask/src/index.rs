@@ -108,23 +108,23 @@ def fetch(url, dest, sha256):
 
 const LOOKUP_SCRIPT: &str = concat!(
     common_script!(),
-    r##"# The bytecode of each wheel fetched, compiled while the other wheels download: site.rs' compiler (its script in
-# XTASK_COMPILE, run by the Python XTASK_BYTECODE names, with the arguments after it), given each wheel as it arrives.
+    r##"# The bytecode of each wheel fetched, compiled while the other wheels download by bytecode.rs' compiler, this
+# interpreter running the script in XTASK_COMPILE, given each wheel as it arrives. XTASK_BYTECODE: the cache, the
+# site-packages folder in the image, the image's Python version, the folder the wheels are moved to afterwards.
 compiler = None
 if os.environ.get("XTASK_BYTECODE"):
     import subprocess, threading
     compiler_lock = threading.Lock()
-    python, *arguments = os.environ["XTASK_BYTECODE"].split("\t")
-    compiler = subprocess.Popen([python, "-I", "-S", "-c", os.environ["XTASK_COMPILE"], "--wheels", *arguments],
+    *arguments, moved_to = os.environ["XTASK_BYTECODE"].split("\t")
+    compiler = subprocess.Popen([sys.executable, "-I", "-S", "-c", os.environ["XTASK_COMPILE"], "--wheels", *arguments],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 def compile_wheel(path, sha256):
     global compiler
     if compiler is not None:
         with compiler_lock:
             try:
-                # And where the file will be once the wheelhouse is in place (XTASK_BYTECODE_MOVED), since
-                # the compiler may come to it after that.
-                moved = os.path.join(os.environ.get("XTASK_BYTECODE_MOVED", ""), os.path.basename(path))
+                # And where the file will be once the wheelhouse is in place: the compiler may come to it later.
+                moved = os.path.join(moved_to, os.path.basename(path))
                 compiler.stdin.write("%s\t%s\t%s\n" % (path, sha256, moved))
                 compiler.stdin.flush()
             except OSError:
@@ -207,8 +207,6 @@ pub(crate) struct Answers {
 
 /// Where the look-up has the bytecode of the wheels it fetches compiled (`bytecode::COMPILE`, `--wheels`).
 pub(crate) struct BytecodeCache {
-    /// The host's Python that compiles (the image's version, else it compiles nothing).
-    pub(crate) python: PathBuf,
     /// `paths::bytecode_cache`.
     pub(crate) dir: PathBuf,
     /// The virtualenv's site-packages folder in the image.
@@ -239,10 +237,10 @@ pub(crate) fn ask(
         command = command.env("NETRC", netrc);
     }
     command = match bytecode {
+        // The look-up's own interpreter compiles (only when it is the image's version: the script checks).
         Some(b) => command
-            .env("XTASK_BYTECODE", format!("{}\t{}\t{}\t{}", b.python.display(), b.dir.display(), b.site, b.version))
-            .env("XTASK_COMPILE", crate::bytecode::COMPILE)
-            .env("XTASK_BYTECODE_MOVED", &b.moved_to),
+            .env("XTASK_BYTECODE", format!("{}\t{}\t{}\t{}", b.dir.display(), b.site, b.version, b.moved_to.display()))
+            .env("XTASK_COMPILE", crate::bytecode::COMPILE),
         None => command.env_remove("XTASK_BYTECODE"),
     };
     let output = command.ignore_status().output().context("cannot run python3")?;

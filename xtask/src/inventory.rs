@@ -170,15 +170,11 @@ pub(crate) fn read(
             facts.insert(sha256, wheel);
         }
     }
-    let names: BTreeMap<&str, &str> = wheels
-        .iter()
-        .map(|(path, sha256)| (sha256.as_str(), path.file_name().and_then(|n| n.to_str()).unwrap_or_default()))
-        .collect();
     let mut by_file: Vec<(&str, &WheelFacts)> = Vec::new();
     for (path, sha256) in wheels {
         let facts =
             facts.get(sha256).ok_or_else(|| format_err!("python3 did not read {}", crate::paths::display(path)))?;
-        by_file.push((names[sha256.as_str()], facts));
+        by_file.push((path.file_name().and_then(|n| n.to_str()).unwrap_or_default(), facts));
     }
     let markers: Vec<String> = by_file
         .iter()

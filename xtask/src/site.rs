@@ -228,11 +228,7 @@ pub(crate) fn ensure(
     };
     let only_added = layers == Layers::Added && venv.is_dir() && holds_all_of(&staging, &venv, &venv)?;
     let next_added = context_dir.join(format!("{}.tmp", dockerfile::CONTEXT_VENV_ADDED));
-    if next_added.exists() {
-        std::fs::remove_dir_all(&next_added)
-            .with_context(|| format!("cannot remove {}", paths::display(&next_added)))?;
-    }
-    std::fs::create_dir_all(&next_added).with_context(|| format!("cannot create {}", paths::display(&next_added)))?;
+    empty_dir(&next_added)?;
     if only_added {
         link_new_files(&staging, &venv, &next_added)?;
         std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", paths::display(&staging)))?;
@@ -305,81 +301,76 @@ fn holds_all_of(new: &Path, old: &Path, dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Hard-links into `into` every file and link of the tree `new` that `old` lacks, at the same place.
-fn link_new_files(new: &Path, old: &Path, into: &Path) -> Result<()> {
-    fn walk(new: &Path, old: &Path, into: &Path, dir: &Path) -> Result<()> {
+/// Every file and link under `root` (not the folders), by its path relative to `root`, sorted.
+fn files_in(root: &Path) -> Result<Vec<(PathBuf, std::fs::FileType)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, std::fs::FileType)>) -> Result<()> {
         for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
             let entry = entry?;
-            let path = entry.path();
-            let rel = path.strip_prefix(new).unwrap();
             let kind = entry.file_type()?;
             if kind.is_dir() {
-                walk(new, old, into, &path)?;
-            } else if std::fs::symlink_metadata(old.join(rel)).is_err() {
-                let dest = into.join(rel);
-                std::fs::create_dir_all(dest.parent().unwrap())?;
-                if kind.is_symlink() {
-                    std::os::unix::fs::symlink(std::fs::read_link(&path)?, &dest)?;
-                } else {
-                    std::fs::hard_link(&path, &dest)
-                        .with_context(|| format!("cannot link {} into {}", path.display(), paths::display(into)))?;
-                }
+                walk(root, &entry.path(), out)?;
+            } else {
+                out.push((entry.path().strip_prefix(root).unwrap().to_path_buf(), kind));
             }
         }
         Ok(())
     }
-    walk(new, old, into, new)
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Hard-links into `into` every file and link of the tree `new` that `old` lacks, at the same place.
+fn link_new_files(new: &Path, old: &Path, into: &Path) -> Result<()> {
+    for (rel, kind) in files_in(new)? {
+        if std::fs::symlink_metadata(old.join(&rel)).is_ok() {
+            continue;
+        }
+        let (path, dest) = (new.join(&rel), into.join(&rel));
+        std::fs::create_dir_all(dest.parent().unwrap())?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&path)?, &dest)?;
+        } else {
+            std::fs::hard_link(&path, &dest)
+                .with_context(|| format!("cannot link {} into {}", path.display(), paths::display(into)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Moves every file of the tree `added` into the same place in `venv`, leaving `added` empty.
 fn merge_into(added: &Path, venv: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(added) else { return Ok(()) };
-    let entries: Vec<_> = entries.flatten().collect();
-    if entries.is_empty() {
+    let files = files_in(added)?;
+    if files.is_empty() {
         return Ok(());
     }
     println!("venv: the packages added since the virtualenv was laid down go into its single layer");
-    fn walk(root: &Path, venv: &Path, dir: &Path) -> Result<()> {
-        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
-            let entry = entry?;
-            let path = entry.path();
-            let dest = venv.join(path.strip_prefix(root).unwrap());
-            if entry.file_type()?.is_dir() && !entry.file_type()?.is_symlink() {
-                walk(root, venv, &path)?;
-            } else {
-                std::fs::create_dir_all(dest.parent().unwrap())?;
-                std::fs::rename(&path, &dest).with_context(|| format!("cannot move {}", paths::display(&path)))?;
-            }
-        }
-        Ok(())
+    for (rel, _) in files {
+        let (path, dest) = (added.join(&rel), venv.join(&rel));
+        std::fs::create_dir_all(dest.parent().unwrap())?;
+        std::fs::rename(&path, &dest).with_context(|| format!("cannot move {}", paths::display(&path)))?;
     }
-    walk(added, venv, added)?;
-    std::fs::remove_dir_all(added).with_context(|| format!("cannot remove {}", paths::display(added)))?;
-    std::fs::create_dir_all(added).with_context(|| format!("cannot create {}", paths::display(added)))
+    empty_dir(added)
+}
+
+/// `dir`, made empty (created when missing).
+fn empty_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", paths::display(dir)))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", paths::display(dir)))
 }
 
 /// The files `venv-added/` holds, as one line: `none`, or their count and a checksum of their paths.
 fn describe_added(added: &Path) -> Result<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", paths::display(dir)))? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                walk(root, &entry.path(), out)?;
-            } else {
-                out.push(entry.path().strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(added, added, &mut files)?;
+    let files = files_in(added)?;
     if files.is_empty() {
         return Ok("none".to_string());
     }
-    files.sort();
     let mut hasher = Sha256::default();
-    for file in &files {
-        hasher.update(format!("{file}\n").as_bytes());
+    for (file, _) in &files {
+        hasher.update(format!("{}\n", file.display()).as_bytes());
     }
     Ok(format!("{} files, sha256:{}", files.len(), hasher.hex()))
 }

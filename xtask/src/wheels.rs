@@ -943,7 +943,8 @@ pub(crate) fn marker_values(
         .filter_map(|line| line.split_once('\t'))
         .map(|(value, marker)| (marker.to_string(), value == "1"))
         .collect();
-    let new_learned = learned.keys().any(|m| !remembered.contains_key(m));
+    // Written back when this run learned anything.
+    let mut changed = learned.keys().any(|m| !remembered.contains_key(m));
     let mut known = remembered;
     known.extend(learned);
     distinct.retain(|marker| match known.get(marker) {
@@ -973,7 +974,9 @@ pub(crate) fn marker_values(
             out.insert(marker.clone(), value);
             known.insert(marker, value);
         }
-    } else if !new_learned {
+        changed = true;
+    }
+    if !changed {
         return Ok(out);
     }
     let mut text = String::new();
@@ -1150,7 +1153,6 @@ fn build(sh: &Shell, inputs: &Inputs<'_>, dry_run: bool) -> Result<Wheelhouse> {
     } else {
         // The wheels' bytecode, compiled as they arrive (`site.rs` links it into the virtualenv).
         let bytecode = index::BytecodeCache {
-            python: python.clone(),
             dir: paths::bytecode_cache(&target.python.to_string()),
             site: format!("{}/{}", crate::dockerfile::VENV, crate::bytecode::site_packages(target.python)),
             version: target.python.to_string(),
