@@ -1,7 +1,7 @@
 //! `cargo xtask dockerfile`: the image's Dockerfile, rendered from the configuration (a pure function of
 //! `Config`), written to docker/Dockerfile with a header naming the command and a checksum (see `gen.rs`).
 //!
-//! The Dockerfile expects the build context `cargo xtask image` assembles (`venv/`, `app/`, `sbom.cdx.json`: the
+//! The Dockerfile expects the build context `cargo xtask image` assembles (`venv.tar`, `app/`, `sbom.cdx.json`: the
 //! virtualenv and the bytecode are made on the host, `site.rs`) and builds offline, with BuildKit and with the
 //! legacy builder alike: no `RUN --mount`, no `COPY --chmod`, no `# syntax=` line (that would pull a frontend
 //! image). One stage: a step that depends on nothing of the app (system packages, the standard library's
@@ -29,9 +29,10 @@ pub(crate) const ELSEWHERE: &str =
     "put the generated one elsewhere with tool.xtask.dockerfile = \"docker/Dockerfile.xtask\" (a path relative to the app)";
 
 /// Where the context's parts are (`cargo xtask image` assembles it): the virtualenv (`lib/pythonX.Y/site-packages`
-/// and `bin/`, laid over the one the image's Python makes), and the app's files as they go into the workdir.
-pub(crate) const CONTEXT_VENV: &str = "venv";
-/// The files of the packages added since `venv/` was laid down (`site::Layers`): a layer of their own.
+/// and `bin/`, laid over the one the image's Python makes) as an archive (`tarball.rs`), and the app's files as
+/// they go into the workdir.
+pub(crate) const CONTEXT_VENV_TAR: &str = "venv.tar";
+/// The files of the packages added since `venv.tar` was written (`site::Layers`): a layer of their own.
 pub(crate) const CONTEXT_VENV_ADDED: &str = "venv-added";
 /// The `.deb` files of `tool.xtask.system-packages`.
 pub(crate) const CONTEXT_SYSTEM: &str = "system-packages";
@@ -201,9 +202,9 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
 
     Ok(format!(
         r#"# The image of {project} {version}. Build it with `cargo xtask image`, which assembles the build context
-# (target/xtask/apps/<name>/context: {CONTEXT_VENV}/, {CONTEXT_VENV_ADDED}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM}, nothing else) and passes the
+# (target/xtask/apps/<name>/context: {CONTEXT_VENV_TAR}, {CONTEXT_VENV_ADDED}/{system_context}, {CONTEXT_APP}/ and {CONTEXT_SBOM}, nothing else) and passes the
 # build arguments. The build needs no network and runs no installer: the wheels were downloaded and checked
-# against the lock's hashes on the host, where uv installed them into {CONTEXT_VENV}/ and Python compiled the bytecode.
+# against the lock's hashes on the host, where uv installed them and Python compiled the bytecode.
 
 ARG BASE_IMAGE={base_image}
 
@@ -221,9 +222,10 @@ ARG {SOURCE_DATE_EPOCH}
 
 FROM {BASE_STAGE}
 # The virtualenv's packages and console scripts with their bytecode, owned by root: the app cannot change them.
-# {CONTEXT_VENV_ADDED}/ holds the packages added since {CONTEXT_VENV}/ was laid down (empty after any other change, and
-# for `cargo xtask push`): a dependency added rebuilds that small layer, not the whole virtualenv's.
-COPY {CONTEXT_VENV}/ {VENV}/
+# {CONTEXT_VENV_TAR} is the virtualenv as it was laid down last, unpacked here (one file for the engine to check on
+# every build, not a thousand); {CONTEXT_VENV_ADDED}/ holds the packages added since (empty after any other change,
+# and for `cargo xtask push`): a dependency added rebuilds that small layer, not the whole virtualenv's.
+ADD {CONTEXT_VENV_TAR} {VENV}/
 COPY {CONTEXT_VENV_ADDED}/ {VENV}/
 COPY {CONTEXT_SBOM} {SBOM}
 WORKDIR {workdir}
@@ -341,9 +343,9 @@ system-packages = ["libmagic1"]
         std::fs::remove_dir_all(&dir).unwrap();
         expect![[r##"
             # The image of My Svc 2.0.1-local. Build it with `cargo xtask image`, which assembles the build context
-            # (target/xtask/apps/<name>/context: venv/, venv-added/, system-packages/, app/ and sbom.cdx.json, nothing else) and passes the
+            # (target/xtask/apps/<name>/context: venv.tar, venv-added/, system-packages/, app/ and sbom.cdx.json, nothing else) and passes the
             # build arguments. The build needs no network and runs no installer: the wheels were downloaded and checked
-            # against the lock's hashes on the host, where uv installed them into venv/ and Python compiled the bytecode.
+            # against the lock's hashes on the host, where uv installed them and Python compiled the bytecode.
 
             ARG BASE_IMAGE="python:3.12-slim"
 
@@ -366,9 +368,10 @@ system-packages = ["libmagic1"]
 
             FROM base
             # The virtualenv's packages and console scripts with their bytecode, owned by root: the app cannot change them.
-            # venv-added/ holds the packages added since venv/ was laid down (empty after any other change, and
-            # for `cargo xtask push`): a dependency added rebuilds that small layer, not the whole virtualenv's.
-            COPY venv/ /opt/venv/
+            # venv.tar is the virtualenv as it was laid down last, unpacked here (one file for the engine to check on
+            # every build, not a thousand); venv-added/ holds the packages added since (empty after any other change,
+            # and for `cargo xtask push`): a dependency added rebuilds that small layer, not the whole virtualenv's.
+            ADD venv.tar /opt/venv/
             COPY venv-added/ /opt/venv/
             COPY sbom.cdx.json /opt/sbom.cdx.json
             WORKDIR /srv/svc

@@ -314,9 +314,9 @@ Runs the pipeline, each step only when its inputs changed:
     venv        the virtualenv, made on the host from the wheelhouse by a pinned uv (downloaded once and
                 checked by its hash; env XTASK_UV names another uv binary), bytecode compiled; uv itself
                 never goes into the image
-    context     target/xtask/apps/<name>/context: venv/ and venv-added/ (the packages added since venv/ was
-                laid down: a layer of their own; none for `push`), app/ (tool.xtask.include), system-packages/
-                (when tool.xtask.system-packages), the SBOM, nothing else
+    context     target/xtask/apps/<name>/context: venv.tar (the virtualenv as laid down last, one archive)
+                and venv-added/ (the packages added since: a layer of their own; none for `push`), app/
+                (tool.xtask.include), system-packages/ (when tool.xtask.system-packages), the SBOM, nothing else
     build       <engine> build, tagged <name>:<version> and <name>:<short commit> (`-dirty` when the app or
                 docker/ differ from the commit); skipped when the image already carries the fingerprint of
                 this context, Dockerfile, base image and build arguments

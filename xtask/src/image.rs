@@ -268,7 +268,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let context_dir = paths::build_context(&state);
     let context = if dry_run {
         println!(
-            "context: would assemble {} (venv/ and venv-added/: the virtualenv uv {} installs from the \
+            "context: would assemble {} (venv.tar and venv-added/: the virtualenv uv {} installs from the \
              wheelhouse, app/, sbom.cdx.json)",
             paths::display(&context_dir),
             crate::uv::VERSION
@@ -957,7 +957,9 @@ fn prune(root: &Path, dir: &Path, wanted: &BTreeMap<String, Wanted>, tag: &str) 
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap().to_string_lossy().to_string();
         let kind = entry.file_type()?;
-        if (rel == dockerfile::CONTEXT_VENV || rel == dockerfile::CONTEXT_VENV_ADDED) && kind.is_dir() {
+        if (rel == dockerfile::CONTEXT_VENV_TAR && kind.is_file())
+            || (rel == dockerfile::CONTEXT_VENV_ADDED && kind.is_dir())
+        {
             continue;
         }
         if kind.is_file() && rel.starts_with(APP_PREFIX) && is_bytecode_of_wanted(&rel, wanted, tag) {

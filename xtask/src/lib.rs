@@ -35,6 +35,7 @@ pub mod settings;
 pub mod signals;
 mod site;
 mod system_packages;
+mod tarball;
 mod toml_file;
 mod uv;
 mod venv;

@@ -169,6 +169,12 @@ pub(crate) fn host_python_launcher_memo() -> PathBuf {
 }
 
 /// In the state directory: the image's virtualenv while it is assembled (`site.rs`), and its stamp.
+/// The image's virtualenv as it was laid down last, of which the build context holds the archive
+/// (`context/venv.tar`, `tarball.rs`).
+pub(crate) fn venv_tree(state: &Path) -> PathBuf {
+    state.join("venv")
+}
+
 pub(crate) fn venv_staging(state: &Path) -> PathBuf {
     state.join("venv.new")
 }

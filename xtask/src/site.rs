@@ -1,9 +1,10 @@
 //! The image's virtualenv and bytecode, made on the host into the build context, so that the image build only
 //! copies them: the pinned uv (`uv.rs`) installs the image's requirements from the wheelhouse for the target's
 //! Python and platform, offline, checking every wheel against the lock's sha256 (`--require-hashes`), into
-//! `context/venv/` (`lib/pythonX.Y/site-packages/` and `bin/`, console scripts starting `/opt/venv/bin/python`);
-//! the Dockerfile makes the virtualenv's interpreter links with the base image's own `python3 -m venv` and lays
-//! this over them. uv links the files from its cache, so a dependency added costs the new wheel only.
+//! `venv/` in the app's state folder (`lib/pythonX.Y/site-packages/` and `bin/`, console scripts starting
+//! `/opt/venv/bin/python`), archived into the build context as `venv.tar` (`tarball.rs`); the Dockerfile makes
+//! the virtualenv's interpreter links with the base image's own `python3 -m venv` and unpacks this over them. uv
+//! links the files from its cache, so a dependency added costs the new wheel only.
 //!
 //! Bytecode is compiled by the target's Python version: the host's `python3` when it is that version, else
 //! `python3` in a container of the base image. It is hash-based and unchecked (the image's files cannot change;
@@ -21,7 +22,7 @@ use crate::config::{Config, PythonVersion};
 use crate::dockerfile;
 use crate::engine::FilesRun;
 use crate::wheels::{BuildHost, Target};
-use crate::{gen, paths, uv};
+use crate::{gen, paths, tarball, uv};
 
 /// What the virtualenv was made from, recorded beside it: the same inputs need no uv and no compiler.
 pub(crate) struct Site {
@@ -32,19 +33,20 @@ pub(crate) struct Site {
     pub(crate) refreshed: bool,
 }
 
-/// The context holds the virtualenv in two folders, one layer each: `venv/` as it was laid down last, and
-/// `venv-added/`, the files of the packages added since. A dependency added (the common change) leaves `venv/`
-/// as it is, so the engine takes its layer from the cache and copies and exports only the new package's files:
-/// a build of 0.29 s instead of 0.58 s here (12 builds each, BuildKit, the example app's 20 MB virtualenv). Any
-/// other change (a package removed or upgraded: a file of `venv/` gone or different) lays the whole virtualenv
-/// down again in `venv/`, so the image never carries a file the virtualenv does not have, nor a file twice.
-/// For `push` the virtualenv is always whole in `venv/` (`Layers::Whole`): the image's layers are then the ones
-/// any machine builds from the same lock, whatever this one built before.
+/// The context holds the virtualenv in two parts, one layer each: `venv.tar`, the virtualenv as it was laid down
+/// last (`venv/` of the state folder, archived), and `venv-added/`, the files of the packages added since. A
+/// dependency added (the common change) leaves `venv.tar` as it is, so the engine takes its layer from the cache
+/// and copies and exports only the new package's files: a build of 0.29 s instead of 0.58 s here (12 builds each,
+/// BuildKit, the example app's 20 MB virtualenv). Any other change (a package removed or upgraded: a file of
+/// `venv/` gone or different) lays the whole virtualenv down again, so the image never carries a file the
+/// virtualenv does not have, nor a file twice. For `push` the virtualenv is always whole in `venv.tar`
+/// (`Layers::Whole`): the image's layers are then the ones any machine builds from the same lock, whatever this
+/// one built before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Layers {
-    /// `venv-added/` for the packages added since `venv/` was laid down.
+    /// `venv-added/` for the packages added since `venv.tar` was written.
     Added,
-    /// `venv/` alone (`venv-added/` empty).
+    /// `venv.tar` alone (`venv-added/` empty).
     Whole,
 }
 
@@ -103,7 +105,7 @@ impl Bytecode<'_> {
     }
 }
 
-/// Makes `context/venv/` hold the virtualenv of `requirements` (hash-pinned, installed from `find_links`), unless
+/// Makes `context/venv.tar` and `context/venv-added/` hold the virtualenv of `requirements` (hash-pinned, installed from `find_links`), unless
 /// its stamp says it does.
 pub(crate) fn ensure(
     sh: &Shell,
@@ -133,12 +135,18 @@ pub(crate) fn ensure(
     );
     hasher.update(text.as_bytes());
     let stamp = format!("sha256:{}", hasher.hex());
-    let venv = context_dir.join(dockerfile::CONTEXT_VENV);
+    let venv = paths::venv_tree(&state);
+    let archive = context_dir.join(dockerfile::CONTEXT_VENV_TAR);
     let added = context_dir.join(dockerfile::CONTEXT_VENV_ADDED);
     let stamp_path = paths::venv_stamp_in(&state);
     if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) && venv.is_dir() && added.is_dir() {
-        if layers == Layers::Whole {
+        if layers == Layers::Whole && !files_in(&added)?.is_empty() {
+            // The archive goes first: an interruption leaves none, which the line below makes again.
+            let _ = std::fs::remove_file(&archive);
             merge_into(&added, &venv)?;
+        }
+        if !archive.is_file() {
+            tarball::write_tree(&venv, &archive)?;
         }
         let layers = describe_added(&added)?;
         return Ok(Site { stamp, layers, packages, refreshed: false });
@@ -232,7 +240,12 @@ pub(crate) fn ensure(
     if only_added {
         link_new_files(&staging, &venv, &next_added)?;
         std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", paths::display(&staging)))?;
+        // The context removed meanwhile (the state folder kept its virtualenv).
+        if !archive.is_file() {
+            tarball::write_tree(&venv, &archive)?;
+        }
     } else {
+        tarball::write_tree(&staging, &archive)?;
         replace(&venv, &staging)?;
     }
     replace(&added, &next_added)?;

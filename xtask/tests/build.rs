@@ -334,7 +334,9 @@ fn a_private_index_gets_its_credentials_on_the_host_only() {
         ("docker inspect", text(&docker().args(["image", "inspect", &image]).output().unwrap())),
     ];
     let state = state_dir(name);
-    assert!(state.join("context/venv").is_dir() && state.join("Dockerfile").is_file());
+    assert!(
+        state.join("context/venv.tar").is_file() && state.join("venv").is_dir() && state.join("Dockerfile").is_file()
+    );
     assert!(!state.join("credentials/netrc").exists(), "the netrc file is gone");
     for secret in [&user, &password] {
         for (what, shown) in &outputs {
