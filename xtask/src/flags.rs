@@ -324,7 +324,7 @@ Then prints the image's size, the base image's size, the difference (virtualenv,
 step's time. The build needs no network. Labels: OCI title, version, revision, created (the commit's time),
 source, base.name, xtask.sbom, plus tool.xtask.labels. Several platforms (--platform linux/amd64,linux/arm64):
 a state directory (<name>@linux-arm64), wheelhouse and image each, tagged <tag>-<arch>. With BuildKit the
-image carries its inline cache (and takes layers from tool.xtask.repository's images); with podman it is dated
+build takes layers from tool.xtask.repository's images (the inline cache `push` writes); with podman it is dated
 by the commit (--timestamp, SOURCE_DATE_EPOCH): two builds of a commit have the same digest.",
     positional: "",
     options: &[

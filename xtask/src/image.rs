@@ -171,6 +171,13 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
 
     let base_reference = base.as_ref().map_or(config.base_image.clone(), |b| b.reference.clone());
     let mut build_args = vec![("BASE_IMAGE".to_string(), base_reference)];
+    // For a registry, BuildKit writes the cache of each layer into the image's configuration (inline cache, a
+    // few kilobytes), so that a machine that pulls it can reuse the layers. Only there: writing it costs every
+    // build (0.15-0.2 s of a build with a new virtualenv, 0.02 s after an app change, measured side by side),
+    // and it is a build argument, so the fingerprint tells an image built for `push` from one built for `image`.
+    if options.for_registry && !dry_run && engine.builder()?.0 == engine::Builder::BuildKit {
+        build_args.push(("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string()));
+    }
     // Reproducible digests where the builder can rewrite file times (buildah): the commit's time for every file
     // and for the bytecode and /etc/shadow the build writes. The other builders cannot, and would only lose
     // their layer cache to a value that changes with every commit.
@@ -344,12 +351,9 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
-            // BuildKit writes the cache of each layer into the image's configuration (inline cache, a few
-            // kilobytes), so that a machine that pulls it can reuse the layers; it takes that cache from the
-            // repository's images of this commit and version.
+            // BuildKit takes the inline cache of the repository's images of this commit and version.
             let mut cache_from = Vec::new();
             if builder == engine::Builder::BuildKit {
-                build_args.push(("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string()));
                 let configured = config.repository.as_deref().map(Repository::parse).transpose()?;
                 if let Some(repository) = options.repository.or(configured.as_ref()) {
                     cache_from = cache_sources(repository, &tag_names(&config, git.as_ref()), &suffix);
@@ -421,16 +425,12 @@ fn start_base_build(
     let tag = tag.filter(|_| builder == engine::Builder::BuildKit);
     let empty = state.join("base-context");
     std::fs::create_dir_all(&empty).ok()?;
-    let mut build_args = build_args.to_vec();
-    if builder == engine::Builder::BuildKit {
-        build_args.push(("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string()));
-    }
     let tags: Vec<String> = tag.iter().cloned().collect();
     let request = BuildRequest {
         context: &empty,
         dockerfile,
         tags: &tags,
-        build_args: &build_args,
+        build_args,
         labels: &[],
         no_cache: tag.is_some(),
         iidfile: &state.join("base-stage.id"),
