@@ -60,6 +60,9 @@ const RUN_FILE_NAME: &str = "xtask-bench-run";
 const FIRST_200_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The cache directories the uv Dockerfile mounts; the benchmark prunes the cache mounts on them it made.
+/// How many times each run changes the app (`Metric::AppChange`), every tool building after each change.
+const APP_CHANGES: usize = 3;
+
 const CACHE_MOUNTS: [&str; 2] = ["/root/.cache/uv", "/root/.cache/pip"];
 
 /// How many ways to build the image.
@@ -403,14 +406,21 @@ impl Bench<'_> {
             for &tool in &order {
                 self.first_200(run, tool)?;
             }
-            let changed = self.change_app(run)?;
-            for &tool in &order {
-                self.build(
-                    run,
-                    Metric::AppChange,
-                    tool,
-                    &format!("rebuild after a change of {changed}"),
-                )?;
+            // A single build of a third of a second is within the machine's noise (0.3-0.7 s for the same
+            // build in one run): the app is changed APP_CHANGES times in each run, each tool building after
+            // each change, in turn.
+            for edit in 1..=APP_CHANGES {
+                let changed = self.change_app(run, edit)?;
+                let mut turn = order.clone();
+                turn.rotate_left((edit - 1) % order.len());
+                for &tool in &turn {
+                    self.build(
+                        run,
+                        Metric::AppChange,
+                        tool,
+                        &format!("rebuild after a change of {changed} ({edit}/{APP_CHANGES})"),
+                    )?;
+                }
             }
             self.change_deps()?;
             self.write_requirements()?;
@@ -729,7 +739,7 @@ impl Bench<'_> {
     }
 
     /// Appends a line to the module of `tool.xtask.app` in the copy; returns its path in the app.
-    fn change_app(&self, run: usize) -> Result<String> {
+    fn change_app(&self, run: usize, edit: usize) -> Result<String> {
         let module = self
             .config
             .app
@@ -753,7 +763,7 @@ impl Bench<'_> {
         let path = self.app.join(&found);
         let mut text = std::fs::read_to_string(&path)?;
         text.push_str(&format!(
-            "\n# An app change by `cargo xtask bench image` (run {run}).\n"
+            "\n# An app change by `cargo xtask bench image` (run {run}, change {edit}).\n"
         ));
         std::fs::write(&path, text)?;
         Ok(found)

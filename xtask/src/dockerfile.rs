@@ -34,6 +34,15 @@ pub(crate) const ELSEWHERE: &str =
 pub(crate) const CONTEXT_VENV_TAR: &str = "venv.tar";
 /// The files of the packages added since `venv.tar` was written (`site::Layers`): a layer of their own.
 pub(crate) const CONTEXT_VENV_ADDED: &str = "venv-added";
+/// What the base stage does not compile of the standard library (`compileall -x`, searched in each path): what a
+/// server never imports. Measured in the example app's base image (Debian's Python 3.11, 667 modules): 12.7 MB of
+/// bytecode and 3.4 s of CPU with `compileall -j 0`, 9.5 MB and 2.3 s in one process with these left out (the
+/// process pool cost more CPU than it saved time on 2 cores, where the base stage is built beside the wheels). An
+/// official python image's site-packages (pip, setuptools: more files than the standard library) goes too.
+pub(crate) const STDLIB_SKIPPED: &str = concat!(
+    r"/(site-packages|dist-packages|test|tests|idlelib|tkinter|turtledemo|lib2to3|distutils|ensurepip|pydoc_data)/",
+    r"|/(turtle|pydoc|doctest|_pydecimal|_pyio)\.py$",
+);
 /// The `.deb` files of `tool.xtask.system-packages`.
 pub(crate) const CONTEXT_SYSTEM: &str = "system-packages";
 pub(crate) const CONTEXT_APP: &str = "app";
@@ -209,12 +218,14 @@ pub(crate) fn render(config: &Config, base_image: &str) -> Result<String> {
 ARG BASE_IMAGE={base_image}
 
 # The base image, the standard library's bytecode (slim images ship none, and the non-root user could not write
-# it, so every start would compile it again), the virtualenv's interpreter links (made by the base image's own
-# Python), the user, no setuid or setgid file left (su, passwd, mount: nothing the app could gain privileges
-# through). Nothing of the app: this step is rebuilt only with the base image.
+# it, so every start would compile it again; not what a server never imports: the base image's own site-packages,
+# which the virtualenv does not see, tests, GUIs, 2to3, distutils, help texts, pure-Python fallbacks), the
+# virtualenv's interpreter links (made by the base image's own Python), the user, no setuid or setgid file left
+# (su, passwd, mount: nothing the app could gain privileges through). Nothing of the app: this step is rebuilt
+# only with the base image.
 FROM ${{BASE_IMAGE}} AS {BASE_STAGE}
 ARG {SOURCE_DATE_EPOCH}
-{system_copy}RUN {system_install}python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+{system_copy}RUN {system_install}python3 -m compileall -q -x '{STDLIB_SKIPPED}' "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
     && python3 -m venv --without-pip {VENV} \
     && groupadd --gid {uid} {user} \
     && useradd --no-log-init --uid {uid} --gid {uid} --home-dir {home} --create-home --shell /usr/sbin/nologin {user} \
@@ -350,9 +361,11 @@ system-packages = ["libmagic1"]
             ARG BASE_IMAGE="python:3.12-slim"
 
             # The base image, the standard library's bytecode (slim images ship none, and the non-root user could not write
-            # it, so every start would compile it again), the virtualenv's interpreter links (made by the base image's own
-            # Python), the user, no setuid or setgid file left (su, passwd, mount: nothing the app could gain privileges
-            # through). Nothing of the app: this step is rebuilt only with the base image.
+            # it, so every start would compile it again; not what a server never imports: the base image's own site-packages,
+            # which the virtualenv does not see, tests, GUIs, 2to3, distutils, help texts, pure-Python fallbacks), the
+            # virtualenv's interpreter links (made by the base image's own Python), the user, no setuid or setgid file left
+            # (su, passwd, mount: nothing the app could gain privileges through). Nothing of the app: this step is rebuilt
+            # only with the base image.
             FROM ${BASE_IMAGE} AS base
             ARG SOURCE_DATE_EPOCH
             # The system packages (tool.xtask.system-packages: libmagic1) and the dependencies the base image lacks, from the
@@ -360,7 +373,7 @@ system-packages = ["libmagic1"]
             COPY system-packages/ /tmp/system-packages/
             RUN find /tmp/system-packages -name '*.deb' -exec dpkg --install {} + \
                 && rm -rf /tmp/system-packages \
-                && python3 -m compileall -q -j 0 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+                && python3 -m compileall -q -x '/(site-packages|dist-packages|test|tests|idlelib|tkinter|turtledemo|lib2to3|distutils|ensurepip|pydoc_data)/|/(turtle|pydoc|doctest|_pydecimal|_pyio)\.py$' "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
                 && python3 -m venv --without-pip /opt/venv \
                 && groupadd --gid 4242 svc \
                 && useradd --no-log-init --uid 4242 --gid 4242 --home-dir /home/svc --create-home --shell /usr/sbin/nologin svc \
