@@ -10,7 +10,8 @@ use crate::config::PythonVersion;
 /// versions. A file that does not compile is left out (a package's Python 2 example), or with `strict` (the
 /// app's own files) is an error that names it. With `--wheels <cache> <site-packages in the image> <X.Y>`, the
 /// bytecode of each wheel named on stdin instead (`path<TAB>sha256<TAB>path once moved`), into
-/// `<cache>/<sha256>/`. Only double quotes: the container runs it in single quotes.
+/// `<cache>/<sha256>/`. With `--when-told` first, the tree is compiled once a line `go` comes on stdin (`Pending`).
+/// Only double quotes: the container runs it in single quotes.
 pub(crate) const COMPILE: &str = r#"import _imp, os, sys
 # What py_compile and importlib.util do, with the import machinery every Python starts with: their own imports
 # (traceback, tokenize, ...) take 15 ms of a 30 ms start; py_compile is imported only to word an error.
@@ -66,9 +67,16 @@ if sys.argv[1] == "--wheels":
         except Exception as e:
             print("bytecode of %s: %s" % (path, e), file=sys.stderr)
     sys.exit(0)
+told = sys.argv[1] == "--when-told"
+if told:
+    del sys.argv[1]
 root, prefix, strict, version = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), sys.argv[3] == "strict", sys.argv[4]
 if "%d.%d" % sys.version_info[:2] != version:
     sys.exit(75)
+# Started before the tree is ready (the interpreter starts while the context is assembled): compiles when told
+# so on stdin, and nothing when stdin closes first.
+if told and sys.stdin.readline() != "go\n":
+    sys.exit(0)
 if not strict:
     # For a virtualenv: the objects alive as in the way above, so that what this compiles is what the look-up
     # had compiled for the same file (all but 1 of 14 134 files of 306 wheels, compared); not for the app.

@@ -133,6 +133,12 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let _lock = if dry_run { None } else { Some(wheels::lock_state(&config)?) };
     let state = config.state_dir();
 
+    // The app's bytecode compiler, its interpreter starting beside the steps before the context (`site::PendingCompile`).
+    let app_compiler = (!dry_run).then(|| {
+        let (python, root, prefix) =
+            (config.python, paths::build_context(&state).join(dockerfile::CONTEXT_APP), config.workdir.clone());
+        std::thread::spawn(move || site::PendingCompile::start(python, &root, &prefix))
+    });
     let selection = wheels::select(&config)?;
     // uv, which makes the virtualenv: downloaded (once) beside the wheels.
     let uv = (!dry_run).then(crate::uv::Uv::start);
@@ -306,7 +312,9 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             .map_err(|_| format_err!("reading the wheels' metadata failed"))??;
         inventory::check(&config, &inventory)?;
         let sbom_file = sbom_of(&inventory)?;
-        Some(assemble(sh, &config, &venv, &bytecode, system.as_ref(), sbom_file.as_deref(), &context_dir)?)
+        let compiler = app_compiler.and_then(|started| started.join().ok().flatten());
+        let bytecode = (&bytecode, compiler);
+        Some(assemble(sh, &config, &venv, bytecode, system.as_ref(), sbom_file.as_deref(), &context_dir)?)
     };
     steps.done("context", "");
 
@@ -762,7 +770,7 @@ pub(crate) fn assemble(
     sh: &Shell,
     config: &Config,
     venv: &Site,
-    bytecode: &site::Bytecode<'_>,
+    (bytecode, compiler): (&site::Bytecode<'_>, Option<site::PendingCompile>),
     system: Option<&SystemPackages>,
     sbom: Option<&Path>,
     dir: &Path,
@@ -865,7 +873,9 @@ pub(crate) fn assemble(
         && sources.iter().all(|(rel, _, _)| dir.join(pyc_of(rel, &tag)).is_file());
     if !fresh && !sources.is_empty() {
         let _ = std::fs::remove_file(&stamp_path);
-        bytecode.compile(sh, &dir.join(dockerfile::CONTEXT_APP), &config.workdir, true)?;
+        if !compiler.map(site::PendingCompile::finish).transpose()?.unwrap_or(false) {
+            bytecode.compile(sh, &dir.join(dockerfile::CONTEXT_APP), &config.workdir, true)?;
+        }
         gen::write_atomic(&stamp_path, app_bytecode.as_bytes())?;
     }
     let debs = system.map(|s| s.debs.len() + 1).unwrap_or(0);
