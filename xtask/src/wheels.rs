@@ -169,6 +169,7 @@ pub(crate) fn base_facts(sh: &Shell, engine: &Engine, config: &Config, base: &Im
         }
     }
     println!("wheels: asking the base image {} for its Python, machine and libc", config.base_image);
+    std::thread::spawn(MarkerEvaluator::start);
     let answer = engine.python_in(sh, &base.id, PROBE_SCRIPT).with_context(|| {
         format!("the base image {} must have python3 on PATH (an official python:<X.Y>-slim does)", config.base_image)
     })?;
@@ -855,18 +856,18 @@ fn split_index_options(requirements: &str) -> (Vec<(String, String)>, String) {
 /// launcher (pyenv's or asdf's shim: a script that takes longer to start than most of what it runs), resolved once
 /// and remembered for the same launcher, directory and `PYENV_VERSION`.
 pub(crate) fn host_python() -> Result<PathBuf> {
-    static RESOLVED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    if let Some(python) = RESOLVED.get() {
-        return Ok(python.clone());
-    }
-    let python3 = which::which("python3").map_err(|_| {
+    // Once, whichever thread asks first; the others wait for its answer (a launcher takes 0.5 s to say).
+    static RESOLVED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let resolved = RESOLVED.get_or_init(|| {
+        let python3 = which::which("python3").ok()?;
+        Some(resolve_launcher(&python3).unwrap_or(python3))
+    });
+    resolved.clone().ok_or_else(|| {
         format_err!(
             "python3 is not on PATH: the wheelhouse is made with the host's pip (Debian: `apt-get install -y python3 \
              python3-pip`)"
         )
-    })?;
-    let resolved = resolve_launcher(&python3).unwrap_or(python3);
-    Ok(RESOLVED.get_or_init(|| resolved).clone())
+    })
 }
 
 /// The interpreter a launcher `python3` starts (`sys.executable`); `None` when `python3` is an executable
@@ -906,6 +907,54 @@ fn resolve_launcher(python3: &Path) -> Option<PathBuf> {
     Some(python)
 }
 
+/// Evaluates markers with pip's `packaging`: the marker environment (`key=value`, tab-separated) on the first line
+/// of stdin, then a marker a line; answers `1` or `0` a line.
+const MARKERS_SCRIPT: &str = "import sys\n\
+    from pip._vendor.packaging.markers import Marker\n\
+    lines = sys.stdin.read().splitlines()\n\
+    env = dict(a.split('=', 1) for a in lines.pop(0).split('\\t') if a)\n\
+    env.setdefault('extra', '')\n\
+    for line in lines:\n    print(int(Marker(line).evaluate(env)))\n";
+
+/// The markers' Python started before the base image has said what it holds (a container, 0.6-1 s on a new base
+/// image): its start and its import of pip's `packaging` (0.3-0.5 s here) go on meanwhile, off the way to the
+/// wheels' look-up, which waits for the markers. The first evaluation that needs one takes it.
+pub(crate) struct MarkerEvaluator(std::process::Child);
+
+static STARTED_EVALUATOR: std::sync::Mutex<Option<MarkerEvaluator>> = std::sync::Mutex::new(None);
+
+impl MarkerEvaluator {
+    /// Starts one for the next evaluation (when none is waiting).
+    pub(crate) fn start() {
+        use std::process::{Command, Stdio};
+        let Ok(python) = host_python() else { return };
+        let Ok(mut slot) = STARTED_EVALUATOR.lock() else { return };
+        if slot.is_none() {
+            let child = Command::new(python)
+                .args(["-c", MARKERS_SCRIPT])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn();
+            *slot = child.ok().map(MarkerEvaluator);
+        }
+    }
+
+    fn take() -> Option<MarkerEvaluator> {
+        STARTED_EVALUATOR.lock().ok()?.take()
+    }
+
+    /// Its answer to `input`, or `None` when it failed (the caller asks a new process, which reports why).
+    fn answer(mut self, input: &str) -> Option<String> {
+        use std::io::Write;
+        let mut stdin = self.0.stdin.take()?;
+        let written = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        let output = self.0.wait_with_output().ok()?;
+        (written.is_ok() && output.status.success()).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
 /// Evaluates each distinct marker for the target with `packaging` (pip's own copy), the reference
 /// implementation: `pip download` would evaluate them for the host instead.
 fn evaluate_markers(sh: &Shell, python: &Path, target: &Target, markers: &[String]) -> Result<BTreeMap<String, bool>> {
@@ -931,11 +980,6 @@ pub(crate) fn marker_values(
     if distinct.is_empty() {
         return Ok(out);
     }
-    const SCRIPT: &str = "import sys\n\
-        from pip._vendor.packaging.markers import Marker\n\
-        env = dict(a.split('=', 1) for a in sys.argv[1:])\n\
-        env.setdefault('extra', '')\n\
-        for line in sys.stdin.read().splitlines():\n    print(int(Marker(line).evaluate(env)))\n";
     let memo = paths::markers_memo(&poetry_export::sha256::hex_digest(env.join("\n").as_bytes())[..16]);
     let remembered: BTreeMap<String, bool> = std::fs::read_to_string(&memo)
         .unwrap_or_default()
@@ -955,16 +999,18 @@ pub(crate) fn marker_values(
         None => true,
     });
     if !distinct.is_empty() {
-        let input = distinct.join("\n") + "\n";
-        let answer = sh
-            .cmd(python)
-            .arg("-c")
-            .arg(SCRIPT)
-            .args(env)
-            .stdin(input)
-            .quiet()
-            .read()
-            .context("cannot evaluate the requirements' markers for the target with the host's pip")?;
+        let input = format!("{}\n{}\n", env.join("\t"), distinct.join("\n"));
+        let answer = match MarkerEvaluator::take().and_then(|started| started.answer(&input)) {
+            Some(answer) => answer,
+            None => sh
+                .cmd(python)
+                .arg("-c")
+                .arg(MARKERS_SCRIPT)
+                .stdin(input)
+                .quiet()
+                .read()
+                .context("cannot evaluate the requirements' markers for the target with the host's pip")?,
+        };
         let answers: Vec<&str> = answer.lines().collect();
         if answers.len() != distinct.len() {
             bail!("unexpected answer evaluating markers: {answer:?}");
