@@ -133,7 +133,8 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let _lock = if dry_run { None } else { Some(wheels::lock_state(&config)?) };
     let state = config.state_dir();
 
-    // The app's bytecode compiler, its interpreter starting beside the steps before the context (`site::PendingCompile`).
+    // The app's bytecode compiler, its interpreter starting beside the steps before the context
+    // (`site::PendingCompile`).
     let app_compiler = (!dry_run).then(|| {
         let (python, root, prefix) =
             (config.python, paths::build_context(&state).join(dockerfile::CONTEXT_APP), config.workdir.clone());

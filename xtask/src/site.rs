@@ -150,8 +150,8 @@ impl PendingCompile {
     }
 }
 
-/// Makes `context/venv.tar` and `context/venv-added/` hold the virtualenv of `requirements` (hash-pinned, installed from `find_links`), unless
-/// its stamp says it does.
+/// Makes `context/venv.tar` and `context/venv-added/` hold the virtualenv of `requirements` (hash-pinned,
+/// installed from `find_links`), unless its stamp says it does.
 pub(crate) fn ensure(
     sh: &Shell,
     config: &Config,
