@@ -76,6 +76,13 @@ impl Bytecode<'_> {
                 return Ok(());
             }
         }
+        self.in_container(root, prefix, strict)
+    }
+
+    /// Compiles as `compile` does, in a container of the base image (the host's Python is another version).
+    pub(crate) fn in_container(&self, root: &Path, prefix: &str, strict: bool) -> Result<()> {
+        let mode = if strict { "strict" } else { "lenient" };
+        let version = self.python.to_string();
         let Some(build_host) = self.host else {
             bail!("no Python {} to compile the image's bytecode: the host's python3 is another version", self.python);
         };
@@ -185,10 +192,8 @@ pub(crate) fn ensure(
     let added = context_dir.join(dockerfile::CONTEXT_VENV_ADDED);
     let stamp_path = paths::venv_stamp_in(&state);
     if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) && venv.is_dir() && added.is_dir() {
-        if layers == Layers::Whole && !files_in(&added)?.is_empty() {
-            // The archive goes first: an interruption leaves none, which the line below makes again.
-            let _ = std::fs::remove_file(&archive);
-            merge_into(&added, &venv)?;
+        if layers == Layers::Whole {
+            merge_into(&added, &venv, &archive)?;
         }
         if !archive.is_file() {
             tarball::write_tree(&venv, &archive)?;
@@ -397,13 +402,15 @@ fn link_new_files(new: &Path, old: &Path, into: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Moves every file of the tree `added` into the same place in `venv`, leaving `added` empty.
-fn merge_into(added: &Path, venv: &Path) -> Result<()> {
+/// Moves every file of the tree `added` into the same place in `venv`, leaving `added` empty. `archive` (of
+/// `venv`) goes first when there is anything to move: an interruption leaves none, which `ensure` writes again.
+fn merge_into(added: &Path, venv: &Path, archive: &Path) -> Result<()> {
     let files = files_in(added)?;
     if files.is_empty() {
         return Ok(());
     }
     println!("venv: the packages added since the virtualenv was laid down go into its single layer");
+    let _ = std::fs::remove_file(archive);
     for (rel, _) in files {
         let (path, dest) = (added.join(&rel), venv.join(&rel));
         std::fs::create_dir_all(dest.parent().unwrap())?;

@@ -919,7 +919,11 @@ const MARKERS_SCRIPT: &str = "import sys\n\
 /// The markers' Python started before the base image has said what it holds (a container, 0.6-1 s on a new base
 /// image): its start and its import of pip's `packaging` (0.3-0.5 s here) go on meanwhile, off the way to the
 /// wheels' look-up, which waits for the markers. The first evaluation that needs one takes it.
-pub(crate) struct MarkerEvaluator(std::process::Child);
+pub(crate) struct MarkerEvaluator {
+    child: std::process::Child,
+    /// The interpreter it runs: only an evaluation by the same one takes it.
+    python: PathBuf,
+}
 
 static STARTED_EVALUATOR: std::sync::Mutex<Option<MarkerEvaluator>> = std::sync::Mutex::new(None);
 
@@ -930,27 +934,32 @@ impl MarkerEvaluator {
         let Ok(python) = host_python() else { return };
         let Ok(mut slot) = STARTED_EVALUATOR.lock() else { return };
         if slot.is_none() {
-            let child = Command::new(python)
+            let child = Command::new(&python)
                 .args(["-c", MARKERS_SCRIPT])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn();
-            *slot = child.ok().map(MarkerEvaluator);
+            *slot = child.ok().map(|child| MarkerEvaluator { child, python });
         }
     }
 
-    fn take() -> Option<MarkerEvaluator> {
-        STARTED_EVALUATOR.lock().ok()?.take()
+    /// The one waiting, if it runs `python`.
+    fn take(python: &Path) -> Option<MarkerEvaluator> {
+        let mut slot = STARTED_EVALUATOR.lock().ok()?;
+        if slot.as_ref()?.python != python {
+            return None;
+        }
+        slot.take()
     }
 
     /// Its answer to `input`, or `None` when it failed (the caller asks a new process, which reports why).
     fn answer(mut self, input: &str) -> Option<String> {
         use std::io::Write;
-        let mut stdin = self.0.stdin.take()?;
+        let mut stdin = self.child.stdin.take()?;
         let written = stdin.write_all(input.as_bytes());
         drop(stdin);
-        let output = self.0.wait_with_output().ok()?;
+        let output = self.child.wait_with_output().ok()?;
         (written.is_ok() && output.status.success()).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
@@ -1000,7 +1009,7 @@ pub(crate) fn marker_values(
     });
     if !distinct.is_empty() {
         let input = format!("{}\n{}\n", env.join("\t"), distinct.join("\n"));
-        let answer = match MarkerEvaluator::take().and_then(|started| started.answer(&input)) {
+        let answer = match MarkerEvaluator::take(python).and_then(|started| started.answer(&input)) {
             Some(answer) => answer,
             None => sh
                 .cmd(python)
