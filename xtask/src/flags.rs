@@ -217,8 +217,10 @@ const DRY_RUN: Opt = Opt::switch("dry-run", "print the pip and engine commands i
 
 const IMAGE_NO_CACHE: Opt =
     Opt::switch("no-cache", "build without the engine's layer cache (the wheelhouse is still reused)");
-const IMAGE_ALWAYS_BUILD: Opt =
-    Opt::switch("always-build", "run the build even when the image is up to date (the engine's cache applies)");
+const IMAGE_ALWAYS_BUILD: Opt = Opt::switch(
+    "always-build",
+    "run the build even when the image is up to date or only app/ changed (the engine's cache applies)",
+);
 const IMAGE_FORCE: Opt = Opt::switch("force", "overwrite docker/Dockerfile even if someone edited it");
 
 const PUSH_TO: Opt = Opt::value(
@@ -319,7 +321,9 @@ Runs the pipeline, each step only when its inputs changed:
                 (tool.xtask.include), system-packages/ (when tool.xtask.system-packages), the SBOM, nothing else
     build       <engine> build, tagged <name>:<version> and <name>:<short commit> (`-dirty` when the app or
                 docker/ differ from the commit); skipped when the image already carries the fingerprint of
-                this context, Dockerfile, base image and build arguments
+                this context, Dockerfile, base image and build arguments. When only app/ changed since the
+                image was built (Docker, BuildKit, not for `push`), its top layer is replaced by one of app/
+                and loaded through the engine's socket instead: the image a build makes, without the build
 Then prints the image's size, the base image's size, the difference (virtualenv, app, bytecode) and each
 step's time. The build needs no network. Labels: OCI title, version, revision, created (the commit's time),
 source, base.name, xtask.sbom, plus tool.xtask.labels. Several platforms (--platform linux/amd64,linux/arm64):

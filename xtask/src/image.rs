@@ -22,6 +22,7 @@ use anyhow::{bail, format_err, Context, Result};
 use poetry_export::sha256::Sha256;
 use xshell::Shell;
 
+use crate::app_layer;
 use crate::config::Config;
 use crate::dockerfile;
 use crate::engine::{self, BuildRequest, Engine, ImageInfo};
@@ -332,14 +333,53 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
         }
         _ => String::new(),
     };
+    let stem = match (&context, &base) {
+        (Some(context), Some(base)) => stem(context, &contents, &base.info.id, &build_args, &config.platform),
+        _ => String::new(),
+    };
     let rebuild = options.always_build || options.no_cache;
     let up_to_date = reusable(current.as_ref(), &fingerprint, rebuild);
-    let (id, note) = match up_to_date {
-        Some(image) => {
+    // Only the app's files changed since the image under the version tag was made: its top layer is replaced
+    // (`app_layer`), not built. Never for a registry (its layers must be the ones BuildKit's cache knows).
+    let parent = current.as_ref().filter(|current| {
+        up_to_date.is_none()
+            && !stem.is_empty()
+            && current.stem == stem
+            && !rebuild
+            && !options.for_registry
+            && base_build.is_none()
+            && engine.has_api()
+            && matches!(engine.builder(), Ok((engine::Builder::BuildKit, _)))
+    });
+    let replaced = parent.and_then(|parent| {
+        let mut given = commit_labels(git.as_ref());
+        given.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
+        given.push((engine::STEM_LABEL.to_string(), stem.clone()));
+        let app = context_dir.join(dockerfile::CONTEXT_APP);
+        let mut keys = COMMIT_LABELS.to_vec();
+        keys.extend([engine::FINGERPRINT_LABEL, engine::STEM_LABEL]);
+        let short = &parent.id.trim_start_matches("sha256:")[..12.min(parent.id.len())];
+        match app_layer::replace(&engine, &parent.id, (&app, &config.workdir), &tags, (&keys, &given)) {
+            Ok(id) => {
+                println!(
+                    "image: only the app's files changed: their new layer replaces the top one of {short} (loaded \
+                     through the engine's socket, no build)"
+                );
+                Some(id)
+            }
+            Err(err) => {
+                println!("image: the app's layer of {short} cannot be replaced ({err:#}): building");
+                None
+            }
+        }
+    });
+    let (id, note) = match (up_to_date, replaced) {
+        (Some(image), _) => {
             println!("image: {} is up to date (built from this context, Dockerfile and base image)", tags[0]);
             (image.id.clone(), " (up to date)")
         }
-        _ => {
+        (None, Some(id)) => (id, " (app layer)"),
+        (None, None) => {
             let mut stage_tag = None;
             if let Some((base_build, tag)) = base_build {
                 let (ok, took) = base_build.wait();
@@ -361,6 +401,7 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
             labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
+            labels.push((engine::STEM_LABEL.to_string(), stem.clone()));
             // BuildKit takes the inline cache of the repository's images of this commit and version.
             let mut cache_from = Vec::new();
             if builder == engine::Builder::BuildKit {
@@ -715,14 +756,18 @@ fn without_credentials(url: &str) -> String {
 /// others can reach (not a path on this machine).
 fn commit_labels(git: Option<&Git>) -> Vec<(String, String)> {
     let Some(git) = git else { return Vec::new() };
-    let oci = "org.opencontainers.image";
+    let [revision_key, created_key, source_key] = COMMIT_LABELS.map(str::to_string);
     let revision = if git.dirty { format!("{}-dirty", git.full) } else { git.full.clone() };
-    let mut labels = vec![(format!("{oci}.revision"), revision), (format!("{oci}.created"), git.created.clone())];
+    let mut labels = vec![(revision_key, revision), (created_key, git.created.clone())];
     if is_remote_url(&git.source) {
-        labels.push((format!("{oci}.source"), git.source.clone()));
+        labels.push((source_key, git.source.clone()));
     }
     labels
 }
+
+/// The labels of the commit (`commit_labels`), given to the build with `--label`.
+const COMMIT_LABELS: [&str; 3] =
+    ["org.opencontainers.image.revision", "org.opencontainers.image.created", "org.opencontainers.image.source"];
 
 /// `https://host/repo`, `ssh://...`, `git@host:org/repo`: a repository on another machine.
 fn is_remote_url(url: &str) -> bool {
@@ -1095,6 +1140,32 @@ fn fingerprint(
     format!("sha256:{}", hasher.hex())
 }
 
+/// What an image is made of but the app's files and the commit's labels: the fingerprint without `app/` (its
+/// files and their bytecode) and without the labels. Two images of the same stem differ in their top layer alone,
+/// the Dockerfile's last step that adds files (`COPY app/ ./`), and in their labels.
+fn stem(
+    context: &BuildContext,
+    dockerfile: &str,
+    base_id: &str,
+    build_args: &[(String, String)],
+    platform: &str,
+) -> String {
+    let mut hasher = Sha256::default();
+    hasher.update(b"xtask image stem 1\n");
+    let app = format!("{}/", dockerfile::CONTEXT_APP);
+    for (path, mode, sha256) in context.manifest.iter().filter(|(path, _, _)| !path.starts_with(&app)) {
+        hasher.update(format!("file {path} {mode:o} {sha256}\n").as_bytes());
+    }
+    hasher.update(format!("venv {}\n", context.venv).as_bytes());
+    hasher.update(format!("dockerfile {}\n", dockerfile.len()).as_bytes());
+    hasher.update(dockerfile.as_bytes());
+    hasher.update(format!("base {base_id}\nplatform {platform}\n").as_bytes());
+    for (key, value) in build_args {
+        hasher.update(format!("arg {key}={value}\n").as_bytes());
+    }
+    format!("sha256:{}", hasher.hex())
+}
+
 /// `12.3 MB`
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
@@ -1127,6 +1198,7 @@ mod tests {
             size: 1,
             platform: "linux/amd64".to_string(),
             fingerprint: "sha256:f".to_string(),
+            stem: String::new(),
         };
         assert_eq!(reusable(Some(&image), "sha256:f", false), Some(&image));
         // --always-build and --no-cache build a new image: what is reported and tagged is that one.

@@ -2,6 +2,7 @@
 //! target exists for the workspace's benchmarks (`xtask-bench`), which drive the same engine and settings.
 //! See `cargo xtask --help` and the README's architecture section.
 
+mod app_layer;
 mod bench;
 mod bytecode;
 pub mod config;

@@ -31,7 +31,7 @@ pub(crate) fn write_tree(root: &Path, archive: &Path) -> Result<usize> {
             .with_context(|| format!("cannot create {}", paths::display(&temporary)))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut entries = 0;
-        add_folder(&mut out, root, root, &mut entries)?;
+        add_folder(&mut out, root, root, "", false, &mut entries)?;
         out.write_all(&[0; 2 * BLOCK])?;
         // Not synced: like the tree it is made of (uv's install syncs nothing), a cache the stamp written after
         // it vouches for; a sync of 20 MB would cost more than the archive.
@@ -51,7 +51,53 @@ pub(crate) fn write_tree(root: &Path, archive: &Path) -> Result<usize> {
     }
 }
 
-fn add_folder(out: &mut impl Write, root: &Path, dir: &Path, entries: &mut usize) -> Result<()> {
+/// An image layer (uncompressed) that holds the tree under `root` at `at` in the image (`srv/app`: no leading
+/// or trailing `/`), as the engine's `COPY` makes it: the folders leading there, then the tree's entries, sorted,
+/// owned by root, with their own modes and modification times.
+pub(crate) fn layer(root: &Path, at: &str) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(root).with_context(|| format!("cannot read {}", paths::display(root)))?;
+    let mut out = Vec::new();
+    let mut folder = String::new();
+    for part in at.split('/').filter(|p| !p.is_empty()) {
+        folder.push_str(part);
+        folder.push('/');
+        header(&mut out, &folder, Kind::Folder, 0o755, 0, "", modified(&meta))?;
+    }
+    let mut entries = 0;
+    add_folder(&mut out, root, root, &folder, true, &mut entries)?;
+    finish(&mut out);
+    Ok(out)
+}
+
+/// Appends a file holding `bytes` (mode 0644, owned by root, `MTIME`) to an archive written in memory.
+pub(crate) fn append_file(out: &mut Vec<u8>, name: &str, bytes: &[u8]) -> Result<()> {
+    header(out, name, Kind::File, 0o644, bytes.len() as u64, "", (MTIME, 0))?;
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&[0; BLOCK][..padding(bytes.len() as u64)]);
+    Ok(())
+}
+
+/// Ends an archive written in memory.
+pub(crate) fn finish(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0; 2 * BLOCK]);
+}
+
+/// Seconds and nanoseconds since the epoch of the entry's modification (0 when unknown).
+fn modified(meta: &std::fs::Metadata) -> (u64, u32) {
+    let since = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    since.map_or((0, 0), |d| (d.as_secs(), d.subsec_nanos()))
+}
+
+/// Adds the entries under `dir`, named `<prefix><path relative to root>`, with their own modification times
+/// (`kept_times`) or `MTIME`.
+fn add_folder(
+    out: &mut impl Write,
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    kept_times: bool,
+    entries: &mut usize,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut children: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", paths::display(dir)))?
@@ -60,22 +106,23 @@ fn add_folder(out: &mut impl Write, root: &Path, dir: &Path, entries: &mut usize
     for child in children {
         let path = child.path();
         let meta = std::fs::symlink_metadata(&path)?;
-        let Some(name) = path.strip_prefix(root).unwrap().to_str().map(str::to_string) else {
+        let Some(name) = path.strip_prefix(root).unwrap().to_str().map(|name| format!("{prefix}{name}")) else {
             bail!("{} has a name that is not UTF-8: the archive cannot hold it", paths::display(&path));
         };
         let mode = meta.permissions().mode() & 0o7777;
+        let mtime = if kept_times { modified(&meta) } else { (MTIME, 0) };
         *entries += 1;
         if meta.is_dir() {
-            header(out, &format!("{name}/"), Kind::Folder, mode, 0, "")?;
-            add_folder(out, root, &path, entries)?;
+            header(out, &format!("{name}/"), Kind::Folder, mode, 0, "", mtime)?;
+            add_folder(out, root, &path, prefix, kept_times, entries)?;
         } else if meta.is_symlink() {
             let target = std::fs::read_link(&path)?;
             let Some(target) = target.to_str() else {
                 bail!("{} links to a path that is not UTF-8: the archive cannot hold it", paths::display(&path));
             };
-            header(out, &name, Kind::Link, 0o777, 0, target)?;
+            header(out, &name, Kind::Link, 0o777, 0, target, mtime)?;
         } else if meta.is_file() {
-            header(out, &name, Kind::File, mode, meta.len(), "")?;
+            header(out, &name, Kind::File, mode, meta.len(), "", mtime)?;
             let mut file =
                 std::fs::File::open(&path).with_context(|| format!("cannot read {}", paths::display(&path)))?;
             let copied = std::io::copy(&mut file, out)?;
@@ -104,15 +151,27 @@ fn padding(len: u64) -> usize {
 }
 
 /// The header of one entry, preceded by a PAX header when the path or the link target is too long for ustar.
-fn header(out: &mut impl Write, name: &str, kind: Kind, mode: u32, size: u64, link: &str) -> Result<()> {
-    if name.len() > 100 || link.len() > 100 {
+/// `mtime`: seconds and nanoseconds since the epoch (the nanoseconds in a PAX record, as GNU tar writes them).
+fn header(
+    out: &mut impl Write,
+    name: &str,
+    kind: Kind,
+    mode: u32,
+    size: u64,
+    link: &str,
+    (mtime, nanos): (u64, u32),
+) -> Result<()> {
+    if name.len() > 100 || link.len() > 100 || nanos != 0 {
         let mut records = String::new();
         for (key, value) in [("path", name), ("linkpath", link)] {
             if value.len() > 100 {
                 records.push_str(&pax_record(key, value));
             }
         }
-        header(out, "././@PaxHeader", Kind::Pax, 0o644, records.len() as u64, "")?;
+        if nanos != 0 {
+            records.push_str(&pax_record("mtime", &format!("{mtime}.{nanos:09}")));
+        }
+        header(out, "././@PaxHeader", Kind::Pax, 0o644, records.len() as u64, "", (mtime, 0))?;
         out.write_all(records.as_bytes())?;
         out.write_all(&[0; BLOCK][..padding(records.len() as u64)])?;
     }
@@ -129,7 +188,7 @@ fn header(out: &mut impl Write, name: &str, kind: Kind, mode: u32, size: u64, li
         bail!("{name} is over 8 GiB: the archive cannot hold it");
     }
     put(124, 12, format!("{size:011o}\0").as_bytes());
-    put(136, 12, format!("{MTIME:011o}\0").as_bytes());
+    put(136, 12, format!("{mtime:011o}\0").as_bytes());
     let flag = match kind {
         Kind::File => b'0',
         Kind::Link => b'2',
@@ -232,6 +291,33 @@ mod tests {
         std::fs::write(dir.join("two/empty.txt"), "!").unwrap();
         write_tree(&dir.join("two"), &dir.join("two.tar")).unwrap();
         assert_ne!(one, std::fs::read(dir.join("two.tar")).unwrap());
+    }
+
+    #[test]
+    fn a_layer_holds_the_tree_at_its_place_with_the_files_times() {
+        let dir = scratch_dir("tarball-layer");
+        let root = dir.join("app");
+        tree(&root);
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "2026-01-02 03:04:05.123456789Z"])
+            .arg(root.join("bin/tool"))
+            .status();
+        assert!(touched.unwrap().success());
+        let archive = dir.join("layer.tar");
+        std::fs::write(&archive, layer(&root, "srv/app").unwrap()).unwrap();
+        let listing = std::process::Command::new("tar").args(["--list", "--file"]).arg(&archive).output().unwrap();
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        let names: Vec<&str> = listing.lines().take(4).collect();
+        assert_eq!(names, ["srv/", "srv/app/", "srv/app/bin/", "srv/app/bin/alias"], "{listing}");
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let extracted = std::process::Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&out).status();
+        assert!(extracted.unwrap().success());
+        let time = |path: &Path| std::fs::metadata(path).unwrap().modified().unwrap();
+        assert_eq!(time(&out.join("srv/app/bin/tool")), time(&root.join("bin/tool")));
+        let since = time(&out.join("srv/app/bin/tool")).duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(since.subsec_nanos(), 123_456_789);
+        assert_eq!(std::fs::read(out.join("srv/app/block.bin")).unwrap(), vec![7u8; 512]);
     }
 
     #[test]

@@ -394,6 +394,91 @@ fn noop_is_fast_and_an_app_change_rebuilds_only_the_app_layers() {
     );
 }
 
+/// With BuildKit, a change of the app's files alone replaces the image's top layer through the engine's socket
+/// instead of a build (`app_layer`): the image serves the change, and it is what the build makes of the same
+/// files: the same configuration, history, layers below, and files with their owners, modes, times and bytes.
+#[test]
+fn an_app_change_replaces_the_app_layer_as_the_build_would() {
+    let base = base_311();
+    let name = "xtask-test-app-layer";
+    clean(name);
+    let app = app_copy("app-layer", name);
+    let client = buildkit_client();
+    let image = format!("{name}:0.1.0");
+    let build = |extra: &[&str]| {
+        let mut args = vec!["image", "--app", app.to_str().unwrap(), "--base-image", &base];
+        args.extend(["--engine", client.to_str().unwrap(), "--builder", "buildkit"]);
+        args.extend(extra);
+        let (output, _) = run_xtask(&args);
+        assert_success(&format!("xtask image {extra:?}"), &output);
+        stdout(&output)
+    };
+    // What the image is: its configuration, history, and every file under /app and /opt.
+    let describe = || {
+        let files = docker()
+            .args(["run", "--rm", "--network", "none", "--entrypoint", "sh", &image, "-c"])
+            .arg(
+                "find /app /opt -printf '%p %m %U %G %s %y %l\\n' | sort; find /app /opt -type f -printf '%p %T@\\n' \
+                 | sort; find /app /opt -type f | sort | xargs sha256sum",
+            )
+            .output()
+            .unwrap();
+        assert_success("listing the image's files", &files);
+        let history = docker()
+            .args(["history", "--no-trunc", "--format", "{{.CreatedBy}} | {{.Size}} | {{.Comment}}", &image])
+            .output()
+            .unwrap();
+        assert_success("docker history", &history);
+        (inspect(&image, "{{json .Config}}"), stdout(&history), stdout(&files))
+    };
+    let service = app.join("app/service/string_service.py");
+    let code = std::fs::read_to_string(&service).unwrap();
+    let change = |suffix: &str| {
+        std::fs::write(&service, code.replace("return text[::-1]", &format!("return text[::-1] + \"{suffix}\"")))
+            .unwrap();
+    };
+
+    let log = build(&[]);
+    assert!(log.contains("image: building") && log.contains("with BuildKit"), "{log}");
+    let before = layers(&image);
+
+    change("!");
+    let log = build(&[]);
+    assert!(log.contains("image: only the app's files changed"), "{log}");
+    assert!(!log.contains("image: building") && log.contains("build 0.") && log.contains("(app layer)"), "{log}");
+    let after = layers(&image);
+    assert_eq!(before[..before.len() - 1], after[..after.len() - 1], "only the top layer changes");
+    assert_ne!(before.last(), after.last());
+    {
+        let container = Container::start(&format!("{name}-serve"), &image);
+        assert_eq!(post(container.port, "/strings/reverse", "ab"), r#"{"result":"ba!"}"#);
+    }
+
+    // Again, on the image made that way; then nothing to do.
+    change("?");
+    let log = build(&[]);
+    assert!(log.contains("image: only the app's files changed"), "{log}");
+    let replaced = describe();
+    assert!(replaced.2.contains("/app/app/service/string_service.py 644 0 0 "), "{}", replaced.2);
+    let log = build(&[]);
+    assert!(log.contains(&format!("image: {image} is up to date")), "{log}");
+    {
+        let container = Container::start(&format!("{name}-serve"), &image);
+        assert_eq!(post(container.port, "/strings/reverse", "ab"), r#"{"result":"ba?"}"#);
+    }
+
+    // The build of the same files makes the same image (but for its id: the history's and the image's times).
+    let id = inspect(&image, "{{.Id}}");
+    let log = build(&["--always-build"]);
+    assert!(log.contains("image: building"), "{log}");
+    assert_ne!(inspect(&image, "{{.Id}}"), id);
+    let built = describe();
+    assert_eq!(replaced.0, built.0, "the configuration");
+    assert_eq!(replaced.1, built.1, "the history");
+    assert_eq!(replaced.2, built.2, "the files");
+    assert_eq!(layers(&image)[..after.len() - 1], after[..after.len() - 1]);
+}
+
 /// For Python 3.13 on a trixie base, built with BuildKit: the wheelhouse has the cp313 build of the compiled
 /// dependency (pydantic-core) and the image serves.
 #[test]
