@@ -75,6 +75,9 @@ pub(crate) fn replace(
             size: number(item, "Size").ok_or_else(|| format_err!("a history entry without its size"))?,
         });
     }
+    if entries.is_empty() || diff_ids.is_empty() {
+        bail!("the engine tells no history or no layers of {parent}");
+    }
     let layered = layers_of(&entries, diff_ids.len())?;
     let last = layered.iter().rposition(|l| *l).unwrap_or(0);
     if entries[last].created_by != app_step() || entries[last].comment != BUILDKIT_COMMENT {
@@ -176,7 +179,7 @@ fn set_labels(config: &mut Json, given: &[&str], labels: &[(String, String)]) {
 }
 
 /// `2026-12-01T23:59:03.123456789Z` from nanoseconds since the epoch (the fraction left out when it is 0).
-pub(crate) fn rfc3339(ns: i128) -> String {
+fn rfc3339(ns: i128) -> String {
     let secs = ns.div_euclid(1_000_000_000) as i64;
     let nanos = ns.rem_euclid(1_000_000_000) as u32;
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -1409,8 +1409,10 @@ fn api_request(socket: &Path, method: &str, path: &str, body: Option<&[u8]>) -> 
 fn api_exchange(socket: &Path, method: &str, path: &str, body: Option<&[u8]>) -> Option<(String, String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).ok()?;
-    stream.set_write_timeout(Some(std::time::Duration::from_secs(60))).ok()?;
+    // A question is answered at once; an upload (an image's load) is given a minute.
+    let timeout = std::time::Duration::from_secs(if body.is_some() { 60 } else { 10 });
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: docker\r\n").into_bytes();
     if let Some(body) = body {
         request.extend(format!("Content-Type: application/x-tar\r\nContent-Length: {}\r\n", body.len()).bytes());
