@@ -154,7 +154,7 @@ pub(crate) const PIDS_LIMIT: u32 = 512;
 
 /// The label that records what an image was built from (see `image.rs`).
 pub(crate) const FINGERPRINT_LABEL: &str = "xtask.fingerprint";
-/// The label of what an image was built from but the app's files (`image::stem`): an app change can replace its
+/// The label of what an image was built from but the app's files (`image::Digest::Stem`): an app change can replace its
 /// top layer alone (`app_layer`).
 pub(crate) const STEM_LABEL: &str = "xtask.stem";
 /// The label on containers `cargo xtask run` starts: the image name they run.
@@ -1277,32 +1277,10 @@ impl Engine {
 }
 
 impl Engine {
-    /// Whether the daemon is asked on its socket (`api_json`, `load`): Docker, its socket plain to see.
-    pub(crate) fn has_api(&self) -> bool {
-        self.api_socket().is_some()
-    }
-
-    /// `GET <path>` on the daemon's socket: the JSON of a 200; `None` for anything else or without the socket.
-    pub(crate) fn api_json(&self, path: &str) -> Option<crate::json::Json> {
-        api_get(&self.api_socket()?, path)?.ok()
-    }
-
-    /// Loads an image archive (`docker load`'s format) through the daemon's socket; an error says the daemon's
-    /// words.
-    pub(crate) fn load(&self, archive: &[u8]) -> Result<()> {
-        let socket = self.api_socket().ok_or_else(|| format_err!("the engine's socket is not known"))?;
-        let (status, body) = api_request(&socket, "POST", "/images/load?quiet=1", Some(archive))
-            .ok_or_else(|| format_err!("the engine did not answer the image's load"))?;
-        // The answer is a stream of JSON messages; a failure is one with an `error`.
-        let failure = body
-            .split(['\r', '\n'])
-            .filter_map(|m| crate::json::parse(m.trim()).ok())
-            .find_map(|m| m.get("error").and_then(|e| e.as_str()).map(str::to_string));
-        match (status.as_str(), failure) {
-            ("200", None) => Ok(()),
-            (_, Some(error)) => bail!("the engine refused the image: {error}"),
-            (status, None) => bail!("the engine refused the image (HTTP {status}): {}", body.trim()),
-        }
+    /// The daemon's socket, when the client would use it (Docker, its socket plain to see): found once, for the
+    /// questions and the load that follow.
+    pub(crate) fn api(&self) -> Option<Api> {
+        self.api_socket().map(|socket| Api { socket })
     }
 
     /// What decides the client's BuildKit without asking it: the client binary (path, size, modification time),
@@ -1368,6 +1346,34 @@ impl Engine {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = crate::gen::write_atomic(&path, format!("{key}\n{client}\n{server}\n{offered}\n").as_bytes());
+    }
+}
+
+/// The Docker daemon's API on its socket (`Engine::api`).
+pub(crate) struct Api {
+    socket: PathBuf,
+}
+
+impl Api {
+    /// `GET <path>`: the JSON of a 200; `None` for anything else.
+    pub(crate) fn json(&self, path: &str) -> Option<crate::json::Json> {
+        api_get(&self.socket, path)?.ok()
+    }
+
+    /// Loads an image archive (`docker load`'s format); an error says the daemon's words.
+    pub(crate) fn load(&self, archive: &[u8]) -> Result<()> {
+        let (status, body) = api_request(&self.socket, "POST", "/images/load?quiet=1", Some(archive))
+            .ok_or_else(|| format_err!("the engine did not answer the image's load"))?;
+        // The answer is a stream of JSON messages; a failure is one with an `error`.
+        let failure = body
+            .split(['\r', '\n'])
+            .filter_map(|m| crate::json::parse(m.trim()).ok())
+            .find_map(|m| m.get("error").and_then(|e| e.as_str()).map(str::to_string));
+        match (status.as_str(), failure) {
+            ("200", None) => Ok(()),
+            (_, Some(error)) => bail!("the engine refused the image: {error}"),
+            (status, None) => bail!("the engine refused the image (HTTP {status}): {}", body.trim()),
+        }
     }
 }
 
@@ -1441,10 +1447,7 @@ fn api_image(socket: &Path, reference: &str) -> Option<Option<ImageInfo>> {
     };
     let text = |j: Option<&crate::json::Json>| j.and_then(|j| j.as_str()).map(str::to_string);
     let id = text(json.get("Id"))?;
-    let size = match json.get("Size")? {
-        crate::json::Json::Number(n) => n.parse::<u64>().ok()?,
-        _ => return None,
-    };
+    let size = json.get("Size")?.as_u64()?;
     let platform = format!("{}/{}", text(json.get("Os"))?, text(json.get("Architecture"))?);
     let label =
         |key| text(json.get("Config").and_then(|c| c.get("Labels")).and_then(|l| l.get(key))).unwrap_or_default();

@@ -326,19 +326,20 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
     let tags: Vec<String> =
         tag_names(&config, git.as_ref()).iter().map(|t| format!("{}:{t}{suffix}", config.name)).collect();
     let (current, commit_tag) = inspect_tags(sh, &engine, &tags)?;
-    let mut labels = commit_labels(git.as_ref());
-    let fingerprint = match (&context, &base) {
-        (Some(context), Some(base)) => {
-            fingerprint(context, &contents, &base.info.id, &build_args, &labels, &config.platform)
-        }
+    let commit = commit_labels(git.as_ref());
+    let digest_of = |what| match (&context, &base) {
+        (Some(context), Some(base)) => digest(what, context, &contents, &base.info.id, &build_args, &config.platform),
         _ => String::new(),
     };
-    let stem = match (&context, &base) {
-        (Some(context), Some(base)) => stem(context, &contents, &base.info.id, &build_args, &config.platform),
-        _ => String::new(),
-    };
+    let fingerprint = digest_of(Digest::Fingerprint(&commit));
     let rebuild = options.always_build || options.no_cache;
     let up_to_date = reusable(current.as_ref(), &fingerprint, rebuild);
+    // A new image's labels (given to the build, or written into the configuration of a replaced app layer): the
+    // commit's, the fingerprint and the stem; a no-op needs neither.
+    let stem = if up_to_date.is_none() { digest_of(Digest::Stem) } else { String::new() };
+    let mut labels = commit;
+    labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
+    labels.push((engine::STEM_LABEL.to_string(), stem.clone()));
     // Only the app's files changed since the image under the version tag was made: its top layer is replaced
     // (`app_layer`), not built. Never for a registry (its layers must be the ones BuildKit's cache knows).
     let parent = current.as_ref().filter(|current| {
@@ -348,18 +349,14 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             && !rebuild
             && !options.for_registry
             && base_build.is_none()
-            && engine.has_api()
             && matches!(engine.builder(), Ok((engine::Builder::BuildKit, _)))
     });
-    let replaced = parent.and_then(|parent| {
-        let mut given = commit_labels(git.as_ref());
-        given.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
-        given.push((engine::STEM_LABEL.to_string(), stem.clone()));
+    let replaced = parent.and_then(|parent| Some((parent, engine.api()?))).and_then(|(parent, api)| {
         let app = context_dir.join(dockerfile::CONTEXT_APP);
         let mut keys = COMMIT_LABELS.to_vec();
         keys.extend([engine::FINGERPRINT_LABEL, engine::STEM_LABEL]);
         let short = &parent.id.trim_start_matches("sha256:")[..12.min(parent.id.len())];
-        match app_layer::replace(&engine, &parent.id, (&app, &config.workdir), &tags, (&keys, &given)) {
+        match app_layer::replace(&api, &parent.id, (&app, &config.workdir), &tags, (&keys, &labels)) {
             Ok(id) => {
                 println!(
                     "image: only the app's files changed: their new layer replaces the top one of {short} (loaded \
@@ -400,8 +397,6 @@ pub(crate) fn build(sh: &Shell, options: &BuildOptions<'_>) -> Result<Built> {
             }
             let (builder, why) = engine.builder()?;
             println!("image: building {} with {} ({why})", tags.join(" and "), builder.name());
-            labels.push((engine::FINGERPRINT_LABEL.to_string(), fingerprint.clone()));
-            labels.push((engine::STEM_LABEL.to_string(), stem.clone()));
             // BuildKit takes the inline cache of the repository's images of this commit and version.
             let mut cache_from = Vec::new();
             if builder == engine::Builder::BuildKit {
@@ -1112,22 +1107,48 @@ impl ContextStamp {
     }
 }
 
-/// A checksum of everything the image is built from: the context's files (paths, modes, contents), the
-/// Dockerfile, the base image's id, the build arguments and the platform.
-fn fingerprint(
+/// What `digest` sums up.
+#[derive(Clone, Copy)]
+enum Digest<'a> {
+    /// Everything the image is built from, the commit's labels included (the `xtask.fingerprint` label): the
+    /// context's files (paths, modes, contents), the virtualenv and the app's bytecode, the Dockerfile, the base
+    /// image's id, the build arguments and the platform.
+    Fingerprint(&'a [(String, String)]),
+    /// The same but for `app/` (its files and their bytecode) and the labels (the `xtask.stem` label): two images
+    /// of the same stem differ in their top layer alone, the Dockerfile's last step that adds files (`COPY app/
+    /// ./`), and in their labels.
+    Stem,
+}
+
+/// The checksum `what` names.
+fn digest(
+    what: Digest<'_>,
     context: &BuildContext,
     dockerfile: &str,
     base_id: &str,
     build_args: &[(String, String)],
-    labels: &[(String, String)],
     platform: &str,
 ) -> String {
     let mut hasher = Sha256::default();
-    hasher.update(b"xtask image 4\n");
-    for (path, mode, sha256) in &context.manifest {
+    let app = format!("{}/", dockerfile::CONTEXT_APP);
+    let labels = match what {
+        Digest::Fingerprint(labels) => {
+            hasher.update(b"xtask image 4\n");
+            labels
+        }
+        Digest::Stem => {
+            hasher.update(b"xtask image stem 1\n");
+            &[]
+        }
+    };
+    let stem = matches!(what, Digest::Stem);
+    for (path, mode, sha256) in context.manifest.iter().filter(|(path, _, _)| !(stem && path.starts_with(&app))) {
         hasher.update(format!("file {path} {mode:o} {sha256}\n").as_bytes());
     }
-    hasher.update(format!("venv {}\nbytecode {}\n", context.venv, context.app_bytecode).as_bytes());
+    hasher.update(format!("venv {}\n", context.venv).as_bytes());
+    if !stem {
+        hasher.update(format!("bytecode {}\n", context.app_bytecode).as_bytes());
+    }
     hasher.update(format!("dockerfile {}\n", dockerfile.len()).as_bytes());
     hasher.update(dockerfile.as_bytes());
     hasher.update(format!("base {base_id}\nplatform {platform}\n").as_bytes());
@@ -1136,32 +1157,6 @@ fn fingerprint(
     }
     for (key, value) in labels {
         hasher.update(format!("label {key}={value}\n").as_bytes());
-    }
-    format!("sha256:{}", hasher.hex())
-}
-
-/// What an image is made of but the app's files and the commit's labels: the fingerprint without `app/` (its
-/// files and their bytecode) and without the labels. Two images of the same stem differ in their top layer alone,
-/// the Dockerfile's last step that adds files (`COPY app/ ./`), and in their labels.
-fn stem(
-    context: &BuildContext,
-    dockerfile: &str,
-    base_id: &str,
-    build_args: &[(String, String)],
-    platform: &str,
-) -> String {
-    let mut hasher = Sha256::default();
-    hasher.update(b"xtask image stem 1\n");
-    let app = format!("{}/", dockerfile::CONTEXT_APP);
-    for (path, mode, sha256) in context.manifest.iter().filter(|(path, _, _)| !path.starts_with(&app)) {
-        hasher.update(format!("file {path} {mode:o} {sha256}\n").as_bytes());
-    }
-    hasher.update(format!("venv {}\n", context.venv).as_bytes());
-    hasher.update(format!("dockerfile {}\n", dockerfile.len()).as_bytes());
-    hasher.update(dockerfile.as_bytes());
-    hasher.update(format!("base {base_id}\nplatform {platform}\n").as_bytes());
-    for (key, value) in build_args {
-        hasher.update(format!("arg {key}={value}\n").as_bytes());
     }
     format!("sha256:{}", hasher.hex())
 }

@@ -47,6 +47,14 @@ impl Json {
         }
     }
 
+    /// A number that is a whole `u64`.
+    pub(crate) fn as_u64(&self) -> Option<u64> {
+        match self {
+            Json::Number(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn as_array(&self) -> Option<&[Json]> {
         match self {
             Json::Array(items) => Some(items),

@@ -32,7 +32,7 @@ pub(crate) fn write_tree(root: &Path, archive: &Path) -> Result<usize> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut entries = 0;
         add_folder(&mut out, root, root, "", false, &mut entries)?;
-        out.write_all(&[0; 2 * BLOCK])?;
+        finish(&mut out)?;
         // Not synced: like the tree it is made of (uv's install syncs nothing), a cache the stamp written after
         // it vouches for; a sync of 20 MB would cost more than the archive.
         out.flush()?;
@@ -65,7 +65,7 @@ pub(crate) fn layer(root: &Path, at: &str) -> Result<Vec<u8>> {
     }
     let mut entries = 0;
     add_folder(&mut out, root, root, &folder, true, &mut entries)?;
-    finish(&mut out);
+    finish(&mut out)?;
     Ok(out)
 }
 
@@ -77,9 +77,9 @@ pub(crate) fn append_file(out: &mut Vec<u8>, name: &str, bytes: &[u8]) -> Result
     Ok(())
 }
 
-/// Ends an archive written in memory.
-pub(crate) fn finish(out: &mut Vec<u8>) {
-    out.extend_from_slice(&[0; 2 * BLOCK]);
+/// Ends an archive: two empty blocks.
+pub(crate) fn finish(out: &mut impl Write) -> std::io::Result<()> {
+    out.write_all(&[0; 2 * BLOCK])
 }
 
 /// Seconds and nanoseconds since the epoch of the entry's modification (0 when unknown).

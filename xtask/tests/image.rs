@@ -396,7 +396,8 @@ fn noop_is_fast_and_an_app_change_rebuilds_only_the_app_layers() {
 
 /// With BuildKit, a change of the app's files alone replaces the image's top layer through the engine's socket
 /// instead of a build (`app_layer`): the image serves the change, and it is what the build makes of the same
-/// files: the same configuration, history, layers below, and files with their owners, modes, times and bytes.
+/// files: the same configuration, history, layers below, and files with their owners, modes and bytes; the files
+/// keep the context's times.
 #[test]
 fn an_app_change_replaces_the_app_layer_as_the_build_would() {
     let base = base_311();
